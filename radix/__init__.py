@@ -1,7 +1,14 @@
 """Radix: a distributed actor runtime for event-sourced aggregates on NATS JetStream."""
 
+from radix.client import Accepted, Client
+from radix.connection import ConnectOptions
 from radix.domain import Aggregate, BoundedContext, Command, Event, EventData
 from radix.errors import (
+    CommandConflictError,
+    CommandError,
+    CommandFailedError,
+    CommandRejectedError,
+    CommandTimeoutError,
     CommitTooLargeError,
     CorruptCommitError,
     DecodeError,
@@ -14,17 +21,27 @@ from radix.errors import (
     UnknownTypeError,
     VersionConflictError,
 )
+from radix.logs import configure_logging
 from radix.names import Address
+from radix.runtime import Node, NodeConfig
 from radix.server import EmbeddedNats
 from radix.store import Commit, EventStore, InMemoryEventStore, JetStreamEventStore, StoreConfig
 
 __all__ = [
+    "Accepted",
     "Address",
     "Aggregate",
     "BoundedContext",
+    "Client",
     "Command",
+    "CommandConflictError",
+    "CommandError",
+    "CommandFailedError",
+    "CommandRejectedError",
+    "CommandTimeoutError",
     "Commit",
     "CommitTooLargeError",
+    "ConnectOptions",
     "CorruptCommitError",
     "DecodeError",
     "DomainError",
@@ -36,10 +53,13 @@ __all__ = [
     "InvalidNameError",
     "JetStreamEventStore",
     "NatsServerError",
+    "Node",
+    "NodeConfig",
     "RadixError",
     "StoreConfig",
     "StoreError",
     "StoreUnavailableError",
     "UnknownTypeError",
     "VersionConflictError",
+    "configure_logging",
 ]

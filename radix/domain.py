@@ -265,8 +265,10 @@ class BoundedContext:
         for aggregate in aggregates:
             for command_type in leaf_types(aggregate.command_base):
                 owners[command_type_name(command_type)] = aggregate.type_name
+        self._command_owner: dict[type[Command], str] = {}
         self.codecs: dict[str, AggregateCodec] = {}
         for aggregate in aggregates:
+            self._command_owner.update(dict.fromkeys(leaf_types(aggregate.command_base), aggregate.type_name))
             if aggregate.type_name in self.codecs:
                 raise ValueError(f"context {name!r} names aggregate type {aggregate.type_name!r} twice")
             self.codecs[aggregate.type_name] = AggregateCodec(aggregate, owners)
@@ -281,6 +283,13 @@ class BoundedContext:
                 f"context {self.name!r} has {', '.join(sorted(self.codecs))}",
             )
         return codec
+
+    def aggregate_type_of(self, command_type: type[Command]) -> str:
+        """The aggregate type that handles a command type."""
+        owner = self._command_owner.get(command_type)
+        if owner is None:
+            raise TypeError(f"{command_type.__name__} is not a command of context {self.name!r}")
+        return owner
 
     def __repr__(self) -> str:
         return f"BoundedContext({self.name!r}, [{', '.join(sorted(self.codecs))}])"

@@ -8,7 +8,17 @@ says what happened and what to do about it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from radix.wire import Reply
+
 __all__ = [
+    "CommandConflictError",
+    "CommandError",
+    "CommandFailedError",
+    "CommandRejectedError",
+    "CommandTimeoutError",
     "CommitTooLargeError",
     "CorruptCommitError",
     "DecodeError",
@@ -111,3 +121,49 @@ class StoreUnavailableError(StoreError, TimeoutError):
 
 class NatsServerError(RadixError):
     """The embedded nats-server could not be found, started or stopped."""
+
+
+class CommandError(RadixError):
+    """A command was not accepted; the node's reply says why (`reply.reason`)."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        self.command_id = reply.command_id
+        self.reason = reply.reason or reply.status
+        self.version = reply.version
+        super().__init__(f"command {reply.command_id} {reply.status}: {self.reason}")
+
+
+class CommandRejectedError(CommandError):
+    """The aggregate's rules rejected the command (`decide` raised `DomainError`)."""
+
+
+class CommandConflictError(CommandError):
+    """Events committed after the version the issuer saw conflict with the command.
+
+    `conflicts` holds those events. Look at the current state and decide again.
+    """
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply)
+        self.conflicts = tuple(reply.conflicts)
+
+
+class CommandFailedError(CommandError):
+    """The node answered `error`: bad input, a failure in user code, or an unavailable store."""
+
+
+class CommandTimeoutError(RadixError, TimeoutError):
+    """No node answered in time, after retries; the command may or may not have been applied.
+
+    Send it again with the same command id: it is applied at most once.
+    """
+
+    def __init__(self, command_id: str, subject: str, timeout: float) -> None:
+        self.command_id = command_id
+        self.subject = subject
+        self.timeout = timeout
+        super().__init__(
+            f"no reply to command {command_id} on {subject} within {timeout}s; it may or may not have been "
+            "applied: send it again with the same command id"
+        )

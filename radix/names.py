@@ -21,6 +21,7 @@ __all__ = [
     "context_filter",
     "event_subject",
     "events_stream",
+    "invalid_log_subject",
     "leases_bucket",
     "log_subject",
     "namespace_filter",
@@ -157,6 +158,11 @@ def log_subject(address: Address) -> str:
     """The subject of one aggregate's command-log entries."""
     a = address
     return f"{_scoped(a.namespace, a.context)}.log.{a.aggregate_type}.{a.aggregate_id}"
+
+
+def invalid_log_subject(namespace: str, context: str) -> str:
+    """Where commands sent to an invalid address are logged (no aggregate subject can be built for them)."""
+    return f"{_scoped(namespace, context)}.log._invalid"
 
 
 def context_filter(namespace: str, context: str, kind: str) -> str:

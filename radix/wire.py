@@ -6,12 +6,15 @@ client can read a stored commit or send a command. Extend them; do not change th
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
 __all__ = [
+    "ACCEPTED",
+    "CONFLICT",
     "CONTENT_TYPE",
+    "ERROR",
     "H_COMMAND_ID",
     "H_CONTENT_TYPE",
     "H_CORRELATION_ID",
@@ -20,9 +23,14 @@ __all__ = [
     "H_FIRST_VERSION",
     "H_ISSUER",
     "H_MSG_ID",
+    "H_STATUS",
     "H_VERSION",
+    "REJECTED",
     "CommitBody",
+    "LogEntry",
     "RecordedEvent",
+    "Reply",
+    "Status",
 ]
 
 # Radix headers.
@@ -32,6 +40,7 @@ H_ISSUER: Final = "Radix-Issuer"
 H_EXPECTED_VERSION: Final = "Radix-Expected-Version"
 H_FIRST_VERSION: Final = "Radix-First-Version"
 H_VERSION: Final = "Radix-Version"
+H_STATUS: Final = "Radix-Status"
 H_CONTENT_TYPE: Final = "Content-Type"
 CONTENT_TYPE: Final = "application/json"
 
@@ -60,3 +69,49 @@ class CommitBody(msgspec.Struct, frozen=True):
 
 commit_encoder: Final = msgspec.json.Encoder()
 commit_decoder: Final = msgspec.json.Decoder(CommitBody)
+
+
+Status = Literal["accepted", "rejected", "conflict", "error"]
+ACCEPTED: Final = "accepted"
+REJECTED: Final = "rejected"
+CONFLICT: Final = "conflict"
+ERROR: Final = "error"
+
+
+class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The answer to a command.
+
+    `accepted`: the command's events are committed and `version` is the aggregate's
+    version after them. `rejected`: the domain said no (`reason`). `conflict`: events
+    committed after `expected_version` conflict with it (`conflicts`). `error`: bad
+    input or a failure (`reason` says which, and whether to retry).
+    """
+
+    status: Status
+    command_id: str
+    version: int | None = None
+    events: list[RecordedEvent] = []
+    reason: str | None = None
+    conflicts: list[RecordedEvent] = []
+
+
+class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One command-log entry: what happened to a command, whatever the outcome."""
+
+    command_id: str
+    type: str | None
+    status: Status
+    reason: str | None
+    issuer: str | None
+    correlation_id: str | None
+    expected_version: int | None
+    version: int | None
+    node: str
+    at: str
+    aggregate: str | None = None
+    duplicate: bool = False
+
+
+reply_encoder: Final = msgspec.json.Encoder()
+reply_decoder: Final = msgspec.json.Decoder(Reply)
+log_decoder: Final = msgspec.json.Decoder(LogEntry)

@@ -71,12 +71,20 @@ def test_a_server_that_cannot_start_reports_its_log(nats_server: EmbeddedNats) -
 def test_public_api_is_pinned() -> None:
     """The names a user imports from radix are exactly these."""
     assert sorted(radix.__all__) == [
+        "Accepted",
         "Address",
         "Aggregate",
         "BoundedContext",
+        "Client",
         "Command",
+        "CommandConflictError",
+        "CommandError",
+        "CommandFailedError",
+        "CommandRejectedError",
+        "CommandTimeoutError",
         "Commit",
         "CommitTooLargeError",
+        "ConnectOptions",
         "CorruptCommitError",
         "DecodeError",
         "DomainError",
@@ -88,12 +96,15 @@ def test_public_api_is_pinned() -> None:
         "InvalidNameError",
         "JetStreamEventStore",
         "NatsServerError",
+        "Node",
+        "NodeConfig",
         "RadixError",
         "StoreConfig",
         "StoreError",
         "StoreUnavailableError",
         "UnknownTypeError",
         "VersionConflictError",
+        "configure_logging",
     ]
     for name in radix.__all__:
         assert getattr(radix, name) is not None

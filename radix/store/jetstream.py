@@ -21,13 +21,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api as js_api
-from nats.js import errors as js_errors
 
 from radix import wire
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
 from radix.store._commit import Commit, decode_commit, prepare_commit
+from radix.store._streams import ensure_stream
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
@@ -137,14 +137,7 @@ class JetStreamEventStore:
 
     async def _create_stream(self, name: str, namespace: str, context: str) -> None:
         config = self.stream_config(name, namespace, context)
-        try:
-            info = await self._js.stream_info(name)
-        except js_errors.NotFoundError:
-            try:
-                await self._js.add_stream(config)
-                return
-            except js_errors.BadRequestError:
-                info = await self._js.stream_info(name)  # created meanwhile by another node
+        info = await ensure_stream(self._js, config)
         if not info.config.allow_direct or info.config.subjects != config.subjects:
             raise StoreError(
                 f"stream {name} exists with settings Radix cannot use (subjects {info.config.subjects}, "

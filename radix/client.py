@@ -1,0 +1,136 @@
+"""The client: send commands to aggregates and get typed results.
+
+    async with Client(nc, inventory, namespace="prod") as client:
+        result = await client.send(CheckIn(count=3), aggregate_id="sku-42")
+        print(result.version, result.events)
+
+`send` retries on time-outs and "no responders" with the same command id, which
+the runtime applies at most once, so a retry is always safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from radix import wire
+from radix.domain import BoundedContext, Command, Event, encode_command
+from radix.errors import (
+    CommandConflictError,
+    CommandFailedError,
+    CommandRejectedError,
+    CommandTimeoutError,
+    DecodeError,
+)
+from radix.names import Address, command_subject, validate_namespace
+
+__all__ = ["Accepted", "Client"]
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An accepted command: the aggregate's version after it and the events it produced."""
+
+    command_id: str
+    version: int
+    events: tuple[Event, ...]
+    records: tuple[wire.RecordedEvent, ...]
+
+
+class Client:
+    """Sends one context's commands over a NATS connection."""
+
+    def __init__(self, nc: NATS, context: BoundedContext, *, namespace: str, attempt_timeout: float = 2.0) -> None:
+        self._nc = nc
+        self.context = context
+        self.namespace = validate_namespace(namespace)
+        self.attempt_timeout = attempt_timeout
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """The client owns nothing but its settings; the connection is the caller's. Safe to call twice."""
+
+    async def send(
+        self,
+        command: Command,
+        *,
+        aggregate_id: str,
+        expected_version: int | None = None,
+        command_id: str | None = None,
+        issuer: str | None = None,
+        correlation_id: str | None = None,
+        timeout: float = 10.0,
+    ) -> Accepted:
+        """Send a command and wait for its outcome.
+
+        Returns `Accepted`; raises `CommandRejectedError`, `CommandConflictError`
+        (with the conflicting events) or `CommandFailedError` for the other replies,
+        and `CommandTimeoutError` if no node answered within `timeout`.
+        """
+        aggregate_type = self.context.aggregate_type_of(type(command))
+        address = Address(self.namespace, self.context.name, aggregate_type, aggregate_id)
+        command_id = command_id or uuid.uuid4().hex
+        headers = {wire.H_COMMAND_ID: command_id}
+        if expected_version is not None:
+            if expected_version < 0:
+                raise ValueError(f"expected_version must be 0 or more, not {expected_version}")
+            headers[wire.H_EXPECTED_VERSION] = str(expected_version)
+        if issuer is not None:
+            headers[wire.H_ISSUER] = issuer
+        if correlation_id is not None:
+            headers[wire.H_CORRELATION_ID] = correlation_id
+        reply = await self._request(command_subject(address), encode_command(command), headers, command_id, timeout)
+        return self._outcome(address, reply)
+
+    async def _request(
+        self, subject: str, payload: bytes, headers: dict[str, str], command_id: str, timeout: float
+    ) -> wire.Reply:
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CommandTimeoutError(command_id, subject, timeout)
+            try:
+                msg = await self._nc.request(
+                    subject, payload, timeout=min(self.attempt_timeout, remaining), headers=headers
+                )
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                # Safe to send again: the command id makes it apply at most once.
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                delay = min(delay * 2, 1.0)
+                continue
+            try:
+                return wire.reply_decoder.decode(msg.data)
+            except msgspec.DecodeError as e:
+                raise DecodeError(f"the reply to command {command_id} is not a Radix reply: {e}") from None
+
+    def _outcome(self, address: Address, reply: wire.Reply) -> Accepted:
+        if reply.status == wire.ACCEPTED:
+            codec = self.context.codec(address.aggregate_type)
+            return Accepted(
+                command_id=reply.command_id,
+                version=reply.version or 0,
+                events=tuple(codec.decode_event(e.type, e.schema, e.data) for e in reply.events),
+                records=tuple(reply.events),
+            )
+        if reply.status == wire.REJECTED:
+            raise CommandRejectedError(reply)
+        if reply.status == wire.CONFLICT:
+            raise CommandConflictError(reply)
+        raise CommandFailedError(reply)

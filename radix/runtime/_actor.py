@@ -1,0 +1,381 @@
+"""The aggregate actor: one per live aggregate, one command at a time.
+
+It activates from the latest snapshot and the events after it, then takes commands
+from its mailbox in turn and runs the command algorithm (docs/commands.md): known
+command id, true-conflict check, decide, fenced append, reload and retry on a
+version conflict. It passivates when idle, writing a snapshot if it has moved on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict, deque
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+
+from radix import wire
+from radix.domain import AggregateCodec, Event
+from radix.errors import CommitTooLargeError, DomainError, StoreError, VersionConflictError
+from radix.logs import logger
+from radix.names import Address
+from radix.store import Commit, EventStore
+from radix.store.snapshots import Snapshot, SnapshotStore
+
+__all__ = ["STOP", "ActorHost", "ActorSettings", "AggregateActor", "Envelope", "Stats", "state_fingerprint"]
+
+#: Put in a mailbox to ask the actor to stop once everything before it is handled.
+STOP = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded command and what came with it."""
+
+    command: Any
+    type_name: str
+    command_id: str
+    expected_version: int | None
+    issuer: str | None
+    correlation_id: str | None
+    reply_to: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActorSettings:
+    """What an actor needs to know from its node's configuration."""
+
+    idle_timeout: float
+    snapshot_every: int
+    retries: int
+    mailbox_size: int
+    recent_commands: int
+    recent_events: int
+
+
+@dataclass
+class Stats:
+    """What a node's actors have done, for tests, status and metrics."""
+
+    activations: int = 0
+    passivations: int = 0
+    replayed_events: int = 0
+    snapshots_loaded: int = 0
+    snapshots_written: int = 0
+
+
+class ActorHost(Protocol):
+    """The node, as its actors see it."""
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def store(self) -> EventStore: ...
+
+    @property
+    def snapshots(self) -> SnapshotStore: ...
+
+    async def answer(self, actor: AggregateActor, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
+
+    def actor_stopped(self, actor: AggregateActor) -> None: ...
+
+
+def state_fingerprint(codec: AggregateCodec) -> str | None:
+    """A fingerprint of the aggregate's state type; None if the state cannot be snapshotted."""
+    try:
+        schema = msgspec.json.encode(msgspec.json.schema(codec.aggregate.state_type))
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(codec.type_name.encode() + b"\0" + schema).hexdigest()[:16]
+
+
+class AggregateActor:
+    """The live instance of one aggregate on this node."""
+
+    def __init__(
+        self, host: ActorHost, address: Address, codec: AggregateCodec, settings: ActorSettings, fingerprint: str | None
+    ) -> None:
+        self.host = host
+        self.address = address
+        self.codec = codec
+        self.aggregate = codec.aggregate
+        self.settings = settings
+        self.fingerprint = fingerprint
+        self.mailbox: asyncio.Queue[Envelope | None] = asyncio.Queue(settings.mailbox_size)
+        self.state: Any = None
+        self.version = 0
+        self.position = 0
+        self.snapshot_version = 0
+        self.recent: OrderedDict[str, wire.Reply] = OrderedDict()
+        self.tail: deque[wire.RecordedEvent] = deque(maxlen=settings.recent_events)
+        self.stale = False
+        self.busy = False
+        self._snapshotting = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Activate, then handle commands until idle or asked to stop."""
+        a = self.address
+        structlog.contextvars.bind_contextvars(
+            namespace=a.namespace, context=a.context, aggregate=f"{a.aggregate_type}/{a.aggregate_id}"
+        )
+        try:
+            try:
+                await self._activate()
+            except Exception as e:
+                logger.error("activation failed", error=repr(e))
+                await self._fail_queued(f"the aggregate could not be loaded: {e}; retry later")
+                return
+            await self._serve()
+        finally:
+            self.host.actor_stopped(self)
+            await self._snapshot_if_moved()
+
+    async def _serve(self) -> None:
+        while True:
+            if self.mailbox.empty():
+                try:
+                    async with asyncio.timeout(self.settings.idle_timeout):
+                        envelope = await self.mailbox.get()
+                except TimeoutError:
+                    if self.mailbox.empty():
+                        self.host.stats.passivations += 1
+                        return  # passivate: idle for idle_timeout
+                    continue
+            else:
+                envelope = self.mailbox.get_nowait()
+            if envelope is STOP:
+                if self.mailbox.empty():
+                    return
+                continue  # more arrived after the stop request: it no longer applies
+            self.busy = True
+            try:
+                with structlog.contextvars.bound_contextvars(command_id=envelope.command_id):
+                    await self._turn(envelope)
+            finally:
+                self.busy = False
+
+    async def _fail_queued(self, reason: str) -> None:
+        while not self.mailbox.empty():
+            envelope = self.mailbox.get_nowait()
+            if envelope is not STOP:
+                reply = wire.Reply(status=wire.ERROR, command_id=envelope.command_id, reason=reason)
+                await self.host.answer(self, envelope, reply, False)
+
+    async def _turn(self, envelope: Envelope) -> None:
+        known = self.recent.get(envelope.command_id)
+        if known is not None:
+            await self.host.answer(self, envelope, known, True)
+            return
+        try:
+            reply = await self._handle(envelope)
+        except Exception as e:  # never let one command kill the actor
+            logger.exception("command failed")
+            self.stale = True
+            reply = wire.Reply(
+                status=wire.ERROR, command_id=envelope.command_id, reason=f"internal error: {e!r}; retry"
+            )
+        if reply.status != wire.ERROR:
+            self._remember(reply)
+        await self.host.answer(self, envelope, reply, False)
+
+    # -- loading ---------------------------------------------------------------------------
+
+    async def _activate(self) -> None:
+        self.state = self.aggregate.initial_state()
+        snapshot = await self._load_snapshot()
+        self.host.stats.activations += 1
+        if snapshot is not None:
+            self.host.stats.snapshots_loaded += 1
+            self.state = msgspec.json.decode(snapshot.state, type=self.aggregate.state_type)
+            self.version = self.snapshot_version = snapshot.version
+            self.position = snapshot.position
+            for reply in snapshot.recent:
+                self._remember(reply)
+        if not await self._catch_up() and snapshot is not None:
+            logger.warning("snapshot does not continue into the stream; replaying from the start")
+            self.state, self.version, self.position, self.snapshot_version = self.aggregate.initial_state(), 0, 0, 0
+            await self._catch_up()
+
+    async def _load_snapshot(self) -> Snapshot | None:
+        if self.fingerprint is None or self.settings.snapshot_every <= 0:
+            return None
+        try:
+            snapshot = await self.host.snapshots.load(self.address)
+        except Exception as e:
+            logger.warning("snapshot not readable; replaying", error=repr(e))
+            return None
+        if snapshot is None or snapshot.fingerprint != self.fingerprint:
+            return None
+        return snapshot
+
+    async def _catch_up(self) -> bool:
+        """Apply the events after the current version; False if they do not continue it."""
+        commits = await self.host.store.read(
+            self.address, after=self.version, start=self.position + 1 if self.position else 0
+        )
+        if commits and commits[0].first_version != self.version + 1:
+            return False
+        for commit in commits:
+            self._apply(commit)
+            self.host.stats.replayed_events += len(commit.events)
+        # Recent commits answer retried command ids, also after a move or passivation.
+        for commit in commits[-self.settings.recent_commands :]:
+            self._remember(
+                wire.Reply(
+                    status=wire.ACCEPTED,
+                    command_id=commit.command_id,
+                    version=commit.version,
+                    events=list(commit.events),
+                )
+            )
+        self.stale = False
+        return True
+
+    def _apply(self, commit: Commit) -> None:
+        state = self.state
+        for recorded in commit.events:
+            state = self.aggregate.evolve(state, self._decode(recorded))
+        self.state = state
+        self.version = commit.version
+        self.position = commit.position
+        self.tail.extend(commit.events)
+
+    def _decode(self, recorded: wire.RecordedEvent) -> Event:
+        return self.codec.decode_event(recorded.type, recorded.schema, recorded.data)
+
+    def _remember(self, reply: wire.Reply) -> None:
+        self.recent[reply.command_id] = reply
+        self.recent.move_to_end(reply.command_id)
+        while len(self.recent) > self.settings.recent_commands:
+            self.recent.popitem(last=False)
+
+    # -- the command algorithm -------------------------------------------------------------
+
+    async def _handle(self, envelope: Envelope) -> wire.Reply:
+        command_id = envelope.command_id
+        if self.stale:
+            await self._catch_up()
+        for _ in range(self.settings.retries + 1):
+            expected = envelope.expected_version
+            if expected is not None and expected > self.version:
+                return self._error(
+                    command_id,
+                    f"expected_version {expected} is ahead of the aggregate's version {self.version}; "
+                    "send the version you last saw",
+                )
+            if expected is not None and expected < self.version:
+                concurrent = await self._events_after(expected)
+                reason = self.aggregate.conflicts(envelope.command, [self._decode(e) for e in concurrent])
+                if reason is not None:
+                    return wire.Reply(
+                        status=wire.CONFLICT,
+                        command_id=command_id,
+                        version=self.version,
+                        reason=reason,
+                        conflicts=list(concurrent),
+                    )
+            try:
+                events = list(self.aggregate.decide(self.state, envelope.command))
+            except DomainError as e:
+                return wire.Reply(status=wire.REJECTED, command_id=command_id, version=self.version, reason=e.reason)
+            except Exception as e:
+                logger.exception("decide raised")
+                return self._error(command_id, f"decide raised {e!r}: a bug in the aggregate's code")
+            if not events:
+                return wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=self.version)
+            try:
+                data = [self.codec.encode_event(e) for e in events]
+                new_state = self._evolve_all(events)
+            except Exception as e:
+                logger.exception("decide returned events that could not be applied")
+                return self._error(command_id, f"the events decided could not be applied: {e!r}")
+            try:
+                commit = await self.host.store.append(
+                    self.address,
+                    data,
+                    expected_version=self.version,
+                    command_id=command_id,
+                    correlation_id=envelope.correlation_id,
+                    issuer=envelope.issuer,
+                )
+            except VersionConflictError:
+                # Someone else appended: never retry on the old state; reload the tail first.
+                logger.info("version conflict on append; reloading", expected=self.version)
+                await self._catch_up()
+                continue
+            except CommitTooLargeError as e:
+                return self._error(command_id, str(e))
+            except StoreError as e:
+                self.stale = True
+                return self._error(command_id, str(e))
+            if commit.first_version == self.version + 1 and commit.command_id == command_id:
+                self.state, self.version, self.position = new_state, commit.version, commit.position
+                self.tail.extend(commit.events)
+            else:  # the store answered an earlier commit of this command id: take history as it is
+                await self._catch_up()
+            self._maybe_snapshot()
+            return wire.Reply(
+                status=wire.ACCEPTED, command_id=command_id, version=commit.version, events=list(commit.events)
+            )
+        return self._error(
+            command_id,
+            f"gave up after {self.settings.retries + 1} version conflicts: the aggregate is being written "
+            "elsewhere; retry",
+        )
+
+    def _evolve_all(self, events: Sequence[Event]) -> Any:
+        state = self.state
+        for event in events:
+            state = self.aggregate.evolve(state, event)
+        return state
+
+    async def _events_after(self, version: int) -> list[wire.RecordedEvent]:
+        if self.tail and self.tail[0].version <= version + 1:
+            return [e for e in self.tail if e.version > version]
+        return [e for c in await self.host.store.read(self.address, after=version) for e in c.events]
+
+    @staticmethod
+    def _error(command_id: str, reason: str) -> wire.Reply:
+        return wire.Reply(status=wire.ERROR, command_id=command_id, reason=reason)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _maybe_snapshot(self) -> None:
+        every = self.settings.snapshot_every
+        if every > 0 and self.version - self.snapshot_version >= every and not self._snapshotting:
+            self._snapshotting = True
+            self.host.spawn(self._write_snapshot())
+
+    async def _snapshot_if_moved(self) -> None:
+        if self.settings.snapshot_every > 0 and self.version > self.snapshot_version and not self._snapshotting:
+            self._snapshotting = True
+            await self._write_snapshot()
+
+    async def _write_snapshot(self) -> None:
+        if self.fingerprint is None:
+            return
+        version, position = self.version, self.position
+        try:
+            snapshot = Snapshot(
+                version=version,
+                position=position,
+                fingerprint=self.fingerprint,
+                state=msgspec.Raw(msgspec.json.encode(self.state)),
+                recent=list(self.recent.values()),
+            )
+            await self.host.snapshots.save(self.address, snapshot)
+            self.snapshot_version = version
+            self.host.stats.snapshots_written += 1
+        except Exception as e:  # a snapshot is an optimisation: log and go on
+            logger.warning("snapshot not written", error=repr(e), version=version)
+        finally:
+            self._snapshotting = False

@@ -1,0 +1,124 @@
+"""Snapshots: an aggregate's state at a version, so activation replays only the tail.
+
+A snapshot is an optimisation, never the authority: it records the version and the
+stream position it covers and a fingerprint of the state's type, and the runtime
+ignores one that does not fit (see `radix.runtime`). Two implementations: in memory,
+and a JetStream KV bucket per namespace (`radix_{ns}_snapshots`, key `{ctx}.{Type}.{id}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js import api as js_api
+from nats.js import errors as js_errors
+from nats.js.kv import KeyValue
+
+from radix import wire
+from radix.names import Address, snapshots_bucket
+
+__all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStore"]
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """An aggregate's state after `version`, which the commit at stream `position` brought it to."""
+
+    version: int
+    position: int
+    fingerprint: str
+    state: msgspec.Raw
+    recent: list[wire.Reply] = []
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Snapshot)
+
+
+class SnapshotStore(Protocol):
+    """Where snapshots are kept."""
+
+    async def load(self, address: Address) -> Snapshot | None:
+        """The latest snapshot of an aggregate, or None (also when it is unreadable)."""
+        ...
+
+    async def save(self, address: Address, snapshot: Snapshot) -> None:
+        """Keep `snapshot` as the aggregate's latest."""
+        ...
+
+
+class InMemorySnapshotStore:
+    """A `SnapshotStore` in this process, for unit tests."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[Address, bytes] = {}
+
+    async def load(self, address: Address) -> Snapshot | None:
+        data = self.snapshots.get(address)
+        return None if data is None else _decoder.decode(data)
+
+    async def save(self, address: Address, snapshot: Snapshot) -> None:
+        self.snapshots[address] = _encoder.encode(snapshot)
+
+
+def _key(address: Address) -> str:
+    return f"{address.context}.{address.aggregate_type}.{address.aggregate_id}"
+
+
+class KVSnapshotStore:
+    """A `SnapshotStore` on JetStream KV: one bucket per namespace, history 1, direct gets."""
+
+    def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> None:
+        self._js = nc.jetstream(timeout=timeout)
+        self._replicas = replicas
+        self._buckets: dict[str, asyncio.Task[KeyValue]] = {}
+
+    async def bucket(self, namespace: str) -> KeyValue:
+        """The namespace's snapshot bucket, created on first use."""
+        task = self._buckets.get(namespace)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.create_task(self._open(snapshots_bucket(namespace)))
+            self._buckets[namespace] = task
+        return await asyncio.shield(task)
+
+    async def _open(self, name: str) -> KeyValue:
+        try:
+            return await self._js.key_value(name)
+        except js_errors.BucketNotFoundError:
+            config = js_api.KeyValueConfig(
+                bucket=name,
+                history=1,
+                storage=js_api.StorageType.FILE,
+                replicas=self._replicas,
+                direct=True,
+                description="Radix aggregate snapshots",
+            )
+            try:
+                return await self._js.create_key_value(config)
+            except js_errors.BadRequestError:
+                return await self._js.key_value(name)  # created meanwhile by another node
+
+    async def load(self, address: Address) -> Snapshot | None:
+        kv = await self.bucket(address.namespace)
+        try:
+            entry = await kv.get(_key(address))
+        except js_errors.KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            return _decoder.decode(entry.value)
+        except msgspec.DecodeError:  # written by an incompatible version: replay instead
+            return None
+
+    async def save(self, address: Address, snapshot: Snapshot) -> None:
+        kv = await self.bucket(address.namespace)
+        await kv.put(_key(address), _encoder.encode(snapshot))
+
+    async def close(self) -> None:
+        """Forget opened buckets. Safe to call twice."""
+        for task in self._buckets.values():
+            task.cancel()
+        self._buckets.clear()

@@ -1,0 +1,410 @@
+"""The runtime on one node, through the wire, against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+
+from radix import (
+    Address,
+    Aggregate,
+    BoundedContext,
+    Client,
+    Command,
+    CommandConflictError,
+    CommandFailedError,
+    CommandRejectedError,
+    Event,
+    JetStreamEventStore,
+    Node,
+    NodeConfig,
+)
+from radix.examples.inventory import CheckIn, CreateItem, InventoryItem, ItemsRemoved, Remove, inventory
+from radix.names import commands_stream, events_stream
+from radix.testing import eventually
+from radix.wire import LogEntry, log_decoder
+
+# -- a context whose code misbehaves on request ------------------------------------------------
+
+
+class GadgetCommand(Command):
+    pass
+
+
+class Poke(GadgetCommand):
+    pass
+
+
+class Explode(GadgetCommand):
+    pass
+
+
+class Corrupt(GadgetCommand):
+    pass
+
+
+class GadgetEvent(Event):
+    pass
+
+
+class Poked(GadgetEvent):
+    pass
+
+
+class Corrupted(GadgetEvent):
+    pass
+
+
+class Gadget(Aggregate[int, GadgetCommand, GadgetEvent]):
+    def initial_state(self) -> int:
+        return 0
+
+    def evolve(self, state: int, event: GadgetEvent) -> int:
+        if isinstance(event, Corrupted):
+            raise RuntimeError("evolve cannot apply Corrupted")
+        return state + 1
+
+    def decide(self, state: int, command: GadgetCommand) -> Sequence[GadgetEvent]:
+        if isinstance(command, Explode):
+            raise ZeroDivisionError("boom")
+        if isinstance(command, Corrupt):
+            return [Corrupted()]
+        return [Poked()]
+
+
+gadgets = BoundedContext("gadgets", [Gadget(), InventoryItem()])
+
+
+@pytest.fixture
+async def node(nc: NATS, namespace: str) -> AsyncIterator[Node]:
+    config = NodeConfig(node_id="node-a", max_command_bytes=4096, snapshot_every=10)
+    async with Node({namespace: [inventory, gadgets]}, nats=nc, config=config) as n:
+        yield n
+
+
+@pytest.fixture
+def client(nc: NATS, namespace: str) -> Client:
+    return Client(nc, inventory, namespace=namespace)
+
+
+async def commit_count(nc: NATS, namespace: str, context: str = "inventory") -> int:
+    info = await nc.jetstream().stream_info(events_stream(namespace, context))
+    return int(info.state.messages)
+
+
+async def log_entries(nc: NATS, namespace: str, count: int, context: str = "inventory") -> list[LogEntry]:
+    """Read the command log once `count` entries are there."""
+    js = nc.jetstream()
+    stream = commands_stream(namespace, context)
+
+    async def enough() -> bool:
+        return int((await js.stream_info(stream)).state.messages) >= count
+
+    await eventually(enough, what=f"{count} command-log entries")
+    entries = []
+    for seq in range(1, count + 1):
+        msg = await js.get_msg(stream, seq)
+        assert msg.data is not None
+        entries.append(log_decoder.decode(msg.data))
+    return entries
+
+
+async def test_commands_accepted_with_contiguous_versions(node: Node, client: Client) -> None:
+    """Accepted commands answer with the new version and their events, versions 1, 2, 3..."""
+    created = await client.send(CreateItem(name="widget"), aggregate_id="sku-1")
+    assert (created.version, [e.version for e in created.records]) == (1, [1])
+    versions = [(await client.send(CheckIn(count=i), aggregate_id="sku-1")).version for i in (1, 2, 3)]
+    assert versions == [2, 3, 4]
+    removed = await client.send(Remove(count=6), aggregate_id="sku-1")
+    assert removed.events == (ItemsRemoved(count=6),)
+    assert removed.version == 5
+
+
+async def test_domain_rejection(node: Node, client: Client, nc: NATS, namespace: str) -> None:
+    """A command the domain refuses is rejected with its reason, and nothing is appended."""
+    with pytest.raises(CommandRejectedError) as info:
+        await client.send(Remove(count=1), aggregate_id="ghost")
+    assert info.value.reason == "item does not exist: create it first"
+    await client.send(CreateItem(name="w"), aggregate_id="sku-2")
+    with pytest.raises(CommandRejectedError, match="only 0 in stock"):
+        await client.send(Remove(count=1), aggregate_id="sku-2")
+    assert await commit_count(nc, namespace) == 1
+
+
+async def test_true_conflict_and_stale_but_compatible(node: Node, client: Client) -> None:
+    """A stale Remove that a concurrent removal invalidates conflicts; a stale CheckIn proceeds."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-3")
+    seen = (await client.send(CheckIn(count=10), aggregate_id="sku-3")).version
+    await client.send(Remove(count=3), aggregate_id="sku-3")  # someone else, after `seen`
+    with pytest.raises(CommandConflictError) as info:
+        await client.send(Remove(count=2), aggregate_id="sku-3", expected_version=seen)
+    assert info.value.reason == "3 item(s) were removed concurrently; check the stock and try again"
+    assert [(e.type, e.version) for e in info.value.conflicts] == [("ItemsRemoved", 3)]
+    accepted = await client.send(CheckIn(count=1), aggregate_id="sku-3", expected_version=seen)
+    assert accepted.version == 4
+    current = await client.send(Remove(count=2), aggregate_id="sku-3", expected_version=4)
+    assert current.version == 5
+
+
+async def test_expected_version_ahead_is_an_error(node: Node, client: Client) -> None:
+    """An expected version the aggregate has not reached is bad input."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-4")
+    with pytest.raises(CommandFailedError, match="expected_version 7 is ahead of the aggregate's version 1"):
+        await client.send(CheckIn(count=1), aggregate_id="sku-4", expected_version=7)
+
+
+async def test_idempotent_retries(node: Node, client: Client, nc: NATS, namespace: str) -> None:
+    """A retried command id answers the original result and appends nothing, whatever the outcome was."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-5", command_id="create-5")
+    first = await client.send(CheckIn(count=2), aggregate_id="sku-5", command_id="in-5")
+    again = await client.send(CheckIn(count=2), aggregate_id="sku-5", command_id="in-5")
+    assert again == first
+    with pytest.raises(CommandRejectedError):
+        await client.send(Remove(count=5), aggregate_id="sku-5", command_id="out-5")
+    await client.send(CheckIn(count=10), aggregate_id="sku-5")
+    with pytest.raises(CommandRejectedError, match="only 2 in stock"):  # the original answer, not a new decision
+        await client.send(Remove(count=5), aggregate_id="sku-5", command_id="out-5")
+    assert await commit_count(nc, namespace) == 3
+
+
+async def test_thousand_aggregates_twenty_commands_each(node: Node, client: Client, nc: NATS, namespace: str) -> None:
+    """1,000 aggregates x 20 commands, all in flight at once: each lands exactly once, in order per aggregate."""
+
+    async def drive(i: int) -> None:
+        await client.send(CreateItem(name=f"item {i}"), aggregate_id=f"bulk-{i}", timeout=60)
+        for n in range(1, 21):
+            result = await client.send(CheckIn(count=n), aggregate_id=f"bulk-{i}", timeout=60)
+            assert result.version == n + 1
+
+    await asyncio.wait_for(asyncio.gather(*(drive(i) for i in range(1000))), timeout=240)
+    assert await commit_count(nc, namespace) == 21_000
+    async with JetStreamEventStore(nc) as store:
+        for i in (0, 499, 999):
+            commits = await store.read(Address(namespace, "inventory", "InventoryItem", f"bulk-{i}"))
+            assert [c.version for c in commits] == list(range(1, 22))
+            assert [msgspec.json.decode(c.events[0].data) for c in commits[1:]] == [{"count": n} for n in range(1, 21)]
+
+
+async def test_passivation_keeps_state_and_idempotence(nc: NATS, namespace: str, client: Client) -> None:
+    """An idle actor is passivated; the next command re-activates it with its state and known command ids."""
+    config = NodeConfig(idle_timeout=0.2, snapshot_every=0)
+    async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="sku-6")
+        first = await client.send(CheckIn(count=4), aggregate_id="sku-6", command_id="in-6")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        assert node.stats.passivations == 1
+        again = await client.send(CheckIn(count=4), aggregate_id="sku-6", command_id="in-6")
+        assert again == first
+        assert node.stats.activations == 2
+        assert (await client.send(Remove(count=4), aggregate_id="sku-6")).version == 3
+
+
+async def test_memory_is_bounded_by_max_actors(nc: NATS, namespace: str, client: Client) -> None:
+    """Past max_actors, the least recently used idle actors are passivated."""
+    async with Node({namespace: [inventory]}, nats=nc, config=NodeConfig(max_actors=10)) as node:
+        for i in range(30):
+            await client.send(CreateItem(name="w"), aggregate_id=f"lru-{i}")
+        await eventually(lambda: node.live_actors <= 10, what="at most 10 live actors")
+        assert node.is_live(Address(namespace, "inventory", "InventoryItem", "lru-29"))
+        assert (await client.send(CheckIn(count=1), aggregate_id="lru-0")).version == 2
+
+
+async def test_snapshots_shorten_activation(nc: NATS, namespace: str, client: Client) -> None:
+    """With snapshots every 10 events, re-activation replays only the events after the snapshot."""
+    config = NodeConfig(idle_timeout=0.2, snapshot_every=10)
+    async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="sku-7")
+        for _ in range(24):
+            await client.send(CheckIn(count=1), aggregate_id="sku-7")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        written = node.stats.snapshots_written
+        assert written >= 2
+        replayed = node.stats.replayed_events
+        result = await client.send(Remove(count=24), aggregate_id="sku-7")  # needs the full state
+        assert result.version == 26
+        assert node.stats.snapshots_loaded == 1
+        assert node.stats.replayed_events == replayed  # passivation snapshotted version 25: nothing to replay
+
+
+async def test_a_snapshot_of_another_state_shape_is_ignored(nc: NATS, namespace: str, client: Client) -> None:
+    """A snapshot whose fingerprint does not match the code is ignored and history replayed."""
+    config = NodeConfig(idle_timeout=0.2, snapshot_every=5)
+    async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+        for _ in range(1):
+            await client.send(CreateItem(name="w"), aggregate_id="sku-8")
+        for _ in range(9):
+            await client.send(CheckIn(count=1), aggregate_id="sku-8")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        address = Address(namespace, "inventory", "InventoryItem", "sku-8")
+        snapshot = await node.snapshots.load(address)
+        assert snapshot is not None
+        assert snapshot.version == 10
+        await node.snapshots.save(address, msgspec.structs.replace(snapshot, fingerprint="old-code"))
+        before = node.stats.replayed_events
+        assert (await client.send(Remove(count=9), aggregate_id="sku-8")).version == 11
+        assert node.stats.replayed_events - before == 10
+        assert node.stats.snapshots_loaded == 0
+
+
+async def test_every_command_is_logged(node: Node, client: Client, nc: NATS, namespace: str) -> None:
+    """Accepted, rejected, conflict and error outcomes all reach the command log with who and why."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-9", command_id="c-ok", issuer="ann", correlation_id="k1")
+    with pytest.raises(CommandRejectedError):
+        await client.send(Remove(count=1), aggregate_id="sku-9", command_id="c-rej", issuer="bob")
+    await client.send(CheckIn(count=5), aggregate_id="sku-9", command_id="c-in")
+    await client.send(Remove(count=1), aggregate_id="sku-9", command_id="c-out")
+    with pytest.raises(CommandConflictError):
+        await client.send(Remove(count=1), aggregate_id="sku-9", command_id="c-conf", expected_version=2)
+    reply = await nc.request(
+        f"radix.{namespace}.inventory.cmd.InventoryItem.sku-9", b"{oops", headers={"Radix-Command-Id": "c-err"}
+    )
+    assert msgspec.json.decode(reply.data)["status"] == "error"
+    entries = {e.command_id: e for e in await log_entries(nc, namespace, 6)}
+    assert {k: e.status for k, e in entries.items()} == {
+        "c-ok": "accepted",
+        "c-rej": "rejected",
+        "c-in": "accepted",
+        "c-out": "accepted",
+        "c-conf": "conflict",
+        "c-err": "error",
+    }
+    ok = entries["c-ok"]
+    assert (ok.type, ok.issuer, ok.correlation_id, ok.version, ok.node) == ("CreateItem", "ann", "k1", 1, "node-a")
+    assert entries["c-rej"].reason == "cannot remove 1: only 0 in stock"
+    assert entries["c-rej"].issuer == "bob"
+    assert (entries["c-conf"].expected_version, entries["c-conf"].version) == (2, 3)
+    assert entries["c-err"].reason is not None
+    assert "malformed command payload" in entries["c-err"].reason
+    stored = await nc.jetstream().get_last_msg(
+        events_stream(namespace, "inventory"), f"radix.{namespace}.inventory.evt.InventoryItem.sku-9"
+    )
+    assert stored.headers is not None
+    assert stored.headers["Radix-Command-Id"] == "c-out"
+
+
+BAD_INPUTS = [
+    ("cmd.InventoryItem.sku-x", b"{not json", {}, "malformed command payload"),
+    ("cmd.InventoryItem.sku-x", b'{"type": "Teleport"}', {}, "unknown command type 'Teleport' for InventoryItem"),
+    ("cmd.InventoryItem.sku-x", b'{"type": "Poke"}', {}, "unknown command type 'Poke'"),
+    ("cmd.InventoryItem.sku-x", b'{"type": "CheckIn", "count": "3"}', {}, "Expected `int`, got `str`"),
+    ("cmd.InventoryItem.a.b", b'{"type": "CheckIn", "count": 3}', {}, "invalid aggregate id 'a.b'"),
+    ("cmd.Warehouse.w-1", b'{"type": "CheckIn", "count": 3}', {}, "context 'inventory' has InventoryItem"),
+    (
+        "cmd.InventoryItem.sku-x",
+        b'{"type": "CheckIn", "count": 3}',
+        {"Radix-Expected-Version": "three"},
+        "Radix-Expected-Version must be a whole number",
+    ),
+    (
+        "cmd.InventoryItem.sku-x",
+        b'{"type": "CreateItem", "name": "' + b"x" * 5000 + b'"}',
+        {},
+        "this node accepts at most 4096",
+    ),
+    ("cmd.InventoryItem", b'{"type": "CheckIn", "count": 3}', {}, "send commands to radix."),
+]
+
+
+@pytest.mark.parametrize(("suffix", "payload", "headers", "reason"), BAD_INPUTS)
+async def test_bad_input_gets_an_error_reply(
+    node: Node,
+    client: Client,
+    nc: NATS,
+    namespace: str,
+    suffix: str,
+    payload: bytes,
+    headers: dict[str, str],
+    reason: str,
+) -> None:
+    """Each kind of bad input is answered with a clear error, logged, appends nothing; the node goes on."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-x")
+    reply = await nc.request(f"radix.{namespace}.inventory.{suffix}", payload, headers=headers or None, timeout=5)
+    body = msgspec.json.decode(reply.data)
+    assert body["status"] == "error"
+    assert reason in body["reason"]
+    assert reply.headers is not None
+    assert reply.headers["Radix-Status"] == "error"
+    assert await commit_count(nc, namespace) == 1
+    entries = await log_entries(nc, namespace, 2)
+    assert entries[1].status == "error"
+    assert (await client.send(CheckIn(count=1), aggregate_id="sku-x")).version == 2
+
+
+async def test_user_code_exceptions_are_error_replies(node: Node, nc: NATS, namespace: str) -> None:
+    """decide or evolve raising is an error reply; the actor lives on and nothing is appended."""
+    client = Client(nc, gadgets, namespace=namespace)
+    assert (await client.send(Poke(), aggregate_id="g-1")).version == 1
+    with pytest.raises(CommandFailedError, match=r"decide raised ZeroDivisionError\('boom'\)"):
+        await client.send(Explode(), aggregate_id="g-1")
+    with pytest.raises(CommandFailedError, match="could not be applied: RuntimeError"):
+        await client.send(Corrupt(), aggregate_id="g-1")
+    assert (await client.send(Poke(), aggregate_id="g-1")).version == 2
+    assert await commit_count(nc, namespace, "gadgets") == 2
+
+
+async def test_command_of_another_aggregate_type(node: Node, nc: NATS, namespace: str) -> None:
+    """A command sent to an aggregate type it does not belong to says which type it belongs to."""
+    reply = await nc.request(f"radix.{namespace}.gadgets.cmd.InventoryItem.x", b'{"type": "Poke"}', timeout=5)
+    body = msgspec.json.decode(reply.data)
+    assert body["status"] == "error"
+    assert "unknown command type 'Poke' for InventoryItem: it belongs to Gadget" in body["reason"]
+
+
+async def test_raw_nats_client_per_protocol(node: Node, nc: NATS, namespace: str) -> None:
+    """Any NATS client can send a command as docs/protocol.md describes, and read the JSON reply."""
+    subject = f"radix.{namespace}.inventory.cmd.InventoryItem.raw-1"
+    reply = await nc.request(subject, b'{"type": "CreateItem", "name": "raw"}', headers={"Radix-Command-Id": "r1"})
+    assert reply.headers is not None
+    assert reply.headers["Radix-Status"] == "accepted"
+    assert msgspec.json.decode(reply.data) == {
+        "status": "accepted",
+        "command_id": "r1",
+        "version": 1,
+        "events": [{"type": "ItemCreated", "schema": "1.0", "version": 1, "data": {"name": "raw"}, "command_id": "r1"}],
+    }
+    reply = await nc.request(
+        subject, b'{"type": "Remove", "count": 1}', headers={"Radix-Expected-Version": "1", "Radix-Issuer": "cli"}
+    )
+    body = msgspec.json.decode(reply.data)
+    assert body["status"] == "rejected"
+    assert body["reason"] == "cannot remove 1: only 0 in stock"
+    assert len(body["command_id"]) == 32  # generated when absent
+
+
+async def test_namespaces_are_separate(nc: NATS, namespace: str) -> None:
+    """One node serving two namespaces keeps their aggregates apart."""
+    other = namespace + "-2"
+    async with Node({namespace: [inventory], other: [inventory]}, nats=nc):
+        one, two = Client(nc, inventory, namespace=namespace), Client(nc, inventory, namespace=other)
+        await one.send(CreateItem(name="a"), aggregate_id="same")
+        await one.send(CheckIn(count=1), aggregate_id="same")
+        assert (await two.send(CreateItem(name="b"), aggregate_id="same")).version == 1
+
+
+async def test_shutdown_answers_everything_queued_and_is_idempotent(nc: NATS, namespace: str, client: Client) -> None:
+    """Stopping a node under load answers every command it took, and stopping twice is harmless."""
+    node = Node({namespace: [inventory]}, nats=nc)
+    await node.start()
+    await client.send(CreateItem(name="w"), aggregate_id="sku-s")
+    sends = [asyncio.create_task(client.send(CheckIn(count=1), aggregate_id="sku-s", timeout=3)) for _ in range(50)]
+    await eventually(lambda: node.counts["accepted"] >= 5, what="some commands accepted")
+    await node.stop()
+    await node.stop()
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    assert all(isinstance(r, TimeoutError) for r in results if isinstance(r, BaseException))
+    assert sorted(r.version for r in accepted) == list(range(2, 2 + len(accepted)))
+    assert await commit_count(nc, namespace) == 1 + len(accepted)
+
+
+async def test_client_retries_until_a_node_answers(nc: NATS, namespace: str, client: Client) -> None:
+    """A command sent before any node serves it is retried with the same id and applied once."""
+    pending = asyncio.create_task(client.send(CreateItem(name="w"), aggregate_id="sku-r", timeout=20))
+    async with Node({namespace: [inventory]}, nats=nc):
+        result = await pending
+    assert result.version == 1
+    assert await commit_count(nc, namespace) == 1
