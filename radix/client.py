@@ -22,6 +22,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from radix import wire
+from radix.connection import ConnectOptions, connect
 from radix.domain import BoundedContext, Command, Event, encode_command
 from radix.errors import (
     CommandConflictError,
@@ -29,6 +30,7 @@ from radix.errors import (
     CommandRejectedError,
     CommandTimeoutError,
     DecodeError,
+    RadixError,
 )
 from radix.names import Address, command_subject, validate_namespace
 
@@ -46,15 +48,25 @@ class Accepted:
 
 
 class Client:
-    """Sends one context's commands over a NATS connection."""
+    """Sends one context's commands over a NATS connection.
 
-    def __init__(self, nc: NATS, context: BoundedContext, *, namespace: str, attempt_timeout: float = 2.0) -> None:
-        self._nc = nc
+    Give it a connection (which stays yours) or `ConnectOptions` (it then connects
+    on entering `async with` and closes on leaving).
+    """
+
+    def __init__(
+        self, nats: NATS | ConnectOptions, context: BoundedContext, *, namespace: str, attempt_timeout: float = 2.0
+    ) -> None:
+        self._options = nats if isinstance(nats, ConnectOptions) else None
+        self._nc_given = None if isinstance(nats, ConnectOptions) else nats
+        self._nc: NATS | None = self._nc_given
         self.context = context
         self.namespace = validate_namespace(namespace)
         self.attempt_timeout = attempt_timeout
 
     async def __aenter__(self) -> Self:
+        if self._nc is None and self._options is not None:
+            self._nc = await connect(self._options, name=f"radix client {self.namespace}/{self.context.name}")
         return self
 
     async def __aexit__(
@@ -63,7 +75,10 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        """The client owns nothing but its settings; the connection is the caller's. Safe to call twice."""
+        """Close the connection if the client opened it. Safe to call twice."""
+        nc, self._nc = self._nc, self._nc_given
+        if nc is not None and nc is not self._nc_given and not nc.is_closed:
+            await nc.close()
 
     async def send(
         self,
@@ -106,6 +121,8 @@ class Client:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CommandTimeoutError(command_id, subject, timeout)
+            if self._nc is None:
+                raise RadixError("the client is not connected: use it in `async with`")
             try:
                 msg = await self._nc.request(
                     subject, payload, timeout=min(self.attempt_timeout, remaining), headers=headers

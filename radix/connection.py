@@ -61,13 +61,14 @@ async def connect(options: ConnectOptions, *, name: str) -> NATS:
         log.warning("nats error", error=repr(error))
 
     async def on_disconnected() -> None:
-        log.warning("nats disconnected")
+        if not nc.is_closed:  # nats-py also reports a deliberate close as a disconnection
+            log.warning("nats disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected", server=str(nc.connected_url.geturl() if nc.connected_url else None))
 
     async def on_closed() -> None:
-        log.info("nats connection closed")
+        log.debug("nats connection closed")
 
     nc = await nats.connect(
         servers=list(options.servers),

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
+
 ROOT = pathlib.Path(__file__).parent.parent
 
 
-def test_readme_python_blocks_run() -> None:
-    """Every python block in the README executes, and the counter example behaves as described."""
+def test_readme_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every python block in the README executes: the counter behaves as described, the client prints its result."""
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks
@@ -22,3 +24,6 @@ def test_readme_python_blocks_run() -> None:
     command = codec.decode_command(b'{"type": "Add", "amount": 2}')
     events = codec.aggregate.decide(codec.aggregate.initial_state(), command)
     assert codec.aggregate.evolve(0, events[0]) == 2
+    printed = capsys.readouterr().out
+    assert "Accepted(" in printed
+    assert "version=2" in printed

@@ -203,6 +203,18 @@ async def test_passivation_keeps_state_and_idempotence(nc: NATS, namespace: str,
         assert (await client.send(Remove(count=4), aggregate_id="sku-6")).version == 3
 
 
+async def test_rejections_are_remembered_across_passivation(nc: NATS, namespace: str, client: Client) -> None:
+    """A retried command id that was rejected gets the same rejection after the actor was passivated."""
+    async with Node({namespace: [inventory]}, nats=nc, config=NodeConfig(idle_timeout=0.2)) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="sku-p")
+        with pytest.raises(CommandRejectedError):
+            await client.send(Remove(count=3), aggregate_id="sku-p", command_id="out-p")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        await client.send(CheckIn(count=5), aggregate_id="sku-p")
+        with pytest.raises(CommandRejectedError, match="only 0 in stock"):
+            await client.send(Remove(count=3), aggregate_id="sku-p", command_id="out-p")
+
+
 async def test_memory_is_bounded_by_max_actors(nc: NATS, namespace: str, client: Client) -> None:
     """Past max_actors, the least recently used idle actors are passivated."""
     async with Node({namespace: [inventory]}, nats=nc, config=NodeConfig(max_actors=10)) as node:

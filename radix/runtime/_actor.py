@@ -117,6 +117,7 @@ class AggregateActor:
         self.tail: deque[wire.RecordedEvent] = deque(maxlen=settings.recent_events)
         self.stale = False
         self.busy = False
+        self.unsaved_replies = False
         self._snapshotting = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -185,6 +186,7 @@ class AggregateActor:
             )
         if reply.status != wire.ERROR:
             self._remember(reply)
+            self.unsaved_replies = reply.status != wire.ACCEPTED or self.unsaved_replies
         await self.host.answer(self, envelope, reply, False)
 
     # -- loading ---------------------------------------------------------------------------
@@ -356,7 +358,8 @@ class AggregateActor:
             self.host.spawn(self._write_snapshot())
 
     async def _snapshot_if_moved(self) -> None:
-        if self.settings.snapshot_every > 0 and self.version > self.snapshot_version and not self._snapshotting:
+        moved = self.version > self.snapshot_version or self.unsaved_replies
+        if self.settings.snapshot_every > 0 and moved and not self._snapshotting:
             self._snapshotting = True
             await self._write_snapshot()
 
@@ -374,6 +377,7 @@ class AggregateActor:
             )
             await self.host.snapshots.save(self.address, snapshot)
             self.snapshot_version = version
+            self.unsaved_replies = False
             self.host.stats.snapshots_written += 1
         except Exception as e:  # a snapshot is an optimisation: log and go on
             logger.warning("snapshot not written", error=repr(e), version=version)
