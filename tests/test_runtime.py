@@ -18,6 +18,7 @@ from radix import (
     CommandConflictError,
     CommandFailedError,
     CommandRejectedError,
+    CommandTimeoutError,
     Event,
     JetStreamEventStore,
     Node,
@@ -398,7 +399,9 @@ async def test_namespaces_are_separate(nc: NATS, namespace: str) -> None:
 
 
 async def test_shutdown_answers_everything_queued_and_is_idempotent(nc: NATS, namespace: str, client: Client) -> None:
-    """Stopping a node under load answers every command it took, and stopping twice is harmless."""
+    """Stopping a node under load answers every command it took, stopping twice is harmless, no task is left."""
+    await nc.jetstream().account_info()  # the connection's own request inbox, which outlives any node
+    tasks_before = asyncio.all_tasks()
     node = Node({namespace: [inventory]}, nats=nc)
     await node.start()
     await client.send(CreateItem(name="w"), aggregate_id="sku-s")
@@ -411,6 +414,20 @@ async def test_shutdown_answers_everything_queued_and_is_idempotent(nc: NATS, na
     assert all(isinstance(r, TimeoutError) for r in results if isinstance(r, BaseException))
     assert sorted(r.version for r in accepted) == list(range(2, 2 + len(accepted)))
     assert await commit_count(nc, namespace) == 1 + len(accepted)
+    assert asyncio.all_tasks() - tasks_before == set()
+
+
+async def test_run_serves_until_cancelled(nc: NATS, namespace: str, client: Client) -> None:
+    """`Node.run()` serves until its task is cancelled, then stops cleanly."""
+    node = Node({namespace: [inventory]}, nats=nc)
+    running = asyncio.create_task(node.run())
+    assert (await client.send(CreateItem(name="w"), aggregate_id="sku-run")).version == 1
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert node.live_actors == 0
+    with pytest.raises(CommandTimeoutError):
+        await client.send(CheckIn(count=1), aggregate_id="sku-run", timeout=0.5)
 
 
 async def test_client_retries_until_a_node_answers(nc: NATS, namespace: str, client: Client) -> None:
