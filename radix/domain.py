@@ -148,6 +148,15 @@ class Aggregate(Generic[S, C, E]):
             cls.type_name = cls.__name__
         validate_aggregate_type(cls.type_name)
 
+    def placement_key(self, aggregate_id: str) -> str:
+        """The key under which this aggregate's ownership is leased: the seam for co-location.
+
+        Aggregates with the same key are owned by one node at a time. By default every
+        aggregate has its own: `{type_name}.{aggregate_id}`. Return letters, digits and
+        `-_=/.` only (it is part of a KV key).
+        """
+        return f"{self.type_name}.{aggregate_id}"
+
     def initial_state(self) -> S:
         """The state of an aggregate that has no events yet."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ client can read a stored commit or send a command. Extend them; do not change th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Final, Literal
 
 import msgspec
@@ -21,9 +22,13 @@ __all__ = [
     "H_EXPECTED_LAST_SUBJECT_SEQ",
     "H_EXPECTED_VERSION",
     "H_FIRST_VERSION",
+    "H_HOPS",
     "H_ISSUER",
     "H_MSG_ID",
+    "H_NODE",
+    "H_REPLY_TO",
     "H_STATUS",
+    "H_SUBJECT",
     "H_VERSION",
     "REJECTED",
     "CommitBody",
@@ -31,6 +36,7 @@ __all__ = [
     "RecordedEvent",
     "Reply",
     "Status",
+    "timestamp",
 ]
 
 # Radix headers.
@@ -41,6 +47,11 @@ H_EXPECTED_VERSION: Final = "Radix-Expected-Version"
 H_FIRST_VERSION: Final = "Radix-First-Version"
 H_VERSION: Final = "Radix-Version"
 H_STATUS: Final = "Radix-Status"
+H_NODE: Final = "Radix-Node"
+# Node-to-node forwarding.
+H_SUBJECT: Final = "Radix-Subject"
+H_REPLY_TO: Final = "Radix-Reply-To"
+H_HOPS: Final = "Radix-Hops"
 H_CONTENT_TYPE: Final = "Content-Type"
 CONTENT_TYPE: Final = "application/json"
 
@@ -115,3 +126,8 @@ class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True):
 reply_encoder: Final = msgspec.json.Encoder()
 reply_decoder: Final = msgspec.json.Decoder(Reply)
 log_decoder: Final = msgspec.json.Decoder(LogEntry)
+
+
+def timestamp() -> str:
+    """The current time as it appears on the wire: ISO 8601 in UTC."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")

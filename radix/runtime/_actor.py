@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections import OrderedDict, deque
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -23,10 +24,11 @@ from radix.domain import AggregateCodec, Event
 from radix.errors import CommitTooLargeError, DomainError, StoreError, VersionConflictError
 from radix.logs import logger
 from radix.names import Address
+from radix.runtime.placement import OwnedElsewhere
 from radix.store import Commit, EventStore
 from radix.store.snapshots import Snapshot, SnapshotStore
 
-__all__ = ["STOP", "ActorHost", "ActorSettings", "AggregateActor", "Envelope", "Stats", "state_fingerprint"]
+__all__ = ["STOP", "ActorHost", "ActorSettings", "AggregateActor", "Envelope", "Move", "Stats", "state_fingerprint"]
 
 #: Put in a mailbox to ask the actor to stop once everything before it is handled.
 STOP = None
@@ -34,7 +36,7 @@ STOP = None
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A decoded command and what came with it."""
+    """A decoded command, and the message it came in (to forward it unchanged)."""
 
     command: Any
     type_name: str
@@ -43,6 +45,19 @@ class Envelope:
     issuer: str | None
     correlation_id: str | None
     reply_to: str | None
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    hops: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Put in a mailbox to hand the aggregate to another node once everything before it is handled."""
+
+    node: str
+    incarnation: str
+    requested: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +81,12 @@ class Stats:
     replayed_events: int = 0
     snapshots_loaded: int = 0
     snapshots_written: int = 0
+    migrations: int = 0
+    fenced: int = 0
+    pauses: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def note_pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
 
 
 class ActorHost(Protocol):
@@ -80,11 +101,31 @@ class ActorHost(Protocol):
     @property
     def snapshots(self) -> SnapshotStore: ...
 
+    async def acquire(self, actor: AggregateActor) -> int: ...
+
+    async def still_owner(self, actor: AggregateActor) -> str | None:
+        """None if the actor's lease is unchanged, else the node that holds it now."""
+        ...
+
+    async def ensure_liveness(self, actor: AggregateActor) -> bool:
+        """Wait until the node's liveness is confirmed; False if it was lost (the actor is revoked)."""
+        ...
+
+    async def hand_over(self, actor: AggregateActor, move: Move) -> bool:
+        """Transfer the actor's lease to the move's target; False if the lease had changed."""
+        ...
+
     async def answer(self, actor: AggregateActor, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None: ...
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
     def actor_stopped(self, actor: AggregateActor) -> None: ...
+
+
+class _Superseded(Exception):
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.node = node
 
 
 def state_fingerprint(codec: AggregateCodec) -> str | None:
@@ -108,7 +149,7 @@ class AggregateActor:
         self.aggregate = codec.aggregate
         self.settings = settings
         self.fingerprint = fingerprint
-        self.mailbox: asyncio.Queue[Envelope | None] = asyncio.Queue(settings.mailbox_size)
+        self.mailbox: asyncio.Queue[Envelope | Move | None] = asyncio.Queue(settings.mailbox_size)
         self.state: Any = None
         self.version = 0
         self.position = 0
@@ -119,55 +160,114 @@ class AggregateActor:
         self.busy = False
         self.unsaved_replies = False
         self._snapshotting = False
+        self.epoch = 0
+        self.revoked = False
+        # How the actor ended, and where what was left in its mailbox goes: "idle",
+        # "stopped" and "failed" release the lease; "moved", "lost", "elsewhere" and
+        # "revoked" hand the leftovers on (to `hand_to`, or routed afresh if None).
+        self.ended = "stopped"
+        self.hand_to: str | None = None
+        self.leftover: list[Envelope] = []
+        self.moving = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Activate, then handle commands until idle or asked to stop."""
+        """Acquire the lease, activate, then handle commands until idle, stopped, moved or superseded."""
         a = self.address
         structlog.contextvars.bind_contextvars(
             namespace=a.namespace, context=a.context, aggregate=f"{a.aggregate_type}/{a.aggregate_id}"
         )
         try:
             try:
+                self.epoch = await self.host.acquire(self)
+            except OwnedElsewhere as e:
+                self.ended, self.hand_to = "elsewhere", e.owner.node
+                return
+            except Exception as e:
+                logger.error("lease not acquired", error=repr(e))
+                self.ended = "unleased"
+                await self._fail_queued(f"ownership of the aggregate could not be settled: {e}; retry")
+                return
+            try:
                 await self._activate()
             except Exception as e:
                 logger.error("activation failed", error=repr(e))
+                self.ended = "failed"
                 await self._fail_queued(f"the aggregate could not be loaded: {e}; retry later")
                 return
             await self._serve()
         finally:
             self.host.actor_stopped(self)
-            await self._snapshot_if_moved()
+            if self.ended in ("idle", "stopped"):
+                await self._snapshot_if_moved()
 
     async def _serve(self) -> None:
         while True:
             if self.mailbox.empty():
                 try:
                     async with asyncio.timeout(self.settings.idle_timeout):
-                        envelope = await self.mailbox.get()
+                        item = await self.mailbox.get()
                 except TimeoutError:
                     if self.mailbox.empty():
                         self.host.stats.passivations += 1
+                        self.ended = "idle"
                         return  # passivate: idle for idle_timeout
                     continue
             else:
-                envelope = self.mailbox.get_nowait()
-            if envelope is STOP:
+                item = self.mailbox.get_nowait()
+            if item is STOP:
                 if self.mailbox.empty():
+                    self.ended = "stopped"
                     return
                 continue  # more arrived after the stop request: it no longer applies
+            if isinstance(item, Move):
+                if await self._move(item):
+                    return
+                continue
+            if self.revoked or not await self.host.ensure_liveness(self):
+                self.ended, self.hand_to = "revoked", None
+                self.leftover.append(item)
+                return
             self.busy = True
             try:
-                with structlog.contextvars.bound_contextvars(command_id=envelope.command_id):
-                    await self._turn(envelope)
+                with structlog.contextvars.bound_contextvars(command_id=item.command_id):
+                    await self._turn(item)
+            except _Superseded as e:
+                self.ended, self.hand_to = "lost", e.node
+                self.leftover.append(item)
+                return
             finally:
                 self.busy = False
+
+    async def _move(self, move: Move) -> bool:
+        """Snapshot, then hand the lease over; True if the aggregate now belongs to the target."""
+        if self.fingerprint is not None and self.settings.snapshot_every > 0:
+            await self._write_snapshot()
+        if await self.host.hand_over(self, move):
+            self.ended, self.hand_to = "moved", move.node
+            self.host.stats.migrations += 1
+            self.host.stats.note_pause(time.monotonic() - move.requested)
+            return True
+        holder = await self.host.still_owner(self)
+        if holder is not None:
+            self.ended, self.hand_to = "lost", holder
+            return True
+        return False
+
+    def take_leftovers(self) -> list[Envelope]:
+        """What is left to hand on after the actor ended: the rest of its mailbox."""
+        leftovers, self.leftover = self.leftover, []
+        while not self.mailbox.empty():
+            item = self.mailbox.get_nowait()
+            if isinstance(item, Envelope):
+                leftovers.append(item)
+        return leftovers
 
     async def _fail_queued(self, reason: str) -> None:
         while not self.mailbox.empty():
             envelope = self.mailbox.get_nowait()
-            if envelope is not STOP:
+            if isinstance(envelope, Envelope):
                 reply = wire.Reply(status=wire.ERROR, command_id=envelope.command_id, reason=reason)
                 await self.host.answer(self, envelope, reply, False)
 
@@ -178,6 +278,8 @@ class AggregateActor:
             return
         try:
             reply = await self._handle(envelope)
+        except _Superseded:
+            raise
         except Exception as e:  # never let one command kill the actor
             logger.exception("command failed")
             self.stale = True
@@ -310,7 +412,13 @@ class AggregateActor:
                     issuer=envelope.issuer,
                 )
             except VersionConflictError:
-                # Someone else appended: never retry on the old state; reload the tail first.
+                # Someone else appended: never retry on the old state. If the lease moved,
+                # step down and let the new owner handle the command; else reload and retry.
+                self.host.stats.fenced += 1
+                holder = await self.host.still_owner(self)
+                if holder is not None:
+                    logger.warning("append refused: the aggregate is owned elsewhere now", owner=holder)
+                    raise _Superseded(holder) from None
                 logger.info("version conflict on append; reloading", expected=self.version)
                 await self._catch_up()
                 continue

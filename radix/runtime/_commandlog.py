@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import UTC, datetime
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -31,11 +30,6 @@ class _Ack(msgspec.Struct):
 
 
 _ack_decoder = msgspec.json.Decoder(_Ack)
-
-
-def now() -> str:
-    """The time of a log entry: ISO 8601 in UTC."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class CommandLog:

@@ -3,8 +3,11 @@
 A node connects to NATS, hosts bounded contexts in namespaces, and serves commands
 sent to `radix.{ns}.{ctx}.cmd.{Type}.{id}` in one queue group per (namespace,
 context), so every node of a context shares the work. Each live aggregate is an
-actor with a mailbox; the subscription callback only parses, validates and queues,
-so one slow aggregate never holds up the others.
+actor on exactly one node, the holder of its lease (see `radix.runtime.placement`):
+a node that receives a command for an aggregate owned elsewhere forwards it to the
+owner's inbox with the original reply subject, so the owner answers the client
+directly. The subscription callbacks only parse, validate and queue, so one slow
+aggregate never holds up the others.
 
     async with Node({"prod": [inventory]}, nats=ConnectOptions(servers=[url])) as node:
         await node.wait_stopped()      # or: await Node(...).run()
@@ -13,14 +16,18 @@ so one slow aggregate never holds up the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
+import time
 import uuid
 from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
+import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -28,7 +35,7 @@ from nats.aio.subscription import Subscription
 from radix import wire
 from radix.connection import ConnectOptions, connect
 from radix.domain import AggregateCodec, BoundedContext
-from radix.errors import DecodeError, InvalidNameError, RadixError
+from radix.errors import DecodeError, InvalidNameError, RadixError, StoreUnavailableError
 from radix.logs import logger
 from radix.names import (
     Address,
@@ -36,17 +43,21 @@ from radix.names import (
     context_filter,
     invalid_log_subject,
     log_subject,
+    node_inbox,
     validate_namespace,
     validate_node_id,
 )
-from radix.runtime._actor import STOP, ActorSettings, AggregateActor, Envelope, Stats, state_fingerprint
-from radix.runtime._commandlog import CommandLog, now
+from radix.runtime._actor import STOP, ActorSettings, AggregateActor, Envelope, Move, Stats, state_fingerprint
+from radix.runtime._commandlog import CommandLog
+from radix.runtime.placement import LivenessLost, NodeRecord, Placement
 from radix.store import JetStreamEventStore, StoreConfig
+from radix.store.kv import KeyChanged
 from radix.store.snapshots import KVSnapshotStore
 
 __all__ = ["Node", "NodeConfig"]
 
-MAX_COMMAND_ID_LEN = 128
+MAX_COMMAND_ID_LEN: Final = 128
+_FORWARD_OK: Final = b"ok"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +75,13 @@ class NodeConfig:
     max_command_bytes: int = 256 * 1024
     command_log_max_age: float = 7 * 24 * 3600.0
     shutdown_timeout: float = 30.0
+    liveness_ttl: int = 3
+    max_hops: int = 3
+    forward_timeout: float = 1.0
+    rebalance_interval: float = 2.0
+    rebalance_threshold: float = 0.2
+    rebalance_batch: int = 32
+    handoff_concurrency: int = 64
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
@@ -74,15 +92,17 @@ class NodeConfig:
             raise ValueError("max_actors, mailbox_size, recent_commands and recent_events must be at least 1")
         if self.snapshot_every < 0 or self.retries < 0 or self.max_command_bytes < 1:
             raise ValueError("snapshot_every and retries must be 0 or more, max_command_bytes positive")
+        if not isinstance(self.liveness_ttl, int) or self.liveness_ttl < 1:
+            raise ValueError("liveness_ttl is whole seconds, at least 1 (JetStream's per-key TTL granularity)")
+        if self.max_hops < 1 or self.forward_timeout <= 0 or self.rebalance_interval <= 0:
+            raise ValueError("max_hops, forward_timeout and rebalance_interval must be positive")
+        if self.rebalance_threshold < 0 or self.rebalance_batch < 0 or self.handoff_concurrency < 1:
+            raise ValueError("rebalance_threshold and rebalance_batch must be 0 or more, handoff_concurrency positive")
 
     def actor_settings(self) -> ActorSettings:
         return ActorSettings(
-            idle_timeout=self.idle_timeout,
-            snapshot_every=self.snapshot_every,
-            retries=self.retries,
-            mailbox_size=self.mailbox_size,
-            recent_commands=self.recent_commands,
-            recent_events=self.recent_events,
+            idle_timeout=self.idle_timeout, snapshot_every=self.snapshot_every, retries=self.retries,
+            mailbox_size=self.mailbox_size, recent_commands=self.recent_commands, recent_events=self.recent_events,
         )
 
 
@@ -100,6 +120,31 @@ class _BadRequest(Exception):
         self.command_id = command_id
         self.type_name = type_name
         self.address = address
+
+
+class _Status(msgspec.Struct):
+    node: str
+    incarnation: dict[str, str]
+    state: str
+    hosts: list[str]
+    live_actors: int
+    actors: dict[str, int]
+    commands: dict[str, int]
+    activations: int
+    passivations: int
+    migrations: int
+    fenced: int
+
+
+class _MigrateRequest(msgspec.Struct):
+    context: str
+    aggregate_type: str
+    aggregate_id: str
+    to: str | None = None
+
+
+_json: Final = msgspec.json.Encoder()
+_migrate_decoder: Final = msgspec.json.Decoder(_MigrateRequest)
 
 
 class Node:
@@ -127,10 +172,16 @@ class Node:
         self._settings = self.config.actor_settings()
         self._actors: dict[Address, AggregateActor] = {}
         self._actor_tasks: dict[AggregateActor, asyncio.Task[None]] = {}
-        self._subs: list[Subscription] = []
+        self._held: dict[tuple[str, str], tuple[int, set[AggregateActor]]] = {}
+        self._placements: dict[str, Placement] = {}
+        self._command_subs: list[Subscription] = []
+        self._inbox_subs: list[Subscription] = []
         self._tasks: asyncio.TaskGroup | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._state = "new"
         self._stopped = asyncio.Event()
+        self._liveness_checked: dict[str, asyncio.Future[bool]] = {}
+        self._settle_tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         self.stats = Stats()
 
@@ -142,8 +193,13 @@ class Node:
             raise RadixError("the node is not started")
         return self._nc
 
+    @property
+    def state(self) -> str:
+        """new, starting, running, draining, stopping or stopped."""
+        return self._state
+
     async def start(self) -> Self:
-        """Connect, create streams, and start serving commands."""
+        """Connect, register, create streams and buckets, and start serving commands."""
         if self._state != "new":
             return self
         self._state = "starting"
@@ -151,35 +207,81 @@ class Node:
             assert isinstance(self._connect, ConnectOptions)
             self._nc = await connect(self._connect, name=f"radix {self.node_id}")
         nc = self._nc
+        replicas, timeout = self.config.store.replicas, self.config.store.timeout
         self.store = JetStreamEventStore(nc, config=self.config.store)
-        self.snapshots = KVSnapshotStore(nc, replicas=self.config.store.replicas, timeout=self.config.store.timeout)
-        self.command_log = CommandLog(nc, max_age=self.config.command_log_max_age, replicas=self.config.store.replicas)
+        self.snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)
+        self.command_log = CommandLog(nc, max_age=self.config.command_log_max_age, replicas=replicas)
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         await self.command_log.start()
+        for namespace in sorted({ns for ns, _ in self._hosted}):
+            contexts = sorted(ctx for ns, ctx in self._hosted if ns == namespace)
+            placement = Placement(
+                nc, namespace, self.node_id, contexts, ttl=self.config.liveness_ttl, replicas=replicas,
+                timeout=timeout,
+            )
+            await placement.open()
+            self._placements[namespace] = placement
+            self._background.append(self._tasks.create_task(_logged(placement.watch_nodes())))
+            self._background.append(self._tasks.create_task(_logged(placement.watch_leases())))
+            await placement.nodes_ready.wait()
+            await placement.leases_ready.wait()
+            await placement.register()
+            self._inbox_subs.append(
+                await nc.subscribe(f"{node_inbox(namespace, self.node_id)}.>", cb=self._on_inbox)
+            )
         for (namespace, context), hosted in self._hosted.items():
             await self.store.ensure_stream(namespace, context)
             await self.command_log.ensure_stream(namespace, context)
-            for codec in hosted.context.codecs.values():
-                if hosted.fingerprints[codec.type_name] is not None and self.config.snapshot_every > 0:
-                    await self.snapshots.bucket(namespace)
-            self._subs.append(
+            if self.config.snapshot_every > 0 and any(f is not None for f in hosted.fingerprints.values()):
+                await self.snapshots.bucket(namespace)
+        self._background.append(self._tasks.create_task(_logged(self._heartbeat())))
+        self._background.append(self._tasks.create_task(_logged(self._rebalance())))
+        for namespace, context in self._hosted:
+            self._command_subs.append(
                 await nc.subscribe(
-                    context_filter(namespace, context, "cmd"),
-                    queue=f"radix.{namespace}.{context}",
+                    context_filter(namespace, context, "cmd"), queue=f"radix.{namespace}.{context}",
                     cb=self._on_command,
                 )
             )
         self._state = "running"
-        logger.info(
-            "node started",
-            node=self.node_id,
-            hosts=sorted(f"{ns}/{ctx}" for ns, ctx in self._hosted),
-        )
+        logger.info("node started", node=self.node_id, hosts=sorted(f"{ns}/{ctx}" for ns, ctx in self._hosted))
         return self
 
+    async def drain(self) -> None:
+        """Hand every live aggregate to other nodes, then stop. What SIGTERM does."""
+        if self._state != "running":
+            await self.stop()
+            return
+        self._state = "draining"
+        started = time.monotonic()
+        logger.info("draining", live_actors=len(self._actors))
+        await self._stop_intake()
+        gate = asyncio.Semaphore(self.config.handoff_concurrency)
+
+        async def hand_off(actor: AggregateActor) -> None:
+            async with gate:
+                target = self._target_for(actor.address)
+                move = None if target is None else Move(target.node, target.incarnation, time.monotonic())
+                await actor.mailbox.put(STOP if move is None else move)
+                task = self._actor_tasks.get(actor)
+                if task is not None:
+                    await asyncio.wait([task], timeout=self.config.shutdown_timeout)
+
+        await asyncio.gather(*(hand_off(a) for a in list(self._actors.values())))
+        logger.info("drained", seconds=round(time.monotonic() - started, 3), migrations=self.stats.migrations)
+        await self.stop()
+
+    async def _stop_intake(self) -> None:
+        for sub in self._command_subs:
+            try:
+                await sub.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
+            except Exception as e:
+                logger.warning("could not drain a subscription", error=repr(e))
+        self._command_subs.clear()
+
     async def stop(self) -> None:
-        """Stop intake, finish every queued command, write snapshots, flush the command log. Idempotent."""
+        """Stop intake, finish every queued command, write snapshots, release leases, leave. Idempotent."""
         if self._state in ("stopping", "stopped"):
             await self._stopped.wait()
             return
@@ -189,12 +291,7 @@ class Node:
             return
         self._state = "stopping"
         try:
-            for sub in self._subs:
-                try:
-                    await sub.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped; handles what was already delivered, then unsubscribes
-                except Exception as e:
-                    logger.warning("could not drain a subscription", error=repr(e))
-            self._subs.clear()
+            await self._stop_intake()
             for actor in list(self._actors.values()):
                 await actor.mailbox.put(STOP)
             tasks = list(self._actor_tasks.values())
@@ -202,18 +299,36 @@ class Node:
                 _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_timeout)
                 for task in pending:
                     task.cancel()
+            await self._wait_settled()
+            for sub in self._inbox_subs:
+                await sub.unsubscribe()
+            self._inbox_subs.clear()
+            for task in self._background:
+                task.cancel()
+            for placement in self._placements.values():
+                await placement.deregister()
             await self.command_log.flush(5.0)
             await self.command_log.close()
             await self.store.close()
             await self.snapshots.close()
         finally:
             if self._tasks is not None:
-                await self._tasks.__aexit__(None, None, None)
+                try:
+                    await self._tasks.__aexit__(None, None, None)
+                except BaseExceptionGroup as group:
+                    logger.error("background tasks failed", errors=[repr(e) for e in group.exceptions])
             if isinstance(self._connect, ConnectOptions) and self._nc is not None and not self._nc.is_closed:
                 await self._nc.close()
             self._state = "stopped"
             self._stopped.set()
             logger.info("node stopped", node=self.node_id, commands=dict(self.counts))
+
+    async def _wait_settled(self) -> None:
+        """Let the tasks that settle stopped actors (lease releases, forwards) finish."""
+        for _ in range(100):
+            if not self._settling:
+                return
+            await asyncio.wait(list(self._settling), timeout=self.config.shutdown_timeout)
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -228,7 +343,7 @@ class Node:
         await self._stopped.wait()
 
     async def run(self) -> None:
-        """Start, serve until cancelled, then stop gracefully."""
+        """Start, serve until cancelled or drained, then stop gracefully."""
         await self.start()
         try:
             await self.wait_stopped()
@@ -243,26 +358,42 @@ class Node:
     def is_live(self, address: Address) -> bool:
         return address in self._actors
 
+    def placement(self, namespace: str) -> Placement:
+        """This node's view of membership and leases in a namespace."""
+        return self._placements[namespace]
+
+    def lease_key(self, address: Address) -> str:
+        codec = self._hosted[(address.namespace, address.context)].context.codec(address.aggregate_type)
+        return f"{address.context}.{codec.aggregate.placement_key(address.aggregate_id)}"
+
     # -- intake ----------------------------------------------------------------------------
 
     async def _on_command(self, msg: Msg) -> None:
-        try:
-            envelope, address, codec = self._parse(msg)
-        except _BadRequest as bad:
-            await self._refuse(msg, bad)
-            return
-        await self._deliver(address, codec, envelope, msg)
+        await self._take(msg.subject, msg.data, msg.headers or {}, msg.reply or None, hops=0)
 
-    def _parse(self, msg: Msg) -> tuple[Envelope, Address, AggregateCodec]:
-        tokens = msg.subject.split(".")
-        hosted = self._hosted[(tokens[1], tokens[2])]
-        headers = msg.headers or {}
+    async def _take(
+        self, subject: str, payload: bytes, headers: dict[str, str], reply_to: str | None, hops: int
+    ) -> None:
+        try:
+            envelope, address, codec = self._parse(subject, payload, headers, reply_to, hops)
+        except _BadRequest as bad:
+            await self._refuse(subject, headers, reply_to, bad)
+            return
+        await self._route(address, codec, envelope)
+
+    def _parse(
+        self, subject: str, payload: bytes, headers: dict[str, str], reply_to: str | None, hops: int
+    ) -> tuple[Envelope, Address, AggregateCodec]:
+        tokens = subject.split(".")
+        hosted = self._hosted.get((tokens[1], tokens[2])) if len(tokens) > 2 else None
         command_id = headers.get(wire.H_COMMAND_ID) or uuid.uuid4().hex
         type_name = tokens[4] if len(tokens) > 4 else None
 
         def bad(reason: str, address: Address | None = None) -> _BadRequest:
             return _BadRequest(reason, command_id=command_id, type_name=type_name, address=address)
 
+        if hosted is None or len(tokens) < 4 or tokens[3] != "cmd":
+            raise bad(f"{subject} is not a command subject this node serves")
         if len(command_id) > MAX_COMMAND_ID_LEN or not command_id.isprintable():
             command_id = uuid.uuid4().hex
             raise bad(f"{wire.H_COMMAND_ID} must be printable and at most {MAX_COMMAND_ID_LEN} characters")
@@ -278,72 +409,86 @@ class Node:
             if not raw.isdigit():
                 raise bad(f"{wire.H_EXPECTED_VERSION} must be a whole number of 0 or more, not {raw!r}", address)
             expected = int(raw)
-        if len(msg.data) > self.config.max_command_bytes:
+        if len(payload) > self.config.max_command_bytes:
             raise bad(
-                f"the command is {len(msg.data)} bytes; this node accepts at most {self.config.max_command_bytes}",
+                f"the command is {len(payload)} bytes; this node accepts at most {self.config.max_command_bytes}",
                 address,
             )
         try:
-            command = codec.decode_command(msg.data)
+            command = codec.decode_command(payload)
         except DecodeError as e:
             raise bad(str(e), address) from None
+        if wire.H_COMMAND_ID not in headers:
+            headers = {**headers, wire.H_COMMAND_ID: command_id}  # a forward keeps the id given here
         envelope = Envelope(
-            command=command,
-            type_name=type(command).__name__,
-            command_id=command_id,
-            expected_version=expected,
-            issuer=headers.get(wire.H_ISSUER),
-            correlation_id=headers.get(wire.H_CORRELATION_ID),
-            reply_to=msg.reply,
+            command=command, type_name=type(command).__name__, command_id=command_id, expected_version=expected,
+            issuer=headers.get(wire.H_ISSUER), correlation_id=headers.get(wire.H_CORRELATION_ID), reply_to=reply_to,
+            subject=subject, payload=payload, headers=headers, hops=hops,
         )
         return envelope, address, codec
 
-    async def _refuse(self, msg: Msg, bad: _BadRequest) -> None:
+    async def _refuse(self, subject: str, headers: dict[str, str], reply_to: str | None, bad: _BadRequest) -> None:
         reply = wire.Reply(status=wire.ERROR, command_id=bad.command_id, reason=bad.reason)
-        headers = msg.headers or {}
-        logger.info("bad command", subject=msg.subject, reason=bad.reason)
-        await self._send_reply(msg.reply, reply)
-        ns, ctx = msg.subject.split(".")[1:3]
-        subject = log_subject(bad.address) if bad.address else invalid_log_subject(ns, ctx)
+        logger.info("bad command", subject=subject, reason=bad.reason)
+        await self._send_reply(reply_to, reply)
+        tokens = subject.split(".")
+        if bad.address is not None:
+            log_to = log_subject(bad.address)
+        elif len(tokens) > 2 and (tokens[1], tokens[2]) in self._hosted:
+            log_to = invalid_log_subject(tokens[1], tokens[2])
+        else:
+            return
         await self._log(
-            subject,
-            reply,
-            type_name=bad.type_name,
-            issuer=headers.get(wire.H_ISSUER),
-            correlation_id=headers.get(wire.H_CORRELATION_ID),
-            expected_version=None,
-            aggregate=msg.subject,
+            log_to, reply, type_name=bad.type_name, issuer=headers.get(wire.H_ISSUER),
+            correlation_id=headers.get(wire.H_CORRELATION_ID), expected_version=None, aggregate=subject,
             duplicate=False,
         )
 
-    async def _deliver(self, address: Address, codec: AggregateCodec, envelope: Envelope, msg: Msg) -> None:
+    # -- routing ---------------------------------------------------------------------------
+
+    async def _route(self, address: Address, codec: AggregateCodec, envelope: Envelope) -> None:
+        """Deliver locally, activate (claiming the lease), or forward to the owner."""
         actor = self._actors.pop(address, None)
-        if actor is None:
-            if self._state != "running":
-                await self._refuse(
-                    msg,
-                    _BadRequest(
-                        "this node is shutting down; retry",
-                        command_id=envelope.command_id,
-                        type_name=envelope.type_name,
-                        address=address,
-                    ),
-                )
+        if actor is not None:
+            self._actors[address] = actor  # re-inserted: the dict's order is least recently used first
+            self._enqueue(actor, envelope)
+            return
+        placement = self._placements[address.namespace]
+        key = self.lease_key(address)
+        owner = placement.owner(key)
+        if owner is not None and not placement.is_me(owner) and placement.is_live(owner):
+            if envelope.hops > 0:
+                # Forwarded here, yet the cache says another node owns it: the cache may be
+                # stale, so read the lease before forwarding again (no forwarding loops).
+                try:
+                    owner = await placement.read(key)
+                except StoreUnavailableError as e:
+                    await self._fail(envelope, address, f"ownership of {address} could not be read: {e}; retry")
+                    return
+            if owner is not None and not placement.is_me(owner) and placement.is_live(owner):
+                self._spawn_forward(address, envelope, owner.node)
                 return
-            actor = self._activate(address, codec)
-        self._actors[address] = actor  # re-inserted: the dict's order is least recently used first
+        if self._state != "running":
+            target = self._target_for(address)
+            if target is None:
+                await self._fail(envelope, address, "this node is shutting down and no other node is live; retry")
+            else:
+                self._spawn_forward(address, envelope, target.node)
+            return
+        actor = self._activate(address, codec)
+        self._actors[address] = actor
+        self._enqueue(actor, envelope)
+
+    def _enqueue(self, actor: AggregateActor, envelope: Envelope) -> None:
         try:
             actor.mailbox.put_nowait(envelope)
         except asyncio.QueueFull:
-            await self._refuse(
-                msg,
-                _BadRequest(
-                    f"{address} has {self.config.mailbox_size} commands queued; retry later",
-                    command_id=envelope.command_id,
-                    type_name=envelope.type_name,
-                    address=address,
-                ),
-            )
+            self.spawn(self._fail(envelope, actor.address, f"{actor.address} has {self.config.mailbox_size} commands "
+                                  "queued; retry later"))
+
+    async def _fail(self, envelope: Envelope, address: Address, reason: str) -> None:
+        bad = _BadRequest(reason, command_id=envelope.command_id, type_name=envelope.type_name, address=address)
+        await self._refuse(envelope.subject, envelope.headers, envelope.reply_to, bad)
 
     def _activate(self, address: Address, codec: AggregateCodec) -> AggregateActor:
         hosted = self._hosted[(address.namespace, address.context)]
@@ -364,64 +509,315 @@ class Node:
                 del self._actors[actor.address]  # new commands for it activate a fresh actor
                 excess -= 1
 
+    def _spawn_forward(self, address: Address, envelope: Envelope, node: str) -> None:
+        self.spawn(self._forward(address, envelope, node))
+
+    async def _forward(self, address: Address, envelope: Envelope, node: str) -> None:
+        """Hand a command to the node that owns its aggregate; re-resolve and retry if that node is gone."""
+        placement = self._placements[address.namespace]
+        key = self.lease_key(address)
+        hops = envelope.hops + 1
+        if hops > self.config.max_hops:
+            await self._fail(envelope, address, f"ownership of {address} is moving; retry")
+            return
+        headers = {
+            **envelope.headers, wire.H_SUBJECT: envelope.subject, wire.H_HOPS: str(hops),
+            wire.H_REPLY_TO: envelope.reply_to or "",
+        }
+        deadline = time.monotonic() + self.config.liveness_ttl + 2 * self.config.forward_timeout
+        delay = 0.02
+        while True:
+            try:
+                await self.nc.request(
+                    f"{node_inbox(address.namespace, node)}.fwd", envelope.payload, headers=headers,
+                    timeout=self.config.forward_timeout,
+                )
+                return
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                if time.monotonic() > deadline:
+                    await self._fail(envelope, address, f"the owner of {address} ({node}) does not answer; retry")
+                    return
+                logger.info("forward not taken; resolving the owner again", to=node, error=type(e).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            try:
+                owner = await placement.read(key)
+                live = owner is not None and await placement.confirm_live(owner)
+            except StoreUnavailableError:
+                continue
+            if owner is not None and live and not placement.is_me(owner):
+                node = owner.node
+                continue
+            if self._state == "running":  # unowned, ours, or its owner is gone: take it here
+                await self._route(address, self._codec(address), dataclasses.replace(envelope, hops=hops))
+                return
+
+    def _codec(self, address: Address) -> AggregateCodec:
+        return self._hosted[(address.namespace, address.context)].context.codec(address.aggregate_type)
+
+    async def _on_inbox(self, msg: Msg) -> None:
+        namespace, kind = msg.subject.split(".")[1], msg.subject.rpartition(".")[2]
+        if kind == "fwd":
+            headers = dict(msg.headers or {})
+            subject = headers.pop(wire.H_SUBJECT, "")
+            reply_to = headers.pop(wire.H_REPLY_TO, "") or None
+            hops = headers.pop(wire.H_HOPS, "1")
+            await self._take(subject, msg.data, headers, reply_to, int(hops) if hops.isdigit() else 1)
+            answer = _FORWARD_OK
+        elif kind == "status":
+            answer = _json.encode(self.status())
+        elif kind == "migrate":
+            answer = _json.encode(await self._on_migrate(namespace, msg.data))
+        elif kind == "drain":
+            answer = _json.encode({"ok": True, "node": self.node_id, "state": "draining"})
+            self.spawn(self.drain())
+        else:
+            answer = _json.encode({"ok": False, "reason": f"unknown request {kind!r}"})
+        if msg.reply:
+            await self.nc.publish(msg.reply, answer)
+
+    async def _on_migrate(self, namespace: str, data: bytes) -> dict[str, Any]:
+        try:
+            request = _migrate_decoder.decode(data)
+            address = Address(namespace, request.context, request.aggregate_type, request.aggregate_id)
+            return await self.migrate(address, to=request.to)
+        except (msgspec.DecodeError, InvalidNameError) as e:
+            return {"ok": False, "reason": str(e)}
+
+    # -- placement -------------------------------------------------------------------------
+
+    def _target_for(self, address: Address) -> NodeRecord | None:
+        """The least loaded other live node hosting the aggregate's context."""
+        placement = self._placements[address.namespace]
+        counts = placement.counts(address.context)
+        candidates = [r for r in placement.live_nodes(address.context) if r.node != self.node_id]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda r: (counts.get(r.node, 0), r.node))
+
+    async def migrate(self, address: Address, *, to: str | None = None) -> dict[str, Any]:
+        """Move a live aggregate of this node to another node (`to`, or the least loaded)."""
+        placement = self._placements[address.namespace]
+        actor = self._actors.get(address)
+        if actor is None:
+            return {"ok": False, "reason": f"{address} is not live on {self.node_id}"}
+        if to is None:
+            target = self._target_for(address)
+        else:
+            target = next((r for r in placement.live_nodes(address.context) if r.node == to), None)
+        if target is None or target.node == self.node_id:
+            return {"ok": False, "reason": f"no live node {to or '(other)'} hosts {address.context}"}
+        if len(self._held.get((address.namespace, self.lease_key(address)), (0, set()))[1]) > 1:
+            return {"ok": False, "reason": f"{address} shares its placement key with other live aggregates"}
+        await actor.mailbox.put(Move(target.node, target.incarnation, time.monotonic()))
+        task = self._actor_tasks.get(actor)
+        if task is not None:
+            await asyncio.wait([task], timeout=self.config.shutdown_timeout)
+        return {"ok": actor.ended == "moved", "to": actor.hand_to, "ended": actor.ended}
+
+    async def _heartbeat(self) -> None:
+        interval = self.config.liveness_ttl / 4
+        while True:
+            await asyncio.sleep(interval)
+            for namespace, placement in self._placements.items():
+                await self._renew(namespace, placement)
+
+    async def _renew(self, namespace: str, placement: Placement) -> bool:
+        try:
+            await placement.renew()
+            return True
+        except StoreUnavailableError as e:
+            logger.warning("liveness not renewed; retrying", namespace=namespace, error=repr(e))
+            return False
+        except LivenessLost as e:
+            await self._lost_liveness(namespace, placement, e)
+            return False
+
+    async def _lost_liveness(self, namespace: str, placement: Placement, error: LivenessLost) -> None:
+        # Others may own our aggregates now: drop every local actor of this namespace,
+        # register under a new incarnation, and route what they held afresh.
+        logger.error("liveness lost: stepping down from every aggregate", namespace=namespace, error=str(error))
+        for actor in list(self._actors.values()):
+            if actor.address.namespace == namespace:
+                actor.revoked = True
+                if self._actors.get(actor.address) is actor:
+                    del self._actors[actor.address]
+                self._held.pop((namespace, self.lease_key(actor.address)), None)
+        while self._state in ("running", "draining"):
+            try:
+                await placement.reregister()
+                return
+            except (StoreUnavailableError, KeyChanged) as e:
+                logger.warning("could not register again; retrying", error=repr(e))
+                await asyncio.sleep(placement.ttl / 4)
+
+    async def _rebalance(self) -> None:
+        """Push live aggregates to less loaded nodes when this node holds more than its share."""
+        while True:
+            await asyncio.sleep(self.config.rebalance_interval)
+            if self._state != "running" or self.config.rebalance_batch == 0:
+                continue
+            for (namespace, context) in self._hosted:
+                placement = self._placements[namespace]
+                counts = placement.counts(context)
+                if len(counts) < 2:
+                    continue
+                mine = counts.get(self.node_id, 0)
+                share = sum(counts.values()) / len(counts)
+                excess = int(mine - max(share * (1 + self.config.rebalance_threshold), share + 1))
+                if excess <= 0:
+                    continue
+                movable = [
+                    a for a in self._actors.values()
+                    if a.address.namespace == namespace and a.address.context == context
+                    and not a.busy and a.mailbox.empty() and not a.moving
+                ][: min(excess, self.config.rebalance_batch)]
+                logger.info("rebalancing", context=context, moving=len(movable), mine=mine, share=round(share, 1))
+                for actor in movable:
+                    target = self._target_for(actor.address)
+                    if target is None:
+                        break
+                    counts[target.node] = counts.get(target.node, 0) + 1
+                    actor.moving = True
+                    actor.mailbox.put_nowait(Move(target.node, target.incarnation, time.monotonic()))
+
     # -- the ActorHost protocol ------------------------------------------------------------
+
+    async def acquire(self, actor: AggregateActor) -> int:
+        key = self.lease_key(actor.address)
+        held = self._held.get((actor.address.namespace, key))
+        if held is not None:
+            held[1].add(actor)
+            return held[0]
+        epoch = await self._placements[actor.address.namespace].acquire(key)
+        held = self._held.setdefault((actor.address.namespace, key), (epoch, set()))
+        held[1].add(actor)
+        return held[0]
+
+    async def still_owner(self, actor: AggregateActor) -> str | None:
+        placement = self._placements[actor.address.namespace]
+        owner = await placement.read(self.lease_key(actor.address))
+        if owner is not None and placement.is_me(owner) and owner.revision == actor.epoch:
+            return None
+        return owner.node if owner is not None else ""
+
+    async def ensure_liveness(self, actor: AggregateActor) -> bool:
+        namespace = actor.address.namespace
+        placement = self._placements[namespace]
+        if placement.liveness_fresh():
+            return not actor.revoked
+        # The last renewal is old (a pause, a slow loop, an outage): confirm liveness
+        # before answering from local state, which may be stale if others took over.
+        pending = self._liveness_checked.get(namespace)
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(self._renew(namespace, placement))
+            self._liveness_checked[namespace] = pending
+        await asyncio.shield(pending)
+        return not actor.revoked and placement.liveness_fresh()
+
+    async def hand_over(self, actor: AggregateActor, move: Move) -> bool:
+        namespace, key = actor.address.namespace, self.lease_key(actor.address)
+        record = NodeRecord(move.node, move.incarnation, [actor.address.context], "")
+        try:
+            await self._placements[namespace].transfer(key, actor.epoch, record)
+        except KeyChanged:
+            return False
+        self._held.pop((namespace, key), None)
+        return True
 
     async def answer(self, actor: AggregateActor, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
         await self._send_reply(envelope.reply_to, reply)
         await self._log(
-            log_subject(actor.address),
-            reply,
-            type_name=envelope.type_name,
-            issuer=envelope.issuer,
-            correlation_id=envelope.correlation_id,
-            expected_version=envelope.expected_version,
-            aggregate=command_subject(actor.address),
-            duplicate=duplicate,
+            log_subject(actor.address), reply, type_name=envelope.type_name, issuer=envelope.issuer,
+            correlation_id=envelope.correlation_id, expected_version=envelope.expected_version,
+            aggregate=command_subject(actor.address), duplicate=duplicate,
         )
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         assert self._tasks is not None
-        self._tasks.create_task(coroutine)
+        self._tasks.create_task(_logged(coroutine))
+
+    @property
+    def _settling(self) -> set[asyncio.Task[None]]:
+        return {t for t in self._settle_tasks if not t.done()}
 
     def actor_stopped(self, actor: AggregateActor) -> None:
         if self._actors.get(actor.address) is actor:
             del self._actors[actor.address]
         self._actor_tasks.pop(actor, None)
+        assert self._tasks is not None
+        self._settle_tasks.add(self._tasks.create_task(_logged(self._settle(actor))))
 
-    # -- replies and the log ---------------------------------------------------------------
+    async def _settle(self, actor: AggregateActor) -> None:
+        """Release the lease of an actor that ended, or hand on what it had queued."""
+        leftovers = actor.take_leftovers()
+        namespace, key = actor.address.namespace, self.lease_key(actor.address)
+        held = self._held.get((namespace, key))
+        if held is not None:
+            held[1].discard(actor)
+        if actor.ended in ("idle", "stopped", "failed") and held is not None and not held[1]:
+            del self._held[(namespace, key)]
+            try:
+                await self._placements[namespace].release(key, held[0])
+            except StoreUnavailableError as e:
+                logger.warning("lease not released; it passes on when this node's liveness expires", error=repr(e))
+        elif actor.ended in ("lost", "elsewhere", "revoked"):
+            self._held.pop((namespace, key), None)
+        codec = actor.codec
+        for envelope in leftovers:
+            if actor.hand_to:
+                self._spawn_forward(actor.address, envelope, actor.hand_to)
+            else:
+                await self._route(actor.address, codec, envelope)
+
+    # -- replies, status and the log -------------------------------------------------------
 
     async def _send_reply(self, reply_to: str | None, reply: wire.Reply) -> None:
         self.counts[reply.status] += 1
         if reply_to:
             try:
-                await self.nc.publish(reply_to, wire.reply_encoder.encode(reply), headers={wire.H_STATUS: reply.status})
+                await self.nc.publish(
+                    reply_to, wire.reply_encoder.encode(reply),
+                    headers={wire.H_STATUS: reply.status, wire.H_NODE: self.node_id},
+                )
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))
 
     async def _log(
-        self,
-        subject: str,
-        reply: wire.Reply,
-        *,
-        type_name: str | None,
-        issuer: str | None,
-        correlation_id: str | None,
-        expected_version: int | None,
-        aggregate: str,
-        duplicate: bool,
+        self, subject: str, reply: wire.Reply, *, type_name: str | None, issuer: str | None,
+        correlation_id: str | None, expected_version: int | None, aggregate: str, duplicate: bool,
     ) -> None:
         entry = wire.LogEntry(
-            command_id=reply.command_id,
-            type=type_name,
-            status=reply.status,
-            reason=reply.reason,
-            issuer=issuer,
-            correlation_id=correlation_id,
-            expected_version=expected_version,
-            version=reply.version,
-            node=self.node_id,
-            at=now(),
-            aggregate=aggregate,
-            duplicate=duplicate,
+            command_id=reply.command_id, type=type_name, status=reply.status, reason=reply.reason, issuer=issuer,
+            correlation_id=correlation_id, expected_version=expected_version, version=reply.version,
+            node=self.node_id, at=wire.timestamp(), aggregate=aggregate, duplicate=duplicate,
         )
         await self.command_log.record(subject, entry)
+
+    def status(self) -> _Status:
+        """What this node is doing: its incarnations, live aggregates per context, command counts."""
+        per_context: Counter[str] = Counter(f"{a.namespace}/{a.context}" for a in self._actors)
+        return _Status(
+            node=self.node_id,
+            incarnation={ns: p.incarnation for ns, p in self._placements.items()},
+            state=self._state,
+            hosts=sorted(f"{ns}/{ctx}" for ns, ctx in self._hosted),
+            live_actors=len(self._actors),
+            actors=dict(per_context),
+            commands=dict(self.counts),
+            activations=self.stats.activations,
+            passivations=self.stats.passivations,
+            migrations=self.stats.migrations,
+            fenced=self.stats.fenced,
+        )
+
+
+async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run a background coroutine; log (never propagate) what it raises, so one failure cannot stop the node."""
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("background task failed")
+

@@ -13,12 +13,10 @@ from typing import Protocol
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.js import api as js_api
-from nats.js import errors as js_errors
-from nats.js.kv import KeyValue
 
 from radix import wire
 from radix.names import Address, snapshots_bucket
+from radix.store.kv import KVBucket
 
 __all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStore"]
 
@@ -71,42 +69,23 @@ class KVSnapshotStore:
     """A `SnapshotStore` on JetStream KV: one bucket per namespace, history 1, direct gets."""
 
     def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> None:
-        self._js = nc.jetstream(timeout=timeout)
+        self._nc = nc
         self._replicas = replicas
-        self._buckets: dict[str, asyncio.Task[KeyValue]] = {}
+        self._timeout = timeout
+        self._buckets: dict[str, asyncio.Task[KVBucket]] = {}
 
-    async def bucket(self, namespace: str) -> KeyValue:
+    async def bucket(self, namespace: str) -> KVBucket:
         """The namespace's snapshot bucket, created on first use."""
         task = self._buckets.get(namespace)
         if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.create_task(self._open(snapshots_bucket(namespace)))
+            bucket = KVBucket(self._nc, snapshots_bucket(namespace), replicas=self._replicas, timeout=self._timeout)
+            task = asyncio.create_task(bucket.open())
             self._buckets[namespace] = task
         return await asyncio.shield(task)
 
-    async def _open(self, name: str) -> KeyValue:
-        try:
-            return await self._js.key_value(name)
-        except js_errors.BucketNotFoundError:
-            config = js_api.KeyValueConfig(
-                bucket=name,
-                history=1,
-                storage=js_api.StorageType.FILE,
-                replicas=self._replicas,
-                direct=True,
-                description="Radix aggregate snapshots",
-            )
-            try:
-                return await self._js.create_key_value(config)
-            except js_errors.BadRequestError:
-                return await self._js.key_value(name)  # created meanwhile by another node
-
     async def load(self, address: Address) -> Snapshot | None:
-        kv = await self.bucket(address.namespace)
-        try:
-            entry = await kv.get(_key(address))
-        except js_errors.KeyNotFoundError:
-            return None
-        if not entry.value:
+        entry = await (await self.bucket(address.namespace)).get(_key(address))
+        if entry.value is None:
             return None
         try:
             return _decoder.decode(entry.value)
@@ -114,8 +93,7 @@ class KVSnapshotStore:
             return None
 
     async def save(self, address: Address, snapshot: Snapshot) -> None:
-        kv = await self.bucket(address.namespace)
-        await kv.put(_key(address), _encoder.encode(snapshot))
+        await (await self.bucket(address.namespace)).put(_key(address), _encoder.encode(snapshot))
 
     async def close(self) -> None:
         """Forget opened buckets. Safe to call twice."""

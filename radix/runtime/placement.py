@@ -1,0 +1,321 @@
+"""Placement: which node is alive, and which node owns which aggregate, in one namespace.
+
+Liveness: each node holds a key `{node_id}` in `radix_{ns}_nodes` with a per-key TTL,
+renewed by a fenced write well within the TTL. Its value names the node's incarnation,
+a fresh id each time the node (re-)registers.
+
+Ownership: an aggregate's lease is the key `{context}.{placement key}` in
+`radix_{ns}_leases`, naming the owner's node and incarnation. A node claims an absent
+lease by creating it, takes over one whose owner's liveness key is gone by
+compare-and-set on its revision, hands it to another node by compare-and-set, and
+releases it by a compare-and-set delete. The revision at which a node acquired a lease
+is its epoch. Leases are never renewed: lease traffic grows with activations, not
+with live aggregates.
+
+The lease is advisory. The event stream is the authority: every append is fenced on
+the aggregate's last sequence, so a node that wrongly believes it owns an aggregate
+can never fork its history (docs/placement.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+from radix.errors import RadixError, StoreUnavailableError
+from radix.logs import logger
+from radix.names import leases_bucket, nodes_bucket
+from radix.store.kv import Entry, KeyChanged, KVBucket
+from radix.wire import timestamp
+
+__all__ = ["LivenessLost", "NodeRecord", "OwnedElsewhere", "Owner", "Placement"]
+
+
+class NodeRecord(msgspec.Struct, frozen=True):
+    """A node's liveness value."""
+
+    node: str
+    incarnation: str
+    contexts: list[str]
+    started: str
+
+
+class _LeaseValue(msgspec.Struct, frozen=True):
+    node: str
+    incarnation: str
+
+
+_node_decoder: Final = msgspec.json.Decoder(NodeRecord)
+_lease_decoder: Final = msgspec.json.Decoder(_LeaseValue)
+_encoder: Final = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who holds a lease, and the lease's revision (the owner's epoch)."""
+
+    node: str
+    incarnation: str
+    revision: int
+
+
+class OwnedElsewhere(Exception):
+    """The lease is held by another live node."""
+
+    def __init__(self, owner: Owner) -> None:
+        super().__init__(f"owned by {owner.node}")
+        self.owner = owner
+
+
+class LivenessLost(RadixError):
+    """This node's liveness key expired or was replaced: others may have taken its aggregates over."""
+
+
+def new_incarnation() -> str:
+    return secrets.token_hex(6)
+
+
+class Placement:
+    """Membership and leases of one namespace, as one node sees them."""
+
+    def __init__(
+        self, nc: NATS, namespace: str, node_id: str, contexts: list[str], *, ttl: int, replicas: int, timeout: float
+    ) -> None:
+        self.namespace = namespace
+        self.node_id = node_id
+        self.contexts = contexts
+        self.ttl = ttl
+        self.incarnation = new_incarnation()
+        self.nodes_kv = KVBucket(nc, nodes_bucket(namespace), replicas=replicas, timeout=timeout)
+        self.leases_kv = KVBucket(nc, leases_bucket(namespace), replicas=replicas, timeout=timeout)
+        self.nodes: dict[str, NodeRecord] = {}
+        self.leases: dict[str, Owner] = {}
+        self.nodes_ready = asyncio.Event()
+        self.leases_ready = asyncio.Event()
+        self.changed = asyncio.Event()
+        self._revision = 0
+        self._renewed_at = 0.0  # monotonic time at which the last successful renewal was sent
+
+    # -- membership ------------------------------------------------------------------------
+
+    @property
+    def record(self) -> NodeRecord:
+        return NodeRecord(self.node_id, self.incarnation, self.contexts, timestamp())
+
+    async def open(self) -> None:
+        await self.nodes_kv.open()
+        await self.leases_kv.open()
+
+    async def register(self) -> None:
+        """Create this node's liveness key under the current incarnation."""
+        sent = time.monotonic()
+        try:
+            self._revision = await self.nodes_kv.create(self.node_id, _encoder.encode(self.record), ttl=self.ttl)
+        except KeyChanged:
+            entry = await self.nodes_kv.get(self.node_id)
+            holder = _node_decoder.decode(entry.value) if entry.value else None
+            raise RadixError(
+                f"node id {self.node_id!r} is in use in namespace {self.namespace!r} by a live node "
+                f"(incarnation {holder.incarnation if holder else '?'}); give this node another id, or wait "
+                f"{self.ttl}s if that node has just stopped"
+            ) from None
+        self._renewed_at = sent
+        self.nodes[self.node_id] = self.record
+        logger.info("node registered", namespace=self.namespace, incarnation=self.incarnation)
+
+    async def reregister(self) -> None:
+        """Register again under a new incarnation after liveness was lost."""
+        self.incarnation = new_incarnation()
+        entry = await self.nodes_kv.get(self.node_id)
+        sent = time.monotonic()
+        # Whatever is there (an expiry marker, or our old value if a renewal we took
+        # for failed did land), replace it on its revision.
+        self._revision = await self.nodes_kv.put_if(
+            self.node_id, _encoder.encode(self.record), revision=entry.revision, ttl=self.ttl
+        )
+        self._renewed_at = sent
+        self.nodes[self.node_id] = self.record
+        logger.warning("node registered again after losing liveness", incarnation=self.incarnation)
+
+    async def renew(self) -> None:
+        """Renew the liveness key; raises `LivenessLost` if it expired or was replaced meanwhile."""
+        sent = time.monotonic()
+        try:
+            self._revision = await self.nodes_kv.put_if(
+                self.node_id, _encoder.encode(self.record), revision=self._revision, ttl=self.ttl
+            )
+        except KeyChanged as e:
+            raise LivenessLost(
+                f"liveness key of {self.node_id} in {self.namespace} changed (revision {e.revision})"
+            ) from None
+        except StoreUnavailableError:
+            if self.liveness_expired():
+                raise LivenessLost(f"could not renew liveness of {self.node_id} within {self.ttl}s") from None
+            raise
+        self._renewed_at = sent
+
+    def liveness_fresh(self) -> bool:
+        """Whether the liveness key was renewed recently enough that it cannot have expired yet."""
+        return time.monotonic() - self._renewed_at < self.ttl * 0.75
+
+    def liveness_expired(self) -> bool:
+        return time.monotonic() - self._renewed_at >= self.ttl
+
+    async def deregister(self) -> None:
+        """Remove this node's liveness key (a graceful leave)."""
+        try:
+            await self.nodes_kv.delete_if(self.node_id, revision=self._revision)
+        except (KeyChanged, StoreUnavailableError) as e:
+            logger.warning("liveness key not removed", error=repr(e))
+        self.nodes.pop(self.node_id, None)
+
+    def is_me(self, owner: Owner) -> bool:
+        return owner.node == self.node_id and owner.incarnation == self.incarnation
+
+    def is_live(self, owner: Owner) -> bool:
+        if owner.node == self.node_id:
+            return owner.incarnation == self.incarnation
+        record = self.nodes.get(owner.node)
+        return record is not None and record.incarnation == owner.incarnation
+
+    async def confirm_live(self, owner: Owner) -> bool:
+        """Whether the owner's liveness key is present with its incarnation, read from the server."""
+        if owner.node == self.node_id:
+            return owner.incarnation == self.incarnation
+        entry = await self.nodes_kv.get(owner.node)
+        if entry.value is None:
+            return False
+        return _node_decoder.decode(entry.value).incarnation == owner.incarnation
+
+    def live_nodes(self, context: str) -> list[NodeRecord]:
+        """The live nodes that host `context`, this one included."""
+        return [r for r in self.nodes.values() if context in r.contexts]
+
+    # -- watches ---------------------------------------------------------------------------
+
+    async def watch_nodes(self) -> None:
+        """Keep `nodes` current from a watch of the nodes bucket; restarts the watch if it fails."""
+        while True:
+            try:
+                async for entry in self.nodes_kv.watch(self.nodes_ready):
+                    self._note_node(entry, self.nodes)
+                    self.changed.set()
+            except Exception as e:
+                logger.warning("nodes watch failed; watching again", namespace=self.namespace, error=repr(e))
+                await asyncio.sleep(0.5)
+
+    def _note_node(self, entry: Entry, nodes: dict[str, NodeRecord]) -> None:
+        if entry.value is None:
+            if nodes.pop(entry.key, None) is not None:
+                logger.info("node left", left=entry.key)
+            return
+        record = _node_decoder.decode(entry.value)
+        if entry.key == self.node_id and record.incarnation != self.incarnation:
+            return  # our own former incarnation
+        if entry.key not in nodes:
+            logger.info("node joined", joined=entry.key)
+        nodes[entry.key] = record
+
+    async def watch_leases(self) -> None:
+        """Keep `leases` current from a watch of the leases bucket; restarts the watch if it fails."""
+        while True:
+            try:
+                async for entry in self.leases_kv.watch(self.leases_ready):
+                    self._note(entry)
+                    self.changed.set()
+            except Exception as e:
+                logger.warning("leases watch failed; watching again", namespace=self.namespace, error=repr(e))
+                await asyncio.sleep(0.5)
+
+    def _note(self, entry: Entry) -> Owner | None:
+        if entry.value is None:
+            current = self.leases.get(entry.key)
+            if current is not None and current.revision <= entry.revision:
+                del self.leases[entry.key]
+            return None
+        value = _lease_decoder.decode(entry.value)
+        owner = Owner(value.node, value.incarnation, entry.revision)
+        current = self.leases.get(entry.key)
+        if current is None or current.revision <= entry.revision:
+            self.leases[entry.key] = owner
+        return owner
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def owner(self, key: str) -> Owner | None:
+        """The cached owner of a lease (from the watch; may lag by a moment)."""
+        return self.leases.get(key)
+
+    async def read(self, key: str) -> Owner | None:
+        """The owner of a lease, read from the server."""
+        entry = await self.leases_kv.get(key)
+        if entry.value is None:
+            self.leases.pop(key, None)
+            return None
+        return self._note(entry)
+
+    def _mine(self) -> bytes:
+        return _encoder.encode(_LeaseValue(self.node_id, self.incarnation))
+
+    async def acquire(self, key: str) -> int:
+        """Claim the lease or take it over from a dead owner; return the epoch. Raises `OwnedElsewhere`."""
+        entry: Entry | None = None
+        if key not in self.leases:
+            try:
+                revision = await self.leases_kv.put_if(key, self._mine(), revision=0)
+                self._note(Entry(key, self._mine(), revision))
+                return revision
+            except KeyChanged:
+                pass
+        for _ in range(5):
+            entry = entry or await self.leases_kv.get(key)
+            owner = self._note(entry)
+            try:
+                if owner is None:
+                    revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
+                elif self.is_me(owner):
+                    return owner.revision
+                elif not await self.confirm_live(owner):
+                    revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
+                    logger.info("lease taken over", lease=key, previous=owner.node)
+                else:
+                    raise OwnedElsewhere(owner)
+            except KeyChanged:
+                entry = None
+                continue
+            self._note(Entry(key, self._mine(), revision))
+            return revision
+        raise StoreUnavailableError(f"the lease {key} kept changing while claiming it; retry")
+
+    async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:
+        """Hand the lease held at `epoch` to another node; return the new revision."""
+        value = _encoder.encode(_LeaseValue(to.node, to.incarnation))
+        revision = await self.leases_kv.put_if(key, value, revision=epoch)
+        self._note(Entry(key, value, revision))
+        return revision
+
+    async def release(self, key: str, epoch: int) -> None:
+        """Give the lease up, unless it changed since `epoch`."""
+        try:
+            await self.leases_kv.delete_if(key, revision=epoch)
+            current = self.leases.get(key)
+            if current is not None and current.revision == epoch:
+                del self.leases[key]
+        except KeyChanged:
+            pass
+
+    def counts(self, context: str) -> dict[str, int]:
+        """Leases per live node hosting `context` (zero for nodes with none)."""
+        prefix = f"{context}."
+        live = {r.node: r.incarnation for r in self.live_nodes(context)}
+        counts = dict.fromkeys(live, 0)
+        for key, owner in self.leases.items():
+            if key.startswith(prefix) and live.get(owner.node) == owner.incarnation:
+                counts[owner.node] += 1
+        return counts

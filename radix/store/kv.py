@@ -1,0 +1,186 @@
+"""A small JetStream key-value layer for leases and liveness, on raw JetStream operations.
+
+nats-py's KV has traps for exactly this use (DESIGN.md §7): a key whose per-key TTL
+expired leaves a marker that `get` returns as an entry with no value and that makes
+`create` fail; `update` drops a key's TTL; a watcher's "initial values done" can come
+early. This layer treats every marker and delete as absent (with the revision to
+compare-and-set on), renews TTL'd keys with a fenced publish carrying `Nats-TTL`, and
+watches with an ordered consumer. Buckets are created as nats-py creates them, so
+`nats kv` tools read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+from nats.js import errors as js_errors
+
+from radix import wire
+from radix.errors import StoreError, StoreUnavailableError
+
+__all__ = ["Entry", "KVBucket", "KeyChanged"]
+
+_DELETE_OPS: Final = ("DEL", "PURGE")
+MARKER_TTL: Final = 60  # how long the server keeps the marker of an expired key, in seconds
+
+
+class KeyChanged(Exception):
+    """A create or compare-and-set found the key at another revision than expected."""
+
+    def __init__(self, key: str, revision: int) -> None:
+        super().__init__(f"{key} is at revision {revision}")
+        self.key = key
+        self.revision = revision
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A key's latest message: its value (None when deleted or expired) and revision (stream sequence)."""
+
+    key: str
+    value: bytes | None
+    revision: int
+
+
+class _Ack(msgspec.Struct):
+    seq: int = 0
+    error: dict[str, object] | None = None
+
+
+_ack_decoder: Final = msgspec.json.Decoder(_Ack)
+
+
+def _is_absent(msg: Msg) -> bool:
+    headers = msg.headers or {}
+    return (
+        "Nats-Marker-Reason" in headers
+        or headers.get("KV-Operation") in _DELETE_OPS
+        or (not msg.data and "Status" in headers)
+    )
+
+
+class KVBucket:
+    """One KV bucket, opened (and created if missing) with `open()`."""
+
+    def __init__(self, nc: NATS, name: str, *, replicas: int = 1, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self.name = name
+        self.stream = f"KV_{name}"
+        self._prefix = f"$KV.{name}."
+        self._replicas = replicas
+        self._timeout = timeout
+
+    async def open(self) -> KVBucket:
+        """Create the bucket unless it exists (with per-key TTLs and expiry markers on)."""
+        js = self._nc.jetstream(timeout=self._timeout)
+        try:
+            await js.key_value(self.name)
+        except js_errors.BucketNotFoundError:
+            config = js_api.KeyValueConfig(
+                bucket=self.name, history=1, storage=js_api.StorageType.FILE, replicas=self._replicas,
+                direct=True, limit_marker_ttl=MARKER_TTL,
+            )
+            try:
+                await js.create_key_value(config)
+            except js_errors.BadRequestError:
+                await js.key_value(self.name)  # created meanwhile by another node
+        return self
+
+    async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
+        try:
+            return await self._nc.request(subject, payload, timeout=self._timeout, headers=headers)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
+
+    async def get(self, key: str) -> Entry:
+        """The key's latest entry; `value` is None if it never existed (revision 0), was deleted or expired."""
+        msg = await self._request(f"$JS.API.DIRECT.GET.{self.stream}.{self._prefix}{key}", b"", None)
+        headers = msg.headers or {}
+        if headers.get("Status") == "404":
+            return Entry(key, None, 0)
+        if "Status" in headers and not msg.data:
+            raise StoreError(f"reading {key} from {self.name} failed: {headers.get('Description', '')}")
+        revision = int(headers.get("Nats-Sequence", 0))
+        return Entry(key, None if _is_absent(msg) else msg.data, revision)
+
+    async def put_if(self, key: str, value: bytes, *, revision: int, ttl: int | None = None) -> int:
+        """Write `value` if the key is at `revision` (0: never written); return the new revision.
+
+        Raises `KeyChanged` with the key's actual revision otherwise. A `ttl` (whole
+        seconds, at least 1) makes the key expire unless written again in time.
+        """
+        headers = {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision)}
+        if ttl is not None:
+            if ttl < 1:
+                raise ValueError("a key's TTL is whole seconds, at least 1")
+            headers["Nats-TTL"] = f"{ttl}s"
+        return await self._publish(key, value, headers)
+
+    async def put(self, key: str, value: bytes) -> int:
+        """Write `value` whatever the key's revision; return the new revision."""
+        return await self._publish(key, value, {})
+
+    async def create(self, key: str, value: bytes, *, ttl: int | None = None) -> int:
+        """Write `value` if the key is absent (never written, deleted or expired); return the new revision."""
+        try:
+            return await self.put_if(key, value, revision=0, ttl=ttl)
+        except KeyChanged:
+            entry = await self.get(key)
+            if entry.value is not None:
+                raise KeyChanged(key, entry.revision) from None
+            return await self.put_if(key, value, revision=entry.revision, ttl=ttl)
+
+    async def delete_if(self, key: str, *, revision: int) -> None:
+        """Delete the key if it is at `revision`; raises `KeyChanged` otherwise."""
+        await self._publish(key, b"", {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision), "KV-Operation": "DEL"})
+
+    async def _publish(self, key: str, value: bytes, headers: dict[str, str]) -> int:
+        msg = await self._request(self._prefix + key, value, headers or None)
+        ack = _ack_decoder.decode(msg.data)
+        if ack.error is not None:
+            if ack.error.get("err_code") == 10071:
+                description = str(ack.error.get("description", ""))
+                actual = description.rpartition(" ")[2]
+                raise KeyChanged(key, int(actual) if actual.isdigit() else -1)
+            raise StoreError(f"writing {key} to {self.name} failed: {ack.error.get('description')}")
+        return ack.seq
+
+    async def watch(self, ready: asyncio.Event | None = None) -> AsyncIterator[Entry]:
+        """Every key's latest entry, then every change, as it happens (deletes and expiries as value None).
+
+        `ready` is set once the entries that existed when the watch started have been
+        delivered (judged by the stream's last sequence, not by the consumer's own
+        signal, which can come early).
+        """
+        js = self._nc.jetstream(timeout=self._timeout)
+        info = await js.stream_info(self.stream)
+        last = info.state.last_seq
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await js.subscribe(
+            f"{self._prefix}>", cb=on_msg, ordered_consumer=True,
+            deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=2.0,
+        )
+        try:
+            if ready is not None and last == 0:
+                ready.set()
+            while True:
+                msg = await queue.get()
+                sequence = msg.metadata.sequence.stream
+                yield Entry(msg.subject[len(self._prefix) :], None if _is_absent(msg) else msg.data, sequence)
+                if ready is not None and not ready.is_set() and (sequence >= last or msg.metadata.num_pending == 0):
+                    ready.set()
+        finally:
+            if not self._nc.is_closed:
+                await sub.unsubscribe()
