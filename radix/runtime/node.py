@@ -101,8 +101,12 @@ class NodeConfig:
 
     def actor_settings(self) -> ActorSettings:
         return ActorSettings(
-            idle_timeout=self.idle_timeout, snapshot_every=self.snapshot_every, retries=self.retries,
-            mailbox_size=self.mailbox_size, recent_commands=self.recent_commands, recent_events=self.recent_events,
+            idle_timeout=self.idle_timeout,
+            snapshot_every=self.snapshot_every,
+            retries=self.retries,
+            mailbox_size=self.mailbox_size,
+            recent_commands=self.recent_commands,
+            recent_events=self.recent_events,
         )
 
 
@@ -217,7 +221,12 @@ class Node:
         for namespace in sorted({ns for ns, _ in self._hosted}):
             contexts = sorted(ctx for ns, ctx in self._hosted if ns == namespace)
             placement = Placement(
-                nc, namespace, self.node_id, contexts, ttl=self.config.liveness_ttl, replicas=replicas,
+                nc,
+                namespace,
+                self.node_id,
+                contexts,
+                ttl=self.config.liveness_ttl,
+                replicas=replicas,
                 timeout=timeout,
             )
             await placement.open()
@@ -227,9 +236,7 @@ class Node:
             await placement.nodes_ready.wait()
             await placement.leases_ready.wait()
             await placement.register()
-            self._inbox_subs.append(
-                await nc.subscribe(f"{node_inbox(namespace, self.node_id)}.>", cb=self._on_inbox)
-            )
+            self._inbox_subs.append(await nc.subscribe(f"{node_inbox(namespace, self.node_id)}.>", cb=self._on_inbox))
         for (namespace, context), hosted in self._hosted.items():
             await self.store.ensure_stream(namespace, context)
             await self.command_log.ensure_stream(namespace, context)
@@ -240,7 +247,8 @@ class Node:
         for namespace, context in self._hosted:
             self._command_subs.append(
                 await nc.subscribe(
-                    context_filter(namespace, context, "cmd"), queue=f"radix.{namespace}.{context}",
+                    context_filter(namespace, context, "cmd"),
+                    queue=f"radix.{namespace}.{context}",
                     cb=self._on_command,
                 )
             )
@@ -421,9 +429,17 @@ class Node:
         if wire.H_COMMAND_ID not in headers:
             headers = {**headers, wire.H_COMMAND_ID: command_id}  # a forward keeps the id given here
         envelope = Envelope(
-            command=command, type_name=type(command).__name__, command_id=command_id, expected_version=expected,
-            issuer=headers.get(wire.H_ISSUER), correlation_id=headers.get(wire.H_CORRELATION_ID), reply_to=reply_to,
-            subject=subject, payload=payload, headers=headers, hops=hops,
+            command=command,
+            type_name=type(command).__name__,
+            command_id=command_id,
+            expected_version=expected,
+            issuer=headers.get(wire.H_ISSUER),
+            correlation_id=headers.get(wire.H_CORRELATION_ID),
+            reply_to=reply_to,
+            subject=subject,
+            payload=payload,
+            headers=headers,
+            hops=hops,
         )
         return envelope, address, codec
 
@@ -439,8 +455,13 @@ class Node:
         else:
             return
         await self._log(
-            log_to, reply, type_name=bad.type_name, issuer=headers.get(wire.H_ISSUER),
-            correlation_id=headers.get(wire.H_CORRELATION_ID), expected_version=None, aggregate=subject,
+            log_to,
+            reply,
+            type_name=bad.type_name,
+            issuer=headers.get(wire.H_ISSUER),
+            correlation_id=headers.get(wire.H_CORRELATION_ID),
+            expected_version=None,
+            aggregate=subject,
             duplicate=False,
         )
 
@@ -483,8 +504,13 @@ class Node:
         try:
             actor.mailbox.put_nowait(envelope)
         except asyncio.QueueFull:
-            self.spawn(self._fail(envelope, actor.address, f"{actor.address} has {self.config.mailbox_size} commands "
-                                  "queued; retry later"))
+            self.spawn(
+                self._fail(
+                    envelope,
+                    actor.address,
+                    f"{actor.address} has {self.config.mailbox_size} commands queued; retry later",
+                )
+            )
 
     async def _fail(self, envelope: Envelope, address: Address, reason: str) -> None:
         bad = _BadRequest(reason, command_id=envelope.command_id, type_name=envelope.type_name, address=address)
@@ -521,7 +547,9 @@ class Node:
             await self._fail(envelope, address, f"ownership of {address} is moving; retry")
             return
         headers = {
-            **envelope.headers, wire.H_SUBJECT: envelope.subject, wire.H_HOPS: str(hops),
+            **envelope.headers,
+            wire.H_SUBJECT: envelope.subject,
+            wire.H_HOPS: str(hops),
             wire.H_REPLY_TO: envelope.reply_to or "",
         }
         deadline = time.monotonic() + self.config.liveness_ttl + 2 * self.config.forward_timeout
@@ -529,7 +557,9 @@ class Node:
         while True:
             try:
                 await self.nc.request(
-                    f"{node_inbox(address.namespace, node)}.fwd", envelope.payload, headers=headers,
+                    f"{node_inbox(address.namespace, node)}.fwd",
+                    envelope.payload,
+                    headers=headers,
                     timeout=self.config.forward_timeout,
                 )
                 return
@@ -657,7 +687,7 @@ class Node:
             await asyncio.sleep(self.config.rebalance_interval)
             if self._state != "running" or self.config.rebalance_batch == 0:
                 continue
-            for (namespace, context) in self._hosted:
+            for namespace, context in self._hosted:
                 placement = self._placements[namespace]
                 counts = placement.counts(context)
                 if len(counts) < 2:
@@ -668,9 +698,13 @@ class Node:
                 if excess <= 0:
                     continue
                 movable = [
-                    a for a in self._actors.values()
-                    if a.address.namespace == namespace and a.address.context == context
-                    and not a.busy and a.mailbox.empty() and not a.moving
+                    a
+                    for a in self._actors.values()
+                    if a.address.namespace == namespace
+                    and a.address.context == context
+                    and not a.busy
+                    and a.mailbox.empty()
+                    and not a.moving
                 ][: min(excess, self.config.rebalance_batch)]
                 logger.info("rebalancing", context=context, moving=len(movable), mine=mine, share=round(share, 1))
                 for actor in movable:
@@ -728,9 +762,14 @@ class Node:
     async def answer(self, actor: AggregateActor, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
         await self._send_reply(envelope.reply_to, reply)
         await self._log(
-            log_subject(actor.address), reply, type_name=envelope.type_name, issuer=envelope.issuer,
-            correlation_id=envelope.correlation_id, expected_version=envelope.expected_version,
-            aggregate=command_subject(actor.address), duplicate=duplicate,
+            log_subject(actor.address),
+            reply,
+            type_name=envelope.type_name,
+            issuer=envelope.issuer,
+            correlation_id=envelope.correlation_id,
+            expected_version=envelope.expected_version,
+            aggregate=command_subject(actor.address),
+            duplicate=duplicate,
         )
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -777,20 +816,38 @@ class Node:
         if reply_to:
             try:
                 await self.nc.publish(
-                    reply_to, wire.reply_encoder.encode(reply),
+                    reply_to,
+                    wire.reply_encoder.encode(reply),
                     headers={wire.H_STATUS: reply.status, wire.H_NODE: self.node_id},
                 )
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))
 
     async def _log(
-        self, subject: str, reply: wire.Reply, *, type_name: str | None, issuer: str | None,
-        correlation_id: str | None, expected_version: int | None, aggregate: str, duplicate: bool,
+        self,
+        subject: str,
+        reply: wire.Reply,
+        *,
+        type_name: str | None,
+        issuer: str | None,
+        correlation_id: str | None,
+        expected_version: int | None,
+        aggregate: str,
+        duplicate: bool,
     ) -> None:
         entry = wire.LogEntry(
-            command_id=reply.command_id, type=type_name, status=reply.status, reason=reply.reason, issuer=issuer,
-            correlation_id=correlation_id, expected_version=expected_version, version=reply.version,
-            node=self.node_id, at=wire.timestamp(), aggregate=aggregate, duplicate=duplicate,
+            command_id=reply.command_id,
+            type=type_name,
+            status=reply.status,
+            reason=reply.reason,
+            issuer=issuer,
+            correlation_id=correlation_id,
+            expected_version=expected_version,
+            version=reply.version,
+            node=self.node_id,
+            at=wire.timestamp(),
+            aggregate=aggregate,
+            duplicate=duplicate,
         )
         await self.command_log.record(subject, entry)
 
@@ -820,4 +877,3 @@ async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
         raise
     except Exception:
         logger.exception("background task failed")
-

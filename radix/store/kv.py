@@ -85,8 +85,12 @@ class KVBucket:
             await js.key_value(self.name)
         except js_errors.BucketNotFoundError:
             config = js_api.KeyValueConfig(
-                bucket=self.name, history=1, storage=js_api.StorageType.FILE, replicas=self._replicas,
-                direct=True, limit_marker_ttl=MARKER_TTL,
+                bucket=self.name,
+                history=1,
+                storage=js_api.StorageType.FILE,
+                replicas=self._replicas,
+                direct=True,
+                limit_marker_ttl=MARKER_TTL,
             )
             try:
                 await js.create_key_value(config)
@@ -169,8 +173,11 @@ class KVBucket:
             queue.put_nowait(msg)
 
         sub = await js.subscribe(
-            f"{self._prefix}>", cb=on_msg, ordered_consumer=True,
-            deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT, idle_heartbeat=2.0,
+            f"{self._prefix}>",
+            cb=on_msg,
+            ordered_consumer=True,
+            deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=2.0,
         )
         try:
             if ready is not None and last == 0:

@@ -1,0 +1,258 @@
+"""The cluster with several nodes in one process on one real nats-server: routing, leases, migration, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from radix import Address, Client, EmbeddedNats, JetStreamEventStore, Node, NodeConfig
+from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.names import leases_bucket
+from radix.store.kv import KVBucket
+from radix.testing import eventually
+from radix.wire import H_COMMAND_ID, H_HOPS, H_REPLY_TO, H_SUBJECT
+
+FAST = {"liveness_ttl": 2, "rebalance_interval": 0.2, "forward_timeout": 0.5}
+
+
+class Cluster:
+    """Nodes in this process, each with its own connection, on one nats-server."""
+
+    def __init__(self, server: EmbeddedNats, namespace: str, stack: AsyncExitStack) -> None:
+        self.server = server
+        self.namespace = namespace
+        self.stack = stack
+        self.nodes: dict[str, Node] = {}
+
+    async def start(self, node_id: str, **config: object) -> Node:
+        nc = await nats.connect(self.server.url)
+        self.stack.push_async_callback(nc.close)
+        settings = {**FAST, **config}
+        node = Node({self.namespace: [inventory]}, nats=nc, config=NodeConfig(node_id=node_id, **settings))  # type: ignore[arg-type]
+        await node.start()
+        self.stack.push_async_callback(node.stop)
+        self.nodes[node_id] = node
+        return node
+
+    def address(self, aggregate_id: str) -> Address:
+        return Address(self.namespace, "inventory", "InventoryItem", aggregate_id)
+
+    def owner_of(self, aggregate_id: str) -> Node | None:
+        return next((n for n in self.nodes.values() if n.is_live(self.address(aggregate_id))), None)
+
+    async def converged(self) -> bool:
+        """Every running node's lease cache equals the bucket, and its node list equals the running nodes."""
+        running = {i for i, n in self.nodes.items() if n.state == "running"}
+        first = next(n for n in self.nodes.values() if n.state == "running")
+        bucket = first.placement(self.namespace).leases_kv
+        truth: dict[str, tuple[str, str]] = {}
+        for key in {k for n in self.nodes.values() for k in n.placement(self.namespace).leases}:
+            entry = await bucket.get(key)
+            if entry.value is not None:
+                value = msgspec.json.decode(entry.value)
+                truth[key] = (value["node"], value["incarnation"])
+        for node_id in running:
+            placement = self.nodes[node_id].placement(self.namespace)
+            cached = {k: (o.node, o.incarnation) for k, o in placement.leases.items()}
+            if cached != truth or set(placement.nodes) != running:
+                return False
+        return True
+
+
+@pytest.fixture
+async def cluster(nats_server: EmbeddedNats, namespace: str) -> AsyncIterator[Cluster]:
+    async with AsyncExitStack() as stack:
+        yield Cluster(nats_server, namespace, stack)
+
+
+@pytest.fixture
+def client(nc: NATS, namespace: str) -> Client:
+    return Client(nc, inventory, namespace=namespace)
+
+
+async def send_raw(nc: NATS, namespace: str, aggregate_id: str, body: bytes) -> tuple[str, dict[str, object]]:
+    """Send a command with plain nats-py; return the node that answered (its `Radix-Node` header) and the reply."""
+    reply = await nc.request(f"radix.{namespace}.inventory.cmd.InventoryItem.{aggregate_id}", body, timeout=5)
+    assert reply.headers is not None
+    return reply.headers["Radix-Node"], msgspec.json.decode(reply.data)
+
+
+async def test_commands_reach_the_single_owner(cluster: Cluster, nc: NATS, namespace: str) -> None:
+    """Whichever node receives a command, the aggregate's one owner handles it and answers the client itself."""
+    for node_id in ("n1", "n2", "n3"):
+        await cluster.start(node_id)
+    answered_by: dict[str, set[str]] = {}
+    for round_ in range(6):
+        for i in range(12):
+            body = b'{"type": "CreateItem", "name": "x"}' if round_ == 0 else b'{"type": "CheckIn", "count": 1}'
+            node, reply = await send_raw(nc, namespace, f"agg-{i}", body)
+            assert reply["status"] == "accepted"
+            assert reply["version"] == round_ + 1
+            answered_by.setdefault(f"agg-{i}", set()).add(node)
+    for aggregate_id, nodes in answered_by.items():
+        owner = cluster.owner_of(aggregate_id)
+        assert owner is not None
+        assert nodes == {owner.node_id}
+    assert len({next(iter(n)) for n in answered_by.values()}) > 1  # the work is spread
+    assert sum(n.counts["accepted"] for n in cluster.nodes.values()) == 72
+    await eventually(cluster.converged, what="lease caches converge")
+
+
+async def test_ownership_cache_converges_after_joins_and_leaves(cluster: Cluster, client: Client) -> None:
+    """Every node's view of leases and live nodes matches the buckets after joins, moves and leaves."""
+    await cluster.start("n1")
+    await cluster.start("n2")
+    for i in range(10):
+        await client.send(CreateItem(name="x"), aggregate_id=f"c-{i}")
+    await eventually(cluster.converged, what="convergence with two nodes")
+    await cluster.start("n3")
+    await eventually(cluster.converged, what="convergence after a join")
+    await cluster.nodes["n1"].stop()
+    await eventually(cluster.converged, what="convergence after a leave")
+    for i in range(10):
+        assert (await client.send(CheckIn(count=1), aggregate_id=f"c-{i}")).version == 2
+
+
+async def test_manual_migration(cluster: Cluster, nc: NATS, namespace: str, client: Client) -> None:
+    """An aggregate moved to a named node is served there, with its state and its known command ids."""
+    one = await cluster.start("n1")
+    await client.send(CreateItem(name="x"), aggregate_id="m-1", command_id="create-m-1")
+    await client.send(CheckIn(count=5), aggregate_id="m-1")
+    two = await cluster.start("n2", rebalance_batch=0)
+    result = await one.migrate(cluster.address("m-1"), to="n2")
+    assert result == {"ok": True, "to": "n2", "ended": "moved"}
+    node, reply = await send_raw(nc, namespace, "m-1", b'{"type": "Remove", "count": 5}')
+    assert (node, reply["status"], reply["version"]) == ("n2", "accepted", 3)
+    again = await client.send(CreateItem(name="x"), aggregate_id="m-1", command_id="create-m-1")
+    assert again.version == 1  # the original answer, from the snapshot the move wrote
+    assert one.stats.migrations == 1
+    assert not one.is_live(cluster.address("m-1"))
+    assert two.is_live(cluster.address("m-1"))
+
+
+async def test_migration_over_the_control_subject(cluster: Cluster, nc: NATS, namespace: str) -> None:
+    """`radix.{ns}._node.{id}.migrate` moves an aggregate, as `radix migrate` does."""
+    await cluster.start("n1")
+    await cluster.start("n2", rebalance_batch=0)
+    node, _ = await send_raw(nc, namespace, "m-2", b'{"type": "CreateItem", "name": "x"}')
+    other = "n2" if node == "n1" else "n1"
+    request = {"context": "inventory", "aggregate_type": "InventoryItem", "aggregate_id": "m-2", "to": other}
+    reply = await nc.request(f"radix.{namespace}._node.{node}.migrate", msgspec.json.encode(request), timeout=5)
+    assert msgspec.json.decode(reply.data)["ok"] is True
+    assert (await send_raw(nc, namespace, "m-2", b'{"type": "CheckIn", "count": 1}'))[0] == other
+
+
+async def test_a_stale_owner_is_fenced_and_steps_down(cluster: Cluster, nc: NATS, namespace: str) -> None:
+    """A node that still believes it owns an aggregate has its append refused, steps down and forwards."""
+    one = await cluster.start("n1", rebalance_batch=0)
+    two = await cluster.start("n2", rebalance_batch=0)
+    for n, body in enumerate((b'{"type": "CreateItem", "name": "x"}', b'{"type": "CheckIn", "count": 1}')):
+        await nc.request(f"radix.{namespace}._node.n1.fwd", body, headers=forward_headers(namespace, "z-1", f"a{n}"))
+    await eventually(lambda: one.is_live(cluster.address("z-1")), what="n1 owning z-1")
+    # n2 takes the lease over as it would after n1's liveness expired, and appends.
+    key = one.lease_key(cluster.address("z-1"))
+    leases = KVBucket(nc, leases_bucket(namespace))
+    entry = await leases.get(key)
+    incarnation = two.placement(namespace).incarnation
+    await leases.put_if(key, msgspec.json.encode({"node": "n2", "incarnation": incarnation}), revision=entry.revision)
+    await eventually(
+        lambda: key in two.placement(namespace).leases and two.placement(namespace).leases[key].node == "n2",
+        what="n2 seeing its lease",
+    )
+    inbox = nc.new_inbox()
+    replies = await nc.subscribe(inbox, max_msgs=2)
+    await nc.publish(
+        f"radix.{namespace}._node.n2.fwd",
+        b'{"type": "CheckIn", "count": 2}',
+        headers=forward_headers(namespace, "z-1", "b", inbox),
+    )
+    first = await replies.next_msg(timeout=5)
+    assert first.headers is not None
+    assert first.headers["Radix-Node"] == "n2"
+    assert msgspec.json.decode(first.data)["version"] == 3
+    # n1 is stale (it still has z-1 live at version 2): its append must be refused.
+    await nc.publish(
+        f"radix.{namespace}._node.n1.fwd",
+        b'{"type": "CheckIn", "count": 3}',
+        headers=forward_headers(namespace, "z-1", "c", inbox),
+    )
+    second = await replies.next_msg(timeout=5)
+    assert second.headers is not None
+    assert second.headers["Radix-Node"] == "n2"
+    assert msgspec.json.decode(second.data)["version"] == 4
+    assert one.stats.fenced == 1
+    assert not one.is_live(cluster.address("z-1"))
+    async with JetStreamEventStore(nc) as store:
+        commits = await store.read(cluster.address("z-1"))
+    assert [c.version for c in commits] == [1, 2, 3, 4]
+    assert len({c.command_id for c in commits}) == 4
+
+
+def forward_headers(namespace: str, aggregate_id: str, command_id: str, reply_to: str = "") -> dict[str, str]:
+    return {
+        H_SUBJECT: f"radix.{namespace}.inventory.cmd.InventoryItem.{aggregate_id}",
+        H_REPLY_TO: reply_to,
+        H_HOPS: "1",
+        H_COMMAND_ID: command_id,
+    }
+
+
+async def test_a_joining_node_receives_a_share(cluster: Cluster, client: Client) -> None:
+    """Live aggregates spread to a node that joins, and keep accepting commands wherever they land."""
+    one = await cluster.start("n1")
+    for i in range(30):
+        await client.send(CreateItem(name="x"), aggregate_id=f"j-{i}")
+    assert one.live_actors == 30
+    two = await cluster.start("n2")
+
+    def n2_share() -> int:
+        return two.placement(cluster.namespace).counts("inventory").get("n2", 0)
+
+    await eventually(lambda: n2_share() >= 10, what="n2 holding a share of the leases")
+    for i in range(30):
+        assert (await client.send(CheckIn(count=1), aggregate_id=f"j-{i}")).version == 2
+    assert two.live_actors == n2_share()
+    assert one.live_actors + two.live_actors == 30
+
+
+async def test_drain_under_load_loses_nothing(cluster: Cluster, client: Client, nc: NATS, namespace: str) -> None:
+    """Draining a node while commands flow: every command is accepted, histories stay contiguous."""
+    one = await cluster.start("n1", rebalance_batch=0)
+    await cluster.start("n2", rebalance_batch=0)
+    ids = [f"d-{i}" for i in range(20)]
+    for aggregate_id in ids:
+        await client.send(CreateItem(name="x"), aggregate_id=aggregate_id)
+    sent: dict[str, int] = dict.fromkeys(ids, 1)
+    stop = asyncio.Event()
+    failures: list[BaseException] = []
+
+    async def load(aggregate_id: str) -> None:
+        while not stop.is_set():
+            try:
+                result = await client.send(CheckIn(count=1), aggregate_id=aggregate_id, timeout=15)
+            except Exception as e:
+                failures.append(e)
+                return
+            sent[aggregate_id] = result.version
+
+    loaders = [asyncio.create_task(load(i)) for i in ids]
+    await eventually(lambda: min(sent.values()) >= 3, what="load running")
+    moved_live = one.live_actors
+    await one.drain()
+    at_drain = dict(sent)
+    await eventually(lambda: all(sent[i] >= at_drain[i] + 2 for i in ids), what="load continuing after the drain")
+    stop.set()
+    await asyncio.gather(*loaders)
+    assert failures == []
+    assert one.stats.migrations == moved_live > 0
+    assert len(one.stats.pauses) == moved_live
+    async with JetStreamEventStore(nc) as store:
+        for aggregate_id in ids:
+            commits = await store.read(cluster.address(aggregate_id))
+            assert [c.version for c in commits] == list(range(1, sent[aggregate_id] + 1))
