@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["eventually"]
+import msgspec
+import nats.errors
+from nats.aio.client import Client as NATS
+
+__all__ = ["NodeProcess", "eventually"]
 
 
 async def eventually(
@@ -25,3 +34,78 @@ async def eventually(
             raise TimeoutError(f"{what} did not hold within {timeout}s")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+class NodeProcess:
+    """A `radix node` in a child process, for tests of the real thing: started, signalled and stopped by handle.
+
+    Its output goes to `log_path`. `status()` asks the node itself over NATS.
+    """
+
+    def __init__(
+        self, *, nats_url: str, namespace: str, context: str, node_id: str, log_dir: Path, extra: Sequence[str] = ()
+    ) -> None:
+        self.nats_url = nats_url
+        self.namespace = namespace
+        self.node_id = node_id
+        self.log_path = log_dir / f"{node_id}.log"
+        self.args = [
+            sys.executable,
+            "-m",
+            "radix",
+            "node",
+            "--nats",
+            nats_url,
+            "--namespace",
+            namespace,
+            "--context",
+            context,
+            "--node-id",
+            node_id,
+            "--log-json",
+            *extra,
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> NodeProcess:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    async def status(self, nc: NATS, timeout: float = 1.0) -> dict[str, Any]:
+        """The node's own account of itself (`radix.{ns}._node.{id}.status`)."""
+        reply = await nc.request(f"radix.{self.namespace}._node.{self.node_id}.status", b"", timeout=timeout)
+        status: dict[str, Any] = msgspec.json.decode(reply.data)
+        return status
+
+    async def wait_running(self, nc: NATS, timeout: float = 20.0) -> None:
+        """Wait until the node answers status requests as running."""
+
+        async def running() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"node {self.node_id} exited with {self.process.returncode}: see {self.log_path}")
+            try:
+                return bool((await self.status(nc, timeout=0.5))["state"] == "running")
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                return False
+
+        await eventually(running, timeout=timeout, what=f"node {self.node_id} running")
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Stop the process: SIGCONT (in case it is paused), SIGTERM, then SIGKILL after `timeout`. Idempotent."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode

@@ -184,7 +184,7 @@ class Node:
         self._background: list[asyncio.Task[None]] = []
         self._state = "new"
         self._stopped = asyncio.Event()
-        self._liveness_checked: dict[str, asyncio.Future[bool]] = {}
+        self._renewing: dict[str, asyncio.Future[bool]] = {}
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         self.stats = Stats()
@@ -649,10 +649,19 @@ class Node:
         interval = self.config.liveness_ttl / 4
         while True:
             await asyncio.sleep(interval)
-            for namespace, placement in self._placements.items():
-                await self._renew(namespace, placement)
+            for namespace in self._placements:
+                await self._renew(namespace)
 
-    async def _renew(self, namespace: str, placement: Placement) -> bool:
+    async def _renew(self, namespace: str) -> bool:
+        """Renew this node's liveness in a namespace; one renewal at a time, shared by all who ask."""
+        pending = self._renewing.get(namespace)
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(self._renew_now(namespace))
+            self._renewing[namespace] = pending
+        return await asyncio.shield(pending)
+
+    async def _renew_now(self, namespace: str) -> bool:
+        placement = self._placements[namespace]
         try:
             await placement.renew()
             return True
@@ -736,17 +745,11 @@ class Node:
         return owner.node if owner is not None else ""
 
     async def ensure_liveness(self, actor: AggregateActor) -> bool:
-        namespace = actor.address.namespace
-        placement = self._placements[namespace]
-        if placement.liveness_fresh():
-            return not actor.revoked
-        # The last renewal is old (a pause, a slow loop, an outage): confirm liveness
-        # before answering from local state, which may be stale if others took over.
-        pending = self._liveness_checked.get(namespace)
-        if pending is None or pending.done():
-            pending = asyncio.ensure_future(self._renew(namespace, placement))
-            self._liveness_checked[namespace] = pending
-        await asyncio.shield(pending)
+        placement = self._placements[actor.address.namespace]
+        if not placement.liveness_fresh():
+            # The last renewal is old (a pause, a slow loop, an outage): confirm liveness
+            # before answering from local state, which may be stale if others took over.
+            await self._renew(actor.address.namespace)
         return not actor.revoked and placement.liveness_fresh()
 
     async def hand_over(self, actor: AggregateActor, move: Move) -> bool:

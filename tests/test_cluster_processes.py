@@ -1,0 +1,246 @@
+"""The cluster as it runs: several `radix node` processes on one real nats-server, under load and faults.
+
+Each test records every command it sends (ok, fail, or info when a time-out leaves it
+unknown) and checks the stored histories afterwards: no acknowledged command lost,
+versions contiguous, no command applied twice, no event from a command never sent.
+Failover and pause times are printed (run with -s to see them); speed is measured by
+`radix bench`, never asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NATS
+
+from radix import Address, Client, CommandTimeoutError, EmbeddedNats, JetStreamEventStore
+from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.names import leases_bucket
+from radix.store.kv import KVBucket
+from radix.testing import NodeProcess, eventually
+
+TTL = 2
+
+
+@dataclass
+class Op:
+    aggregate: str
+    command_id: str
+    start: float
+    end: float = 0.0
+    outcome: str = "pending"  # ok, fail or info
+    version: int | None = None
+    error: str = ""
+
+
+@dataclass
+class Load:
+    """One sequential sender per aggregate, each command with its own id, every outcome recorded."""
+
+    client: Client
+    aggregates: list[str]
+    ops: list[Op] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._drive(a)) for a in self.aggregates]
+
+    async def _drive(self, aggregate: str) -> None:
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            op = Op(aggregate, f"{aggregate}-c{n}", time.monotonic())
+            self.ops.append(op)
+            try:
+                result = await self.client.send(
+                    CheckIn(count=1), aggregate_id=aggregate, command_id=op.command_id, timeout=15
+                )
+                op.outcome, op.version = "ok", result.version
+            except CommandTimeoutError as e:
+                op.outcome, op.error = "info", str(e)
+            except Exception as e:
+                op.outcome, op.error = "fail", repr(e)
+            op.end = time.monotonic()
+
+    async def finish(self) -> None:
+        self.stop.set()
+        await asyncio.gather(*self.tasks)
+
+    def ok_after(self, aggregate: str, moment: float) -> int:
+        return sum(1 for o in self.ops if o.aggregate == aggregate and o.outcome == "ok" and o.start > moment)
+
+    def first_ok_after(self, aggregate: str, moment: float) -> float:
+        return min(
+            o.end
+            for o in self.ops
+            if o.aggregate == aggregate and o.outcome == "ok" and o.start >= moment - 10 and o.end > moment
+        )
+
+
+async def check_histories(nc: NATS, namespace: str, load: Load) -> None:
+    """No acked command lost, contiguous versions, no command twice, no event from a command never sent."""
+    attempted = {o.command_id for o in load.ops} | {f"{a}-create" for a in load.aggregates}
+    async with JetStreamEventStore(nc) as store:
+        for aggregate in load.aggregates:
+            commits = await store.read(Address(namespace, "inventory", "InventoryItem", aggregate))
+            events = [e for c in commits for e in c.events]
+            assert [e.version for e in events] == list(range(1, len(events) + 1)), aggregate
+            ids = [e.command_id for e in events]
+            assert len(ids) == len(set(ids)), f"{aggregate}: a command applied twice"
+            assert set(ids) <= attempted, f"{aggregate}: events from commands never sent"
+            stored = {e.command_id: e.version for e in events}
+            for op in load.ops:
+                if op.aggregate == aggregate and op.outcome == "ok":
+                    assert stored.get(op.command_id) == op.version, f"acked {op.command_id} lost or misreported"
+
+
+@pytest.fixture
+def nodes(nats_server: EmbeddedNats, namespace: str, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    started: dict[str, NodeProcess] = {}
+    for node_id in ("p1", "p2", "p3"):
+        started[node_id] = NodeProcess(
+            nats_url=nats_server.url,
+            namespace=namespace,
+            context="radix.examples.inventory:inventory",
+            node_id=node_id,
+            log_dir=tmp_path,
+            extra=["--liveness-ttl", str(TTL), "--rebalance-interval", "3600"],
+        ).start()
+    yield started
+    for process in started.values():
+        process.stop()
+
+
+@pytest.fixture
+async def running(nodes: dict[str, NodeProcess], nc: NATS) -> AsyncIterator[dict[str, NodeProcess]]:
+    for process in nodes.values():
+        await process.wait_running(nc)
+    yield nodes
+
+
+async def owners(nc: NATS, namespace: str, aggregates: list[str]) -> dict[str, str]:
+    leases = KVBucket(nc, leases_bucket(namespace))
+    result = {}
+    for aggregate in aggregates:
+        entry = await leases.get(f"inventory.InventoryItem.{aggregate}")
+        if entry.value is not None:
+            result[aggregate] = msgspec.json.decode(entry.value)["node"]
+    return result
+
+
+async def loaded(nc: NATS, namespace: str, count: int) -> Load:
+    client = Client(nc, inventory, namespace=namespace)
+    aggregates = [f"f-{i}" for i in range(count)]
+    for aggregate in aggregates:
+        await client.send(CreateItem(name="x"), aggregate_id=aggregate, command_id=f"{aggregate}-create")
+    load = Load(client, aggregates)
+    load.start()
+    await eventually(lambda: all(load.ok_after(a, 0) >= 3 for a in aggregates), timeout=30, what="load running")
+    return load
+
+
+def report(what: str, seconds: list[float]) -> None:
+    ordered = sorted(seconds)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    print(f"\n{what}: n={len(ordered)} p50={statistics.median(ordered):.3f}s p99={p99:.3f}s max={ordered[-1]:.3f}s")
+
+
+async def test_kill_9_fails_over_without_loss(running: dict[str, NodeProcess], nc: NATS, namespace: str) -> None:
+    """kill -9 of a node under load: its aggregates accept commands elsewhere, nothing acked is lost."""
+    load = await loaded(nc, namespace, 24)
+    placed = await owners(nc, namespace, load.aggregates)
+    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
+    affected = [a for a, o in placed.items() if o == victim]
+    assert affected
+    killed_at = time.monotonic()
+    running[victim].signal(signal.SIGKILL)
+    await eventually(
+        lambda: all(load.ok_after(a, killed_at) >= 2 for a in load.aggregates),
+        timeout=60,
+        what="every aggregate accepting commands after the kill",
+    )
+    await load.finish()
+    report(f"failover after kill -9 (TTL {TTL}s)", [load.first_ok_after(a, killed_at) - killed_at for a in affected])
+    assert [o for o in load.ops if o.outcome == "fail"] == []
+    await check_histories(nc, namespace, load)
+    moved = await owners(nc, namespace, affected)
+    assert victim not in moved.values()
+
+
+async def test_a_paused_owner_is_fenced_and_steps_down(
+    running: dict[str, NodeProcess], nc: NATS, namespace: str
+) -> None:
+    """SIGSTOP an owner past its TTL, let others take over, SIGCONT it: it steps down, no history forks."""
+    load = await loaded(nc, namespace, 12)
+    placed = await owners(nc, namespace, load.aggregates)
+    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
+    affected = [a for a, o in placed.items() if o == victim]
+    before = await running[victim].status(nc)
+    paused_at = time.monotonic()
+    running[victim].signal(signal.SIGSTOP)
+    await eventually(
+        lambda: all(load.ok_after(a, paused_at) >= 2 for a in affected),
+        timeout=60,
+        what="the paused node's aggregates accepting commands elsewhere",
+    )
+    taken = await owners(nc, namespace, affected)
+    assert victim not in taken.values()
+    resumed_at = time.monotonic()
+    running[victim].signal(signal.SIGCONT)
+
+    async def stepped_down() -> bool:
+        status = await running[victim].status(nc, timeout=2)
+        return bool(status["incarnation"] != before["incarnation"])
+
+    await eventually(stepped_down, timeout=30, what="the resumed node registering under a new incarnation")
+    await eventually(
+        lambda: all(load.ok_after(a, resumed_at) >= 3 for a in load.aggregates),
+        timeout=60,
+        what="load continuing after the resume",
+    )
+    await load.finish()
+    report("takeover of a paused node's aggregates", [load.first_ok_after(a, paused_at) - paused_at for a in affected])
+    assert [o for o in load.ops if o.outcome == "fail"] == []
+    await check_histories(nc, namespace, load)
+    log = running[victim].log_path.read_text()
+    assert "liveness lost: stepping down from every aggregate" in log
+    print("\n".join(line for line in log.splitlines() if "warning" in line or "error" in line)[-3000:])
+
+
+async def test_sigterm_drains_under_load_without_failures(
+    running: dict[str, NodeProcess], nc: NATS, namespace: str
+) -> None:
+    """SIGTERM hands every aggregate off: no command fails or goes unanswered, and the node exits cleanly."""
+    load = await loaded(nc, namespace, 24)
+    placed = await owners(nc, namespace, load.aggregates)
+    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
+    affected = [a for a, o in placed.items() if o == victim]
+    drained_at = time.monotonic()
+    running[victim].signal(signal.SIGTERM)
+    process = running[victim].process
+    assert process is not None
+    await eventually(lambda: process.poll() is not None, timeout=30, what="the drained node exiting")
+    assert process.returncode == 0
+    await eventually(
+        lambda: all(load.ok_after(a, drained_at) >= 3 for a in load.aggregates),
+        timeout=60,
+        what="load continuing after the drain",
+    )
+    await load.finish()
+    during = [
+        o.end - o.start for o in load.ops if o.aggregate in affected and o.end >= drained_at and o.outcome == "ok"
+    ]
+    report("command latency on drained aggregates during and after the drain", during)
+    assert [o for o in load.ops if o.outcome != "ok"] == []
+    await check_histories(nc, namespace, load)
+    log = running[victim].log_path.read_text()
+    assert '"event": "drained"' in log
