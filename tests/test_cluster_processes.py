@@ -13,7 +13,7 @@ import asyncio
 import signal
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,10 +121,10 @@ def nodes(nats_server: EmbeddedNats, namespace: str, tmp_path: Path) -> Iterator
 
 
 @pytest.fixture
-async def running(nodes: dict[str, NodeProcess], nc: NATS) -> AsyncIterator[dict[str, NodeProcess]]:
+async def running(nodes: dict[str, NodeProcess], nc: NATS) -> dict[str, NodeProcess]:
     for process in nodes.values():
         await process.wait_running(nc)
-    yield nodes
+    return nodes
 
 
 async def owners(nc: NATS, namespace: str, aggregates: list[str]) -> dict[str, str]:
