@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from radix import Address, Client, EmbeddedNats, JetStreamEventStore, Node, NodeConfig
+from radix import Address, Client, EmbeddedNats, JetStreamEventStore, Node, NodeConfig, RadixError
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import leases_bucket
 from radix.store.kv import KVBucket
@@ -256,3 +256,18 @@ async def test_drain_under_load_loses_nothing(cluster: Cluster, client: Client, 
         for aggregate_id in ids:
             commits = await store.read(cluster.address(aggregate_id))
             assert [c.version for c in commits] == list(range(1, sent[aggregate_id] + 1))
+
+
+async def test_a_node_id_in_use_is_refused(cluster: Cluster) -> None:
+    """A second node with the id of a live node waits for it to expire, then refuses to start, saying why."""
+    first = await cluster.start("same", liveness_ttl=1)
+    nc = await nats.connect(cluster.server.url)
+    await nc.jetstream().account_info()  # the connection's own request inbox
+    tasks_before = asyncio.all_tasks()
+    second = Node({cluster.namespace: [inventory]}, nats=nc, config=NodeConfig(node_id="same", liveness_ttl=1))
+    with pytest.raises(RadixError, match="node id 'same' is in use"):
+        await second.start()
+    # The failed start left nothing running (nats-py finishes cancelled subscriptions a moment later).
+    await eventually(lambda: asyncio.all_tasks() <= tasks_before, timeout=2, what="no task left")
+    await nc.close()
+    assert first.placement(cluster.namespace).liveness_fresh()

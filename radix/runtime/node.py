@@ -203,10 +203,21 @@ class Node:
         return self._state
 
     async def start(self) -> Self:
-        """Connect, register, create streams and buckets, and start serving commands."""
+        """Connect, register, create streams and buckets, and start serving commands.
+
+        If starting fails, whatever was started is stopped again before the error is raised.
+        """
         if self._state != "new":
             return self
         self._state = "starting"
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self) -> None:
         if self._nc is None:
             assert isinstance(self._connect, ConnectOptions)
             self._nc = await connect(self._connect, name=f"radix {self.node_id}")
@@ -254,7 +265,6 @@ class Node:
             )
         self._state = "running"
         logger.info("node started", node=self.node_id, hosts=sorted(f"{ns}/{ctx}" for ns, ctx in self._hosted))
-        return self
 
     async def drain(self) -> None:
         """Hand every live aggregate to other nodes, then stop. What SIGTERM does."""
@@ -315,10 +325,11 @@ class Node:
                 task.cancel()
             for placement in self._placements.values():
                 await placement.deregister()
-            await self.command_log.flush(5.0)
-            await self.command_log.close()
-            await self.store.close()
-            await self.snapshots.close()
+            if hasattr(self, "command_log"):
+                await self.command_log.flush(5.0)
+                await self.command_log.close()
+                await self.store.close()
+                await self.snapshots.close()
         finally:
             if self._tasks is not None:
                 try:

@@ -113,18 +113,27 @@ class Placement:
         await self.leases_kv.open()
 
     async def register(self) -> None:
-        """Create this node's liveness key under the current incarnation."""
-        sent = time.monotonic()
-        try:
-            self._revision = await self.nodes_kv.create(self.node_id, _encoder.encode(self.record), ttl=self.ttl)
-        except KeyChanged:
-            entry = await self.nodes_kv.get(self.node_id)
-            holder = _node_decoder.decode(entry.value) if entry.value else None
-            raise RadixError(
-                f"node id {self.node_id!r} is in use in namespace {self.namespace!r} by a live node "
-                f"(incarnation {holder.incarnation if holder else '?'}); give this node another id, or wait "
-                f"{self.ttl}s if that node has just stopped"
-            ) from None
+        """Create this node's liveness key under the current incarnation.
+
+        If the key is held by an earlier incarnation (this node restarted after a crash),
+        wait for it to expire; if it is still held after that, another live node uses the id.
+        """
+        deadline = time.monotonic() + self.ttl + 2
+        while True:
+            sent = time.monotonic()
+            try:
+                self._revision = await self.nodes_kv.create(self.node_id, _encoder.encode(self.record), ttl=self.ttl)
+                break
+            except KeyChanged:
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(0.25)
+                    continue
+                entry = await self.nodes_kv.get(self.node_id)
+                holder = _node_decoder.decode(entry.value) if entry.value else None
+                raise RadixError(
+                    f"node id {self.node_id!r} is in use in namespace {self.namespace!r} by a live node "
+                    f"(incarnation {holder.incarnation if holder else '?'}); give this node another id"
+                ) from None
         self._renewed_at = sent
         self.nodes[self.node_id] = self.record
         logger.info("node registered", namespace=self.namespace, incarnation=self.incarnation)
