@@ -287,7 +287,11 @@ class Node:
                     await asyncio.wait([task], timeout=self.config.shutdown_timeout)
 
         await asyncio.gather(*(hand_off(a) for a in list(self._actors.values())))
-        logger.info("drained", seconds=round(time.monotonic() - started, 3), migrations=self.stats.migrations)
+        pauses = sorted(self.stats.pauses)
+        logger.info(
+            "drained", seconds=round(time.monotonic() - started, 3), migrations=self.stats.migrations,
+            pause_ms_p50=_ms(pauses, 0.5), pause_ms_p99=_ms(pauses, 0.99), pause_ms_max=_ms(pauses, 1.0),
+        )
         await self.stop()
 
     async def _stop_intake(self) -> None:
@@ -881,6 +885,13 @@ class Node:
             migrations=self.stats.migrations,
             fenced=self.stats.fenced,
         )
+
+
+def _ms(ordered: Sequence[float], quantile: float) -> float | None:
+    """A quantile of sorted durations in seconds, in milliseconds."""
+    if not ordered:
+        return None
+    return round(1000 * ordered[min(len(ordered) - 1, round(quantile * (len(ordered) - 1)))], 2)
 
 
 async def _logged(coroutine: Coroutine[Any, Any, None]) -> None:
