@@ -242,8 +242,11 @@ async def test_sigterm_drains_under_load_without_failures(
     report("command latency on drained aggregates during and after the drain", during)
     assert [o for o in load.ops if o.outcome != "ok"] == []
     await check_histories(nc, namespace, load)
-    drained = [msgspec.json.decode(line) for line in running[victim].log_path.read_text().splitlines()
-               if '"event": "drained"' in line]
+    drained = [
+        msgspec.json.decode(line)
+        for line in running[victim].log_path.read_text().splitlines()
+        if '"event": "drained"' in line
+    ]
     assert len(drained) == 1
     assert drained[0]["migrations"] == len(affected)
     print(f"handoff pause per aggregate: p50 {drained[0]['pause_ms_p50']} ms, p99 {drained[0]['pause_ms_p99']} ms")

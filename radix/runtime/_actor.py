@@ -49,6 +49,7 @@ class Envelope:
     payload: bytes
     headers: dict[str, str]
     hops: int = 0
+    received: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ class Stats:
 
 class ActorHost(Protocol):
     """The node, as its actors see it."""
+
+    node_id: str
 
     @property
     def stats(self) -> Stats: ...
@@ -176,7 +179,10 @@ class AggregateActor:
         """Acquire the lease, activate, then handle commands until idle, stopped, moved or superseded."""
         a = self.address
         structlog.contextvars.bind_contextvars(
-            namespace=a.namespace, context=a.context, aggregate=f"{a.aggregate_type}/{a.aggregate_id}"
+            node=self.host.node_id,
+            namespace=a.namespace,
+            context=a.context,
+            aggregate=f"{a.aggregate_type}/{a.aggregate_id}",
         )
         try:
             try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.metadata
 import secrets
 import time
 import uuid
@@ -31,6 +32,8 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.micro.service import EndpointInfo, EndpointStats
+from prometheus_client import CollectorRegistry, start_http_server
 
 from radix import wire
 from radix.connection import ConnectOptions, connect
@@ -49,6 +52,8 @@ from radix.names import (
 )
 from radix.runtime._actor import STOP, ActorSettings, AggregateActor, Envelope, Move, Stats, state_fingerprint
 from radix.runtime._commandlog import CommandLog
+from radix.runtime._micro import MicroResponder
+from radix.runtime.metrics import Metrics, PrometheusCollector
 from radix.runtime.placement import LivenessLost, NodeRecord, Placement
 from radix.store import JetStreamEventStore, StoreConfig
 from radix.store.kv import KeyChanged
@@ -82,6 +87,8 @@ class NodeConfig:
     rebalance_threshold: float = 0.2
     rebalance_batch: int = 32
     handoff_concurrency: int = 64
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
@@ -138,6 +145,7 @@ class _Status(msgspec.Struct):
     passivations: int
     migrations: int
     fenced: int
+    rate: float
 
 
 class _MigrateRequest(msgspec.Struct):
@@ -188,6 +196,9 @@ class Node:
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[str] = Counter()
         self.stats = Stats()
+        self.metrics = Metrics()
+        self._micro: MicroResponder | None = None
+        self._metrics_server: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -263,6 +274,17 @@ class Node:
                     cb=self._on_command,
                 )
             )
+        self._micro = MicroResponder(
+            nc,
+            node_id=self.node_id,
+            version=_version(),
+            metadata={"node": self.node_id},
+            endpoints=self._endpoint_info,
+            stats=self._endpoint_stats,
+        )
+        await self._micro.start()
+        if self.config.metrics_port is not None:
+            self._serve_metrics(self.config.metrics_host, self.config.metrics_port)
         self._state = "running"
         logger.info("node started", node=self.node_id, hosts=sorted(f"{ns}/{ctx}" for ns, ctx in self._hosted))
 
@@ -289,8 +311,12 @@ class Node:
         await asyncio.gather(*(hand_off(a) for a in list(self._actors.values())))
         pauses = sorted(self.stats.pauses)
         logger.info(
-            "drained", seconds=round(time.monotonic() - started, 3), migrations=self.stats.migrations,
-            pause_ms_p50=_ms(pauses, 0.5), pause_ms_p99=_ms(pauses, 0.99), pause_ms_max=_ms(pauses, 1.0),
+            "drained",
+            seconds=round(time.monotonic() - started, 3),
+            migrations=self.stats.migrations,
+            pause_ms_p50=_ms(pauses, 0.5),
+            pause_ms_p99=_ms(pauses, 0.99),
+            pause_ms_max=_ms(pauses, 1.0),
         )
         await self.stop()
 
@@ -325,6 +351,11 @@ class Node:
             for sub in self._inbox_subs:
                 await sub.unsubscribe()
             self._inbox_subs.clear()
+            if self._micro is not None:
+                await self._micro.stop()
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
             for task in self._background:
                 task.cancel()
             for placement in self._placements.values():
@@ -392,6 +423,8 @@ class Node:
     # -- intake ----------------------------------------------------------------------------
 
     async def _on_command(self, msg: Msg) -> None:
+        tokens = msg.subject.split(".", 3)
+        self.metrics.received(tokens[1], tokens[2])
         await self._take(msg.subject, msg.data, msg.headers or {}, msg.reply or None, hops=0)
 
     async def _take(
@@ -463,6 +496,8 @@ class Node:
         logger.info("bad command", subject=subject, reason=bad.reason)
         await self._send_reply(reply_to, reply)
         tokens = subject.split(".")
+        if len(tokens) > 2 and (tokens[1], tokens[2]) in self._hosted:
+            self.metrics.answered(tokens[1], tokens[2], wire.ERROR, None, bad.reason)
         if bad.address is not None:
             log_to = log_subject(bad.address)
         elif len(tokens) > 2 and (tokens[1], tokens[2]) in self._hosted:
@@ -779,6 +814,13 @@ class Node:
 
     async def answer(self, actor: AggregateActor, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
         await self._send_reply(envelope.reply_to, reply)
+        self.metrics.answered(
+            actor.address.namespace,
+            actor.address.context,
+            reply.status,
+            time.monotonic() - envelope.received,
+            reply.reason,
+        )
         await self._log(
             log_subject(actor.address),
             reply,
@@ -869,6 +911,61 @@ class Node:
         )
         await self.command_log.record(subject, entry)
 
+    def _endpoint_info(self) -> list[EndpointInfo]:
+        return [
+            EndpointInfo(
+                name=f"{ns}-{ctx}",
+                subject=context_filter(ns, ctx, "cmd"),
+                queue_group=f"radix.{ns}.{ctx}",
+                metadata={"namespace": ns, "context": ctx},
+            )
+            for ns, ctx in sorted(self._hosted)
+        ]
+
+    def _endpoint_stats(self) -> list[EndpointStats]:
+        stats = []
+        for ns, ctx in sorted(self._hosted):
+            scope = self.metrics.scope(ns, ctx)
+            answered = sum(scope.statuses.values())
+            nanoseconds = int(scope.seconds * 1e9)
+            stats.append(
+                EndpointStats(
+                    name=f"{ns}-{ctx}",
+                    subject=context_filter(ns, ctx, "cmd"),
+                    queue_group=f"radix.{ns}.{ctx}",
+                    num_requests=scope.received,
+                    num_errors=scope.statuses[wire.ERROR],
+                    last_error=scope.last_error,
+                    processing_time=nanoseconds,
+                    average_processing_time=nanoseconds // answered if answered else 0,
+                    data=dict(scope.statuses),
+                )
+            )
+        return stats
+
+    def _gauges(self) -> dict[str, float]:
+        return {
+            "live_actors": len(self._actors),
+            "activations_total": self.stats.activations,
+            "passivations_total": self.stats.passivations,
+            "migrations_total": self.stats.migrations,
+            "fenced_appends_total": self.stats.fenced,
+            "snapshots_written_total": self.stats.snapshots_written,
+        }
+
+    def _serve_metrics(self, host: str, port: int) -> None:
+        registry = CollectorRegistry()
+        registry.register(PrometheusCollector(self.metrics, self.node_id, self._gauges))
+        self._metrics_server, _ = start_http_server(port, addr=host, registry=registry)
+        logger.info("metrics served", url=f"http://{host}:{self._metrics_server.server_port}/metrics")
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus metrics are served, if they are."""
+        if self._metrics_server is None:
+            return None
+        return f"http://{self.config.metrics_host}:{self._metrics_server.server_port}/metrics"
+
     def status(self) -> _Status:
         """What this node is doing: its incarnations, live aggregates per context, command counts."""
         per_context: Counter[str] = Counter(f"{a.namespace}/{a.context}" for a in self._actors)
@@ -884,7 +981,15 @@ class Node:
             passivations=self.stats.passivations,
             migrations=self.stats.migrations,
             fenced=self.stats.fenced,
+            rate=round(self.metrics.rate(), 1),
         )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("radix")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
 
 
 def _ms(ordered: Sequence[float], quantile: float) -> float | None:
