@@ -34,7 +34,7 @@ from radix.errors import (
 )
 from radix.names import Address, command_subject, validate_namespace
 
-__all__ = ["Accepted", "Client"]
+__all__ = ["Accepted", "Client", "command_headers", "request_command"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,48 @@ class Accepted:
     version: int
     events: tuple[Event, ...]
     records: tuple[wire.RecordedEvent, ...]
+
+
+def command_headers(
+    command_id: str, *, expected_version: int | None, issuer: str | None, correlation_id: str | None
+) -> dict[str, str]:
+    """The `Radix-*` headers of a command request."""
+    headers = {wire.H_COMMAND_ID: command_id}
+    if expected_version is not None:
+        if expected_version < 0:
+            raise ValueError(f"expected_version must be 0 or more, not {expected_version}")
+        headers[wire.H_EXPECTED_VERSION] = str(expected_version)
+    if issuer is not None:
+        headers[wire.H_ISSUER] = issuer
+    if correlation_id is not None:
+        headers[wire.H_CORRELATION_ID] = correlation_id
+    return headers
+
+
+async def request_command(
+    nc: NATS, subject: str, payload: bytes, headers: dict[str, str], *, timeout: float, attempt_timeout: float
+) -> wire.Reply:
+    """Send a command request and return the reply, sending it again on time-outs and "no responders".
+
+    Sending again is safe: the command id in `headers` makes it apply at most once.
+    """
+    command_id = headers[wire.H_COMMAND_ID]
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise CommandTimeoutError(command_id, subject, timeout)
+        try:
+            msg = await nc.request(subject, payload, timeout=min(attempt_timeout, remaining), headers=headers)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 1.0)
+            continue
+        try:
+            return wire.reply_decoder.decode(msg.data)
+        except msgspec.DecodeError as e:
+            raise DecodeError(f"the reply to command {command_id} is not a Radix reply: {e}") from None
 
 
 class Client:
@@ -100,42 +142,20 @@ class Client:
         aggregate_type = self.context.aggregate_type_of(type(command))
         address = Address(self.namespace, self.context.name, aggregate_type, aggregate_id)
         command_id = command_id or uuid.uuid4().hex
-        headers = {wire.H_COMMAND_ID: command_id}
-        if expected_version is not None:
-            if expected_version < 0:
-                raise ValueError(f"expected_version must be 0 or more, not {expected_version}")
-            headers[wire.H_EXPECTED_VERSION] = str(expected_version)
-        if issuer is not None:
-            headers[wire.H_ISSUER] = issuer
-        if correlation_id is not None:
-            headers[wire.H_CORRELATION_ID] = correlation_id
-        reply = await self._request(command_subject(address), encode_command(command), headers, command_id, timeout)
+        headers = command_headers(
+            command_id, expected_version=expected_version, issuer=issuer, correlation_id=correlation_id
+        )
+        if self._nc is None:
+            raise RadixError("the client is not connected: use it in `async with`")
+        reply = await request_command(
+            self._nc,
+            command_subject(address),
+            encode_command(command),
+            headers,
+            timeout=timeout,
+            attempt_timeout=self.attempt_timeout,
+        )
         return self._outcome(address, reply)
-
-    async def _request(
-        self, subject: str, payload: bytes, headers: dict[str, str], command_id: str, timeout: float
-    ) -> wire.Reply:
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CommandTimeoutError(command_id, subject, timeout)
-            if self._nc is None:
-                raise RadixError("the client is not connected: use it in `async with`")
-            try:
-                msg = await self._nc.request(
-                    subject, payload, timeout=min(self.attempt_timeout, remaining), headers=headers
-                )
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                # Safe to send again: the command id makes it apply at most once.
-                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 2, 1.0)
-                continue
-            try:
-                return wire.reply_decoder.decode(msg.data)
-            except msgspec.DecodeError as e:
-                raise DecodeError(f"the reply to command {command_id} is not a Radix reply: {e}") from None
 
     def _outcome(self, address: Address, reply: wire.Reply) -> Accepted:
         if reply.status == wire.ACCEPTED:

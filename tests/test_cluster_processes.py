@@ -9,98 +9,31 @@ Failover and pause times are printed (run with -s to see them); speed is measure
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import statistics
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 
-from radix import Address, Client, CommandTimeoutError, EmbeddedNats, JetStreamEventStore
+from radix import Address, Client, EmbeddedNats
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import leases_bucket
 from radix.store.kv import KVBucket
 from radix.testing import NodeProcess, eventually
+from radix.workload import Workload, check_histories, quantiles
 
 TTL = 2
 
 
-@dataclass
-class Op:
-    aggregate: str
-    command_id: str
-    start: float
-    end: float = 0.0
-    outcome: str = "pending"  # ok, fail or info
-    version: int | None = None
-    error: str = ""
+def address_in(namespace: str) -> Callable[[str], Address]:
+    return lambda aggregate: Address(namespace, "inventory", "InventoryItem", aggregate)
 
 
-@dataclass
-class Load:
-    """One sequential sender per aggregate, each command with its own id, every outcome recorded."""
-
-    client: Client
-    aggregates: list[str]
-    ops: list[Op] = field(default_factory=list)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self._drive(a)) for a in self.aggregates]
-
-    async def _drive(self, aggregate: str) -> None:
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            op = Op(aggregate, f"{aggregate}-c{n}", time.monotonic())
-            self.ops.append(op)
-            try:
-                result = await self.client.send(
-                    CheckIn(count=1), aggregate_id=aggregate, command_id=op.command_id, timeout=15
-                )
-                op.outcome, op.version = "ok", result.version
-            except CommandTimeoutError as e:
-                op.outcome, op.error = "info", str(e)
-            except Exception as e:
-                op.outcome, op.error = "fail", repr(e)
-            op.end = time.monotonic()
-
-    async def finish(self) -> None:
-        self.stop.set()
-        await asyncio.gather(*self.tasks)
-
-    def ok_after(self, aggregate: str, moment: float) -> int:
-        return sum(1 for o in self.ops if o.aggregate == aggregate and o.outcome == "ok" and o.start > moment)
-
-    def first_ok_after(self, aggregate: str, moment: float) -> float:
-        return min(
-            o.end
-            for o in self.ops
-            if o.aggregate == aggregate and o.outcome == "ok" and o.start >= moment - 10 and o.end > moment
-        )
-
-
-async def check_histories(nc: NATS, namespace: str, load: Load) -> None:
-    """No acked command lost, contiguous versions, no command twice, no event from a command never sent."""
-    attempted = {o.command_id for o in load.ops} | {f"{a}-create" for a in load.aggregates}
-    async with JetStreamEventStore(nc) as store:
-        for aggregate in load.aggregates:
-            commits = await store.read(Address(namespace, "inventory", "InventoryItem", aggregate))
-            events = [e for c in commits for e in c.events]
-            assert [e.version for e in events] == list(range(1, len(events) + 1)), aggregate
-            ids = [e.command_id for e in events]
-            assert len(ids) == len(set(ids)), f"{aggregate}: a command applied twice"
-            assert set(ids) <= attempted, f"{aggregate}: events from commands never sent"
-            stored = {e.command_id: e.version for e in events}
-            for op in load.ops:
-                if op.aggregate == aggregate and op.outcome == "ok":
-                    assert stored.get(op.command_id) == op.version, f"acked {op.command_id} lost or misreported"
+async def check(nc: NATS, namespace: str, load: Workload) -> None:
+    await check_histories(nc, address_in(namespace), load, also_sent={f"{a}-create" for a in load.aggregates})
 
 
 @pytest.fixture
@@ -127,7 +60,7 @@ async def running(nodes: dict[str, NodeProcess], nc: NATS) -> dict[str, NodeProc
     return nodes
 
 
-async def owners(nc: NATS, namespace: str, aggregates: list[str]) -> dict[str, str]:
+async def owners(nc: NATS, namespace: str, aggregates: Sequence[str]) -> dict[str, str]:
     leases = KVBucket(nc, leases_bucket(namespace))
     result = {}
     for aggregate in aggregates:
@@ -137,21 +70,20 @@ async def owners(nc: NATS, namespace: str, aggregates: list[str]) -> dict[str, s
     return result
 
 
-async def loaded(nc: NATS, namespace: str, count: int) -> Load:
+async def loaded(nc: NATS, namespace: str, count: int) -> Workload:
     client = Client(nc, inventory, namespace=namespace)
     aggregates = [f"f-{i}" for i in range(count)]
     for aggregate in aggregates:
         await client.send(CreateItem(name="x"), aggregate_id=aggregate, command_id=f"{aggregate}-create")
-    load = Load(client, aggregates)
+    load = Workload(client, aggregates, lambda _, __: CheckIn(count=1))
     load.start()
     await eventually(lambda: all(load.ok_after(a, 0) >= 3 for a in aggregates), timeout=30, what="load running")
     return load
 
 
 def report(what: str, seconds: list[float]) -> None:
-    ordered = sorted(seconds)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    print(f"\n{what}: n={len(ordered)} p50={statistics.median(ordered):.3f}s p99={p99:.3f}s max={ordered[-1]:.3f}s")
+    p50, p99, most = quantiles(seconds)
+    print(f"\n{what}: n={len(seconds)} p50={p50:.3f}s p99={p99:.3f}s max={most:.3f}s")
 
 
 async def test_kill_9_fails_over_without_loss(running: dict[str, NodeProcess], nc: NATS, namespace: str) -> None:
@@ -168,10 +100,10 @@ async def test_kill_9_fails_over_without_loss(running: dict[str, NodeProcess], n
         timeout=60,
         what="every aggregate accepting commands after the kill",
     )
-    await load.finish()
-    report(f"failover after kill -9 (TTL {TTL}s)", [load.first_ok_after(a, killed_at) - killed_at for a in affected])
+    await load.stop()
+    report(f"failover after kill -9 (TTL {TTL}s)", [load.recovery(a, killed_at) for a in affected])
     assert [o for o in load.ops if o.outcome == "fail"] == []
-    await check_histories(nc, namespace, load)
+    await check(nc, namespace, load)
     moved = await owners(nc, namespace, affected)
     assert victim not in moved.values()
 
@@ -207,10 +139,10 @@ async def test_a_paused_owner_is_fenced_and_steps_down(
         timeout=60,
         what="load continuing after the resume",
     )
-    await load.finish()
-    report("takeover of a paused node's aggregates", [load.first_ok_after(a, paused_at) - paused_at for a in affected])
+    await load.stop()
+    report("takeover of a paused node's aggregates", [load.recovery(a, paused_at) for a in affected])
     assert [o for o in load.ops if o.outcome == "fail"] == []
-    await check_histories(nc, namespace, load)
+    await check(nc, namespace, load)
     log = running[victim].log_path.read_text()
     assert "liveness lost: stepping down from every aggregate" in log
     print("\n".join(line for line in log.splitlines() if "warning" in line or "error" in line)[-3000:])
@@ -235,13 +167,13 @@ async def test_sigterm_drains_under_load_without_failures(
         timeout=60,
         what="load continuing after the drain",
     )
-    await load.finish()
+    await load.stop()
     during = [
         o.end - o.start for o in load.ops if o.aggregate in affected and o.end >= drained_at and o.outcome == "ok"
     ]
     report("command latency on drained aggregates during and after the drain", during)
     assert [o for o in load.ops if o.outcome != "ok"] == []
-    await check_histories(nc, namespace, load)
+    await check(nc, namespace, load)
     drained = [
         msgspec.json.decode(line)
         for line in running[victim].log_path.read_text().splitlines()
