@@ -194,6 +194,7 @@ class Node:
         self._stopped = asyncio.Event()
         self._renewing: dict[str, asyncio.Future[bool]] = {}
         self._settle_tasks: set[asyncio.Task[None]] = set()
+        self._drain_task: asyncio.Task[None] | None = None
         self.counts: Counter[str] = Counter()
         self.stats = Stats()
         self.metrics = Metrics()
@@ -647,22 +648,27 @@ class Node:
         elif kind == "status":
             answer = _json.encode(self.status())
         elif kind == "migrate":
-            answer = _json.encode(await self._on_migrate(namespace, msg.data))
+            # A move waits for the actor's turn in flight: answer from a task, not this callback.
+            self.spawn(self._answer_migrate(namespace, msg))
+            return
         elif kind == "drain":
             answer = _json.encode({"ok": True, "node": self.node_id, "state": "draining"})
-            self.spawn(self.drain())
+            # Not in the node's task group: draining ends by stopping the node, which waits for that group.
+            self._drain_task = asyncio.create_task(self.drain())
         else:
             answer = _json.encode({"ok": False, "reason": f"unknown request {kind!r}"})
         if msg.reply:
             await self.nc.publish(msg.reply, answer)
 
-    async def _on_migrate(self, namespace: str, data: bytes) -> dict[str, Any]:
+    async def _answer_migrate(self, namespace: str, msg: Msg) -> None:
         try:
-            request = _migrate_decoder.decode(data)
+            request = _migrate_decoder.decode(msg.data)
             address = Address(namespace, request.context, request.aggregate_type, request.aggregate_id)
-            return await self.migrate(address, to=request.to)
+            result = await self.migrate(address, to=request.to)
         except (msgspec.DecodeError, InvalidNameError) as e:
-            return {"ok": False, "reason": str(e)}
+            result = {"ok": False, "reason": str(e)}
+        if msg.reply:
+            await self.nc.publish(msg.reply, _json.encode(result))
 
     # -- placement -------------------------------------------------------------------------
 
