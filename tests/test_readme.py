@@ -27,3 +27,15 @@ def test_readme_python_blocks_run(capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out
     assert "Accepted(" in printed
     assert "version=2" in printed
+
+
+def test_quickstart_context_runs() -> None:
+    """The quickstart's own context decides and evolves as its text says."""
+    text = (ROOT / "docs" / "quickstart.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "quickstart.md", "exec"), namespace)
+    codec = namespace["shop"].codec("Cart")  # type: ignore[attr-defined]
+    command = codec.decode_command(b'{"type": "AddItem", "sku": "A-1"}')
+    (event,) = codec.aggregate.decide((), command)
+    assert codec.aggregate.evolve((), event) == ("A-1",)
