@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from radix import Address, Client, EmbeddedNats, JetStreamEventStore, Node, NodeConfig, RadixError
+from radix import Address, Client, ConnectOptions, EmbeddedNats, JetStreamEventStore, Node, NodeConfig, RadixError
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import leases_bucket
 from radix.store.kv import KVBucket
@@ -271,3 +271,10 @@ async def test_a_node_id_in_use_is_refused(cluster: Cluster) -> None:
     await eventually(lambda: asyncio.all_tasks() <= tasks_before, timeout=2, what="no task left")
     await nc.close()
     assert first.placement(cluster.namespace).liveness_fresh()
+
+
+async def test_a_server_without_jetstream_is_refused() -> None:
+    """A node on a NATS without JetStream refuses to start and says how to fix it."""
+    async with EmbeddedNats(jetstream=False) as plain:
+        with pytest.raises(RadixError, match=r"JetStream is not available .* enable it on the servers"):
+            await Node({"ns": [inventory]}, nats=ConnectOptions(servers=[plain.url])).start()

@@ -234,6 +234,7 @@ class Node:
             assert isinstance(self._connect, ConnectOptions)
             self._nc = await connect(self._connect, name=f"radix {self.node_id}")
         nc = self._nc
+        await _check_server(nc)
         replicas, timeout = self.config.store.replicas, self.config.store.timeout
         self.store = JetStreamEventStore(nc, config=self.config.store)
         self.snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)
@@ -989,6 +990,23 @@ class Node:
             fenced=self.stats.fenced,
             rate=round(self.metrics.rate(), 1),
         )
+
+
+MIN_SERVER: Final = (2, 12)
+
+
+async def _check_server(nc: NATS) -> None:
+    """Refuse to start on a server that lacks what Radix relies on, saying what to do."""
+    version = nc.connected_server_version
+    if (version.major, version.minor) < MIN_SERVER:
+        raise RadixError(
+            f"nats-server {version} is too old: Radix needs {MIN_SERVER[0]}.{MIN_SERVER[1]} or newer "
+            "(per-key TTLs for liveness, atomic batch publish); upgrade the servers"
+        )
+    try:
+        await nc.jetstream().account_info()
+    except Exception as e:
+        raise RadixError(f"JetStream is not available on this NATS ({e!r}): enable it on the servers (-js)") from None
 
 
 def _version() -> str:
