@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from radix import wire
+from radix.bench import SCENARIOS, as_json, run_bench, table
 from radix.client import command_headers, request_command
 from radix.connection import ConnectOptions, connect
 from radix.demo import run_demo
@@ -499,10 +500,41 @@ def _parser() -> argparse.ArgumentParser:
     drain.add_argument("node")
     drain.add_argument("--namespace", required=True, help="a namespace the node serves")
     drain.add_argument("--timeout", type=float, default=60.0)
+
+    bench = commands.add_parser("bench", help="measure Radix against raw JetStream, side by side")
+    bench.add_argument("--nats", help="NATS URL (default: an embedded nats-server)")
+    bench.add_argument("--quick", action="store_true", help="small sizes, one run (for CI)")
+    bench.add_argument("--runs", type=int, help="repetitions per scenario; medians are reported (default 3)")
+    bench.add_argument("--only", help=f"comma-separated scenarios among {', '.join(SCENARIOS)}")
+    bench.add_argument("--json", action="store_true", help="print a JSON list, one object per scenario")
     return parser
 
 
-_COMMANDS = {"node": _node, "send": _send, "tail": _tail, "status": _status, "migrate": _migrate, "drain": _drain}
+async def _bench(args: argparse.Namespace) -> int:
+    only = tuple(s for s in (args.only or "").split(",") if s)
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        raise RadixError(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose from {', '.join(SCENARIOS)}")
+    results = await run_bench(
+        url=args.nats,
+        quick=args.quick,
+        runs=args.runs,
+        only=only,
+        progress=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    print(as_json(results) if args.json else table(results), flush=True)
+    return 0
+
+
+_COMMANDS = {
+    "bench": _bench,
+    "node": _node,
+    "send": _send,
+    "tail": _tail,
+    "status": _status,
+    "migrate": _migrate,
+    "drain": _drain,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -85,6 +85,7 @@ class Stats:
     migrations: int = 0
     fenced: int = 0
     pauses: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    activation_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def note_pause(self, seconds: float) -> None:
         self.pauses.append(seconds)
@@ -196,7 +197,9 @@ class AggregateActor:
                 await self._fail_queued(f"ownership of the aggregate could not be settled: {e}; retry")
                 return
             try:
+                began = time.monotonic()
                 await self._activate()
+                self.host.stats.activation_seconds.append(time.monotonic() - began)
             except Exception as e:
                 logger.error("activation failed", error=repr(e))
                 self.ended = "failed"

@@ -1,0 +1,539 @@
+"""`radix bench`: Radix against the physical ceiling, side by side in one run.
+
+Every scenario runs its baseline in the same run, on the same server, so the ratio
+holds even on a noisy machine. Figures are medians over `--runs` repetitions.
+
+- many aggregates: 1,000 aggregates, 256 commands in flight, end to end through the wire.
+  Baseline: a minimal nats-py responder doing one fenced publish per request, then replying.
+- hot aggregate: every command to one aggregate, 64 in flight. Baseline: sequential fenced
+  appends to one subject.
+- activation: activating a 10-event aggregate (p50, p99), and a long aggregate with and
+  without a snapshot. Baseline: one batched direct get of the same events.
+- failover and migration: node processes; time from kill -9 to commands accepted elsewhere
+  (the floor is the liveness TTL), and the pause per aggregate in a drain.
+- density: memory per idle live actor.
+
+The load generator and the node (or the baseline responder) share this process: both sides
+of each comparison pay the same client costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import signal
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from radix import wire
+from radix.client import Client
+from radix.domain import EventData
+from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.names import Address, event_subject, events_stream, leases_bucket
+from radix.runtime import Node, NodeConfig
+from radix.server import EmbeddedNats
+from radix.store import JetStreamEventStore
+from radix.store.kv import KVBucket
+from radix.testing import NodeProcess, eventually
+from radix.workload import Workload, quantiles
+
+__all__ = ["Result", "run_bench"]
+
+
+@dataclass
+class Result:
+    """One scenario's figures: Radix's, the baseline's, and their ratio (higher is better for Radix)."""
+
+    scenario: str
+    unit: str
+    radix: float
+    baseline: float | None
+    ratio: float | None
+    target: str
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    aggregates: int
+    commands: int
+    in_flight: int
+    hot_commands: int
+    activations: int
+    long_history: int
+    density_actors: int
+    drain_actors: int
+    runs: int
+
+    @classmethod
+    def pick(cls, quick: bool, runs: int | None) -> Sizes:
+        if quick:
+            return cls(200, 2_000, 64, 500, 50, 2_000, 2_000, 200, runs or 1)
+        return cls(1_000, 20_000, 256, 5_000, 500, 100_000, 100_000, 10_000, runs or 3)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+class _Bench:
+    def __init__(self, url: str, sizes: Sizes, progress: Callable[[str], None]) -> None:
+        self.url = url
+        self.sizes = sizes
+        self.say = progress
+        self.run_id = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[NATS]:
+        nc = await nats.connect(self.url, pending_size=64 * 1024 * 1024)
+        try:
+            yield nc
+        finally:
+            await nc.close()
+
+    def namespace(self, name: str) -> str:
+        self.run_id += 1
+        return f"bench-{name}-{os.getpid()}-{self.run_id}"
+
+    # -- many aggregates ---------------------------------------------------------------------
+
+    async def many_aggregates(self) -> Result:
+        radix_rates, base_rates, latencies, base_latencies = [], [], [], []
+        for _ in range(self.sizes.runs):
+            rate, lat = await self._radix_throughput(self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight)
+            radix_rates.append(rate)
+            latencies.extend(lat)
+            rate, lat = await self._baseline_throughput(
+                self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight
+            )
+            base_rates.append(rate)
+            base_latencies.extend(lat)
+        return self._throughput_result("many aggregates", radix_rates, base_rates, latencies, base_latencies, "≥ 0.8x")
+
+    async def hot_aggregate(self) -> Result:
+        radix_rates, base_rates, latencies, base_latencies = [], [], [], []
+        for _ in range(self.sizes.runs):
+            rate, lat = await self._radix_throughput(1, self.sizes.hot_commands, 64)
+            radix_rates.append(rate)
+            latencies.extend(lat)
+            rate, lat = await self._sequential_appends(self.sizes.hot_commands)
+            base_rates.append(rate)
+            base_latencies.extend(lat)
+        return self._throughput_result("hot aggregate", radix_rates, base_rates, latencies, base_latencies, "≥ 3x")
+
+    def _throughput_result(
+        self, name: str, radix: list[float], base: list[float], lat: list[float], base_lat: list[float], target: str
+    ) -> Result:
+        p50, p99, _ = quantiles(lat)
+        b50, b99, _ = quantiles(base_lat)
+        radix_rate, base_rate = _median(radix), _median(base)
+        return Result(
+            name,
+            "commands/s",
+            round(radix_rate),
+            round(base_rate),
+            round(radix_rate / base_rate, 2),
+            target,
+            round(p50 * 1000, 3),
+            round(p99 * 1000, 3),
+            {"baseline_p50_ms": round(b50 * 1000, 3), "baseline_p99_ms": round(b99 * 1000, 3)},
+        )
+
+    async def _radix_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
+        namespace = self.namespace("radix")
+        async with self.connection() as server_nc, self.connection() as client_nc:
+            config = NodeConfig(snapshot_every=1000, rebalance_batch=0)
+            async with Node({namespace: [inventory]}, nats=server_nc, config=config):
+                client = Client(client_nc, inventory, namespace=namespace)
+                ids = [f"a{i}" for i in range(aggregates)]
+                await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), in_flight)
+                latencies: list[float] = []
+
+                async def one(n: int) -> None:
+                    began = time.perf_counter()
+                    await client.send(CheckIn(count=1), aggregate_id=ids[n % aggregates], timeout=60)
+                    latencies.append(time.perf_counter() - began)
+
+                began = time.perf_counter()
+                await _senders(one, commands, in_flight, aggregates)
+                elapsed = time.perf_counter() - began
+        return commands / elapsed, latencies
+
+    async def _baseline_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
+        """A minimal hand-written responder: one fenced publish per request, then the reply."""
+        stream = f"BENCH_{os.getpid()}_{self.run_id}"
+        prefix = f"bench{os.getpid()}x{self.run_id}"
+        self.run_id += 1
+        async with self.connection() as server_nc, self.connection() as client_nc:
+            js = server_nc.jetstream()
+            await js.add_stream(name=stream, subjects=[f"{prefix}.evt.>"], allow_direct=True)
+            last: dict[str, int] = {}
+            tasks: set[asyncio.Task[None]] = set()
+
+            async def handle(msg: Msg) -> None:
+                subject = f"{prefix}.evt.{msg.subject.rpartition('.')[2]}"
+                reply = await server_nc.request(
+                    subject, msg.data, headers={wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(last.get(subject, 0))}
+                )
+                ack = json.loads(reply.data)
+                last[subject] = ack["seq"]
+                await server_nc.publish(msg.reply, b'{"status":"accepted"}')
+
+            async def on_request(msg: Msg) -> None:
+                task = asyncio.create_task(handle(msg))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+            await server_nc.subscribe(f"{prefix}.cmd.>", queue="q", cb=on_request)
+            latencies: list[float] = []
+
+            async def one(n: int) -> None:
+                began = time.perf_counter()
+                await client_nc.request(f"{prefix}.cmd.a{n % aggregates}", b'{"type":"CheckIn","count":1}', timeout=60)
+                latencies.append(time.perf_counter() - began)
+
+            began = time.perf_counter()
+            await _senders(one, commands, in_flight, aggregates)
+            elapsed = time.perf_counter() - began
+            await js.delete_stream(stream)
+        return commands / elapsed, latencies
+
+    async def _sequential_appends(self, count: int) -> tuple[float, list[float]]:
+        """The ceiling for one aggregate: fenced appends to one subject, one after another."""
+        stream = f"BENCHSEQ_{os.getpid()}_{self.run_id}"
+        self.run_id += 1
+        async with self.connection() as nc:
+            js = nc.jetstream()
+            await js.add_stream(name=stream, subjects=[f"{stream}.>"])
+            seq, latencies = 0, []
+            began = time.perf_counter()
+            for _ in range(count):
+                t = time.perf_counter()
+                reply = await nc.request(
+                    f"{stream}.one", b'{"count":1}', headers={wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(seq)}
+                )
+                seq = json.loads(reply.data)["seq"]
+                latencies.append(time.perf_counter() - t)
+            elapsed = time.perf_counter() - began
+            await js.delete_stream(stream)
+        return count / elapsed, latencies
+
+    # -- activation --------------------------------------------------------------------------
+
+    async def activation(self) -> list[Result]:
+        namespace = self.namespace("act")
+        results = []
+        async with self.connection() as nc:
+            async with JetStreamEventStore(nc) as store:
+                addresses = [
+                    Address(namespace, "inventory", "InventoryItem", f"s{i}") for i in range(self.sizes.activations)
+                ]
+                await _gather_limited((_history(store, a, 10) for a in addresses), 64)
+                base = []
+                stream = events_stream(namespace, "inventory")
+                for address in addresses:
+                    t = time.perf_counter()
+                    await _direct_batch(nc, stream, event_subject(address))
+                    base.append(time.perf_counter() - t)
+            config = NodeConfig(snapshot_every=0, rebalance_batch=0)
+            async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+                client = Client(nc, inventory, namespace=namespace)
+                for address in addresses:
+                    await client.send(CheckIn(count=1), aggregate_id=address.aggregate_id)
+                times = list(node.stats.activation_seconds)
+            p50, p99, _ = quantiles(times)
+            b50, b99, _ = quantiles(base)
+            results.append(
+                Result(
+                    "activation, 10 events",
+                    "ms p50",
+                    round(p50 * 1000, 3),
+                    round(b50 * 1000, 3),
+                    round(b50 / p50, 2),
+                    "p50 ≤ 1 ms",
+                    round(p50 * 1000, 3),
+                    round(p99 * 1000, 3),
+                    {"baseline_p99_ms": round(b99 * 1000, 3)},
+                )
+            )
+
+            long = Address(namespace, "inventory", "InventoryItem", "long")
+            self.say(f"  writing a {self.sizes.long_history}-event aggregate")
+            async with JetStreamEventStore(nc) as store:
+                await _history(store, long, self.sizes.long_history, per_commit=100)
+                t = time.perf_counter()
+                commits = await store.read(long)
+                raw = time.perf_counter() - t
+                assert sum(len(c.events) for c in commits) == self.sizes.long_history
+            timings: dict[str, float] = {}
+            for label, every in (("without snapshot", 0), ("with snapshot", 100)):
+                config = NodeConfig(snapshot_every=every, rebalance_batch=0, idle_timeout=0.5)
+                async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+                    client = Client(nc, inventory, namespace=namespace)
+                    await client.send(CheckIn(count=1), aggregate_id="long")
+                    if every:
+                        await eventually(_idle(node), what="passivation")
+                        await client.send(CheckIn(count=1), aggregate_id="long")
+                    timings[label] = node.stats.activation_seconds[-1]
+            events = self.sizes.long_history
+            results.append(
+                Result(
+                    f"activation, {events} events, no snapshot",
+                    "ms",
+                    round(timings["without snapshot"] * 1000, 1),
+                    round(raw * 1000, 1),
+                    round(raw / timings["without snapshot"], 2),
+                    "replay speed",
+                    extra={"events_per_s": round(events / timings["without snapshot"])},
+                )
+            )
+            results.append(
+                Result(
+                    f"activation, {events} events, snapshot",
+                    "ms",
+                    round(timings["with snapshot"] * 1000, 2),
+                    None,
+                    None,
+                    "≤ 20 ms",
+                )
+            )
+        return results
+
+    # -- failover and migration --------------------------------------------------------------
+
+    async def failover(self) -> list[Result]:
+        namespace = self.namespace("fo")
+        ttl = 2
+        with tempfile.TemporaryDirectory(prefix="radix-bench-") as workdir:
+            nodes = [
+                NodeProcess(
+                    nats_url=self.url,
+                    namespace=namespace,
+                    context="radix.examples.inventory:inventory",
+                    node_id=f"b{i}",
+                    log_dir=Path(workdir),
+                    extra=["--liveness-ttl", str(ttl), "--rebalance-interval", "3600"],
+                )
+                for i in (1, 2, 3)
+            ]
+            try:
+                async with self.connection() as nc:
+                    for node in nodes:
+                        node.start()
+                    for node in nodes:
+                        await node.wait_running(nc)
+                    client = Client(nc, inventory, namespace=namespace)
+                    ids = [f"f{i}" for i in range(self.sizes.drain_actors)]
+                    await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), 128)
+                    load = Workload(client, ids[:30], lambda _, __: CheckIn(count=1))
+                    load.start()
+                    await eventually(lambda: all(load.ok_after(a, 0) >= 2 for a in load.aggregates), timeout=60)
+                    victim = nodes[0]
+                    killed_at = time.monotonic()
+                    victim.signal(signal.SIGKILL)
+                    owned = [a for a in load.aggregates if await _owner(nc, namespace, a) == victim.node_id]
+                    await eventually(lambda: all(load.ok_after(a, killed_at) for a in owned), timeout=60)
+                    failover = [load.recovery(a, killed_at) for a in owned]
+                    drained = nodes[1]
+                    live = (await drained.status(nc))["live_actors"]
+                    began = time.monotonic()
+                    drained.signal(signal.SIGTERM)
+                    process = drained.process
+                    assert process is not None
+                    await eventually(lambda: process.poll() is not None, timeout=120)
+                    drain_seconds = time.monotonic() - began
+                    await load.stop()
+                    summary = next(
+                        json.loads(line)
+                        for line in drained.log_path.read_text().splitlines()
+                        if '"event": "drained"' in line
+                    )
+            finally:
+                for node in nodes:
+                    node.stop()
+        p50, p99, _ = quantiles(failover)
+        return [
+            Result(
+                "failover after kill -9",
+                "s p99",
+                round(p99, 3),
+                float(ttl),
+                round(ttl / p99, 2),
+                "≤ 3 s p99",
+                round(p50 * 1000, 1),
+                round(p99 * 1000, 1),
+                {"aggregates": len(failover)},
+            ),
+            Result(
+                "planned migration pause",
+                "ms p99",
+                summary["pause_ms_p99"],
+                None,
+                None,
+                "≤ 50 ms p99",
+                summary["pause_ms_p50"],
+                summary["pause_ms_p99"],
+            ),
+            Result(
+                f"drain of {live} live aggregates",
+                "s",
+                round(drain_seconds, 2),
+                None,
+                None,
+                "time to drain",
+                extra={"aggregates": live},
+            ),
+        ]
+
+    # -- density -----------------------------------------------------------------------------
+
+    async def density(self) -> Result:
+        namespace = self.namespace("mem")
+        count = self.sizes.density_actors
+        async with self.connection() as nc:
+            config = NodeConfig(snapshot_every=0, rebalance_batch=0, max_actors=count + 10)
+            async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+                client = Client(nc, inventory, namespace=namespace)
+                await client.send(CreateItem(name="x"), aggregate_id="warm")
+                gc.collect()
+                before = _rss()
+                await _gather_limited(
+                    (client.send(CreateItem(name="x"), aggregate_id=f"m{i}") for i in range(count)), 256
+                )
+                gc.collect()
+                after = _rss()
+                live = node.live_actors
+        per_actor = (after - before) / max(1, live - 1)
+        return Result(
+            f"density at {live} idle actors",
+            "bytes/actor",
+            round(per_actor),
+            2048.0,
+            round(2048 / per_actor, 2),
+            "≤ 2 KiB",
+        )
+
+
+async def _senders(one: Callable[[int], Awaitable[None]], commands: int, in_flight: int, aggregates: int) -> None:
+    """`in_flight` senders; sender k sends commands k, k + in_flight, ... so no two in flight share an aggregate
+    when there are at least as many aggregates as senders."""
+
+    async def sender(k: int) -> None:
+        for n in range(k, commands, in_flight):
+            await one(n)
+
+    await asyncio.gather(*(sender(k) for k in range(min(in_flight, commands))))
+
+
+async def _gather_limited(coroutines: Any, limit: int) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def limited(coroutine: Awaitable[object]) -> None:
+        async with gate:
+            await coroutine
+
+    await asyncio.gather(*(limited(c) for c in coroutines))
+
+
+async def _history(store: JetStreamEventStore, address: Address, events: int, per_commit: int = 1) -> None:
+    data = EventData("ItemsCheckedIn", "1.0", msgspec.Raw(b'{"count":1}'))
+    created = EventData("ItemCreated", "1.0", msgspec.Raw(b'{"name":"x"}'))
+    version = 0
+    while version < events:
+        batch = [created if version == 0 and i == 0 else data for i in range(min(per_commit, events - version))]
+        commit = await store.append(address, batch, expected_version=version, command_id=f"h{version}")
+        version = commit.version
+
+
+async def _direct_batch(nc: NATS, stream: str, subject: str) -> int:
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await nc.publish(
+        f"$JS.API.DIRECT.GET.{stream}",
+        json.dumps({"seq": 1, "next_by_subj": subject, "batch": 512}).encode(),
+        reply=inbox,
+    )
+    count = 0
+    while True:
+        msg = await sub.next_msg(timeout=5)
+        if msg.headers and msg.headers.get("Status"):
+            break
+        count += 1
+    await sub.unsubscribe()
+    return count
+
+
+async def _owner(nc: NATS, namespace: str, aggregate: str) -> str | None:
+    entry = await KVBucket(nc, leases_bucket(namespace)).get(f"inventory.InventoryItem.{aggregate}")
+    return None if entry.value is None else str(msgspec.json.decode(entry.value)["node"])
+
+
+def _idle(node: Node) -> Callable[[], bool]:
+    return lambda: node.live_actors == 0
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+SCENARIOS = ("many", "hot", "activation", "failover", "density")
+
+
+async def run_bench(
+    *, url: str | None, quick: bool, runs: int | None, only: tuple[str, ...], progress: Callable[[str], None]
+) -> list[Result]:
+    """Run the scenarios (all, or `only`), each beside its baseline; return their results."""
+    sizes = Sizes.pick(quick, runs)
+    async with contextlib.AsyncExitStack() as stack:
+        if url is None:
+            server = await stack.enter_async_context(EmbeddedNats())
+            url = server.url
+        bench = _Bench(url, sizes, progress)
+        results: list[Result] = []
+        steps: dict[str, Callable[[], Awaitable[Result | list[Result]]]] = {
+            "many": bench.many_aggregates,
+            "hot": bench.hot_aggregate,
+            "activation": bench.activation,
+            "failover": bench.failover,
+            "density": bench.density,
+        }
+        for name in only or SCENARIOS:
+            progress(f"running {name} ...")
+            outcome = await steps[name]()
+            results.extend(outcome if isinstance(outcome, list) else [outcome])
+    return results
+
+
+def table(results: list[Result]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| scenario | Radix | baseline | ratio | p50 ms | p99 ms | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        baseline = "" if r.baseline is None else f"{r.baseline:g}"
+        ratio = "" if r.ratio is None else f"{r.ratio:g}x"
+        p50 = "" if r.p50_ms is None else f"{r.p50_ms:g}"
+        p99 = "" if r.p99_ms is None else f"{r.p99_ms:g}"
+        lines.append(f"| {r.scenario} | {r.radix:g} {r.unit} | {baseline} | {ratio} | {p50} | {p99} | {r.target} |")
+    return "\n".join(lines)
+
+
+def as_json(results: list[Result]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=2)
