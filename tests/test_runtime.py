@@ -413,8 +413,13 @@ async def test_shutdown_answers_everything_queued_and_is_idempotent(nc: NATS, na
     accepted = [r for r in results if not isinstance(r, BaseException)]
     assert all(isinstance(r, TimeoutError) for r in results if isinstance(r, BaseException))
     assert sorted(r.version for r in accepted) == list(range(2, 2 + len(accepted)))
-    assert await commit_count(nc, namespace) == 1 + len(accepted)
-    assert asyncio.all_tasks() - tasks_before == set()
+    async with JetStreamEventStore(nc) as store:
+        events = [
+            e for c in await store.read(Address(namespace, "inventory", "InventoryItem", "sku-s")) for e in c.events
+        ]
+    assert [e.version for e in events] == list(range(1, 2 + len(accepted)))  # one event per accepted command
+    # No task is left (nats-py finishes the tasks of cancelled subscriptions a moment later).
+    await eventually(lambda: asyncio.all_tasks() <= tasks_before, timeout=2, what="no task left")
 
 
 async def test_run_serves_until_cancelled(nc: NATS, namespace: str, client: Client) -> None:
@@ -437,3 +442,26 @@ async def test_client_retries_until_a_node_answers(nc: NATS, namespace: str, cli
         result = await pending
     assert result.version == 1
     assert await commit_count(nc, namespace) == 1
+
+
+async def test_group_commit(nc: NATS, namespace: str, client: Client) -> None:
+    """Commands queued for one aggregate are decided in turn and written as few commits, each answered alone."""
+    async with Node({namespace: [inventory]}, nats=nc, config=NodeConfig(idle_timeout=0.3)) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="g")
+        # 30 commands: within the 32 latest a node remembers, so a retry after passivation is recognised.
+        sends = [client.send(CheckIn(count=1), aggregate_id="g", command_id=f"g-{i}") for i in range(30)]
+        results = await asyncio.gather(*sends, client.send(Remove(count=999), aggregate_id="g"), return_exceptions=True)
+        accepted = [r for r in results if not isinstance(r, BaseException)]
+        assert sorted(r.version for r in accepted) == list(range(2, 32))
+        assert all(len(r.events) == 1 for r in accepted)
+        assert isinstance(results[-1], CommandRejectedError)
+        async with JetStreamEventStore(nc) as store:
+            commits = await store.read(Address(namespace, "inventory", "InventoryItem", "g"))
+        events = [e for c in commits for e in c.events]
+        assert [e.version for e in events] == list(range(1, 32))
+        assert sorted(e.command_id for e in events[1:]) == sorted(f"g-{i}" for i in range(30))
+        assert len(commits) < 31  # grouped
+        seventh = next(r for r in accepted if r.command_id == "g-7")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        again = await client.send(CheckIn(count=1), aggregate_id="g", command_id="g-7")
+        assert (again.version, again.command_id) == (seventh.version, "g-7")

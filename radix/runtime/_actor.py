@@ -20,12 +20,12 @@ import msgspec
 import structlog
 
 from radix import wire
-from radix.domain import AggregateCodec, Event
+from radix.domain import AggregateCodec, Event, EventData
 from radix.errors import CommitTooLargeError, DomainError, StoreError, VersionConflictError
 from radix.logs import logger
 from radix.names import Address
 from radix.runtime.placement import OwnedElsewhere
-from radix.store import Commit, EventStore
+from radix.store import Cause, Commit, EventStore
 from radix.store.snapshots import Snapshot, SnapshotStore
 
 __all__ = ["STOP", "ActorHost", "ActorSettings", "AggregateActor", "Envelope", "Move", "Stats", "state_fingerprint"]
@@ -71,6 +71,7 @@ class ActorSettings:
     mailbox_size: int
     recent_commands: int
     recent_events: int
+    group_commit: int
 
 
 @dataclass
@@ -173,6 +174,8 @@ class AggregateActor:
         self.hand_to: str | None = None
         self.leftover: list[Envelope] = []
         self.moving = False
+        self._held: list[Envelope | Move | None] = []
+        self._answered: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -213,7 +216,10 @@ class AggregateActor:
 
     async def _serve(self) -> None:
         while True:
-            if self.mailbox.empty():
+            item: Envelope | Move | None
+            if self._held:
+                item = self._held.pop()
+            elif self.mailbox.empty():
                 try:
                     async with asyncio.timeout(self.settings.idle_timeout):
                         item = await self.mailbox.get()
@@ -234,20 +240,31 @@ class AggregateActor:
                 if await self._move(item):
                     return
                 continue
+            batch = self._batch(item)
             if self.revoked or not await self.host.ensure_liveness(self):
                 self.ended, self.hand_to = "revoked", None
-                self.leftover.append(item)
+                self.leftover.extend(batch)
                 return
             self.busy = True
             try:
-                with structlog.contextvars.bound_contextvars(command_id=item.command_id):
-                    await self._turn(item)
+                await self._turn(batch)
             except _Superseded as e:
                 self.ended, self.hand_to = "lost", e.node
-                self.leftover.append(item)
+                self.leftover.extend(batch)
                 return
             finally:
                 self.busy = False
+
+    def _batch(self, first: Envelope) -> list[Envelope]:
+        """`first` and the commands queued behind it, up to `group_commit`: decided in turn, written as one commit."""
+        batch = [first]
+        while len(batch) < self.settings.group_commit and not self.mailbox.empty():
+            item = self.mailbox.get_nowait()
+            if not isinstance(item, Envelope):
+                self._held.append(item)  # a stop or move request: handle it after this batch
+                break
+            batch.append(item)
+        return batch
 
     async def _move(self, move: Move) -> bool:
         """Snapshot, then hand the lease over; True if the aggregate now belongs to the target."""
@@ -280,25 +297,31 @@ class AggregateActor:
                 reply = wire.Reply(status=wire.ERROR, command_id=envelope.command_id, reason=reason)
                 await self.host.answer(self, envelope, reply, False)
 
-    async def _turn(self, envelope: Envelope) -> None:
-        known = self.recent.get(envelope.command_id)
-        if known is not None:
-            await self.host.answer(self, envelope, known, True)
+    async def _turn(self, batch: list[Envelope]) -> None:
+        fresh: list[Envelope] = []
+        for envelope in batch:
+            known = self.recent.get(envelope.command_id)
+            if known is not None:
+                await self.host.answer(self, envelope, known, True)
+            else:
+                fresh.append(envelope)
+        if not fresh:
             return
         try:
-            reply = await self._handle(envelope)
+            replies = await self._handle(fresh)
         except _Superseded:
             raise
         except Exception as e:  # never let one command kill the actor
             logger.exception("command failed")
             self.stale = True
-            reply = wire.Reply(
-                status=wire.ERROR, command_id=envelope.command_id, reason=f"internal error: {e!r}; retry"
-            )
-        if reply.status != wire.ERROR:
-            self._remember(reply)
-            self.unsaved_replies = reply.status != wire.ACCEPTED or self.unsaved_replies
-        await self.host.answer(self, envelope, reply, False)
+            replies = [self._error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
+        for envelope, reply in zip(fresh, replies, strict=True):
+            if reply.status != wire.ERROR:
+                self._remember(reply)
+                self.unsaved_replies = reply.status != wire.ACCEPTED or self.unsaved_replies
+            await self.host.answer(self, envelope, reply, envelope.command_id in self._answered)
+            self._answered.add(envelope.command_id)
+        self._answered.clear()
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -341,14 +364,14 @@ class AggregateActor:
             self._apply(commit)
             self.host.stats.replayed_events += len(commit.events)
         # Recent commits answer retried command ids, also after a move or passivation.
+        # A commit may hold several commands' events (group commit): one reply each.
+        replies: dict[str, list[wire.RecordedEvent]] = {}
         for commit in commits[-self.settings.recent_commands :]:
+            for recorded in commit.events:
+                replies.setdefault(recorded.command_id, []).append(recorded)
+        for command_id, events in list(replies.items())[-self.settings.recent_commands :]:
             self._remember(
-                wire.Reply(
-                    status=wire.ACCEPTED,
-                    command_id=commit.command_id,
-                    version=commit.version,
-                    events=list(commit.events),
-                )
+                wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=events[-1].version, events=events)
             )
         self.stale = False
         return True
@@ -373,56 +396,31 @@ class AggregateActor:
 
     # -- the command algorithm -------------------------------------------------------------
 
-    async def _handle(self, envelope: Envelope) -> wire.Reply:
-        command_id = envelope.command_id
+    async def _handle(self, batch: list[Envelope]) -> list[wire.Reply]:
+        """Decide every command of the batch in turn, append all their events as one fenced commit."""
         if self.stale:
             await self._catch_up()
         for _ in range(self.settings.retries + 1):
-            expected = envelope.expected_version
-            if expected is not None and expected > self.version:
-                return self._error(
-                    command_id,
-                    f"expected_version {expected} is ahead of the aggregate's version {self.version}; "
-                    "send the version you last saw",
-                )
-            if expected is not None and expected < self.version:
-                concurrent = await self._events_after(expected)
-                reason = self.aggregate.conflicts(envelope.command, [self._decode(e) for e in concurrent])
-                if reason is not None:
-                    return wire.Reply(
-                        status=wire.CONFLICT,
-                        command_id=command_id,
-                        version=self.version,
-                        reason=reason,
-                        conflicts=list(concurrent),
-                    )
-            try:
-                events = list(self.aggregate.decide(self.state, envelope.command))
-            except DomainError as e:
-                return wire.Reply(status=wire.REJECTED, command_id=command_id, version=self.version, reason=e.reason)
-            except Exception as e:
-                logger.exception("decide raised")
-                return self._error(command_id, f"decide raised {e!r}: a bug in the aggregate's code")
-            if not events:
-                return wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=self.version)
-            try:
-                data = [self.codec.encode_event(e) for e in events]
-                new_state = self._evolve_all(events)
-            except Exception as e:
-                logger.exception("decide returned events that could not be applied")
-                return self._error(command_id, f"the events decided could not be applied: {e!r}")
+            stored = await self._stored_after(
+                min((e.expected_version for e in batch if e.expected_version is not None), default=self.version)
+            )
+            replies, data, causes, pending = self._decide_all(batch, stored)
+            if not data:
+                return replies
+            first = causes[0]
             try:
                 commit = await self.host.store.append(
                     self.address,
                     data,
                     expected_version=self.version,
-                    command_id=command_id,
-                    correlation_id=envelope.correlation_id,
-                    issuer=envelope.issuer,
+                    command_id=first.command_id,
+                    correlation_id=first.correlation_id,
+                    issuer=first.issuer,
+                    causes=causes,
                 )
             except VersionConflictError:
                 # Someone else appended: never retry on the old state. If the lease moved,
-                # step down and let the new owner handle the command; else reload and retry.
+                # step down and let the new owner handle the commands; else reload and retry.
                 self.host.stats.fenced += 1
                 holder = await self.host.still_owner(self)
                 if holder is not None:
@@ -432,32 +430,124 @@ class AggregateActor:
                 await self._catch_up()
                 continue
             except CommitTooLargeError as e:
-                return self._error(command_id, str(e))
+                if len(batch) > 1:  # together too large: write them one by one
+                    return [reply for env in batch for reply in await self._handle([env])]
+                return [self._error(env.command_id, str(e)) for env in batch]
             except StoreError as e:
                 self.stale = True
-                return self._error(command_id, str(e))
-            if commit.first_version == self.version + 1 and commit.command_id == command_id:
-                self.state, self.version, self.position = new_state, commit.version, commit.position
+                return [self._error(env.command_id, str(e)) for env in batch]
+            if commit.first_version == self.version + 1 and commit.command_id == first.command_id:
+                self.state, self.version, self.position = pending, commit.version, commit.position
                 self.tail.extend(commit.events)
-            else:  # the store answered an earlier commit of this command id: take history as it is
+            else:  # the store answered an earlier commit of these commands: take history as it is
                 await self._catch_up()
             self._maybe_snapshot()
-            return wire.Reply(
-                status=wire.ACCEPTED, command_id=command_id, version=commit.version, events=list(commit.events)
+            by_command: dict[str, list[wire.RecordedEvent]] = {}
+            for recorded in commit.events:
+                by_command.setdefault(recorded.command_id, []).append(recorded)
+            return [
+                wire.Reply(
+                    status=wire.ACCEPTED,
+                    command_id=r.command_id,
+                    version=by_command[r.command_id][-1].version,
+                    events=by_command[r.command_id],
+                )
+                if r.status == wire.ACCEPTED and r.command_id in by_command
+                else r
+                for r in replies
+            ]
+        return [
+            self._error(
+                env.command_id,
+                f"gave up after {self.settings.retries + 1} version conflicts: the aggregate "
+                "is being written elsewhere; retry",
             )
-        return self._error(
-            command_id,
-            f"gave up after {self.settings.retries + 1} version conflicts: the aggregate is being written "
-            "elsewhere; retry",
-        )
+            for env in batch
+        ]
 
-    def _evolve_all(self, events: Sequence[Event]) -> Any:
-        state = self.state
+    def _decide_all(
+        self, batch: list[Envelope], stored: list[wire.RecordedEvent]
+    ) -> tuple[list[wire.Reply], list[EventData], list[Cause], Any]:
+        """Run conflict checks and `decide` for each command in turn, on the state the earlier ones leave."""
+        state, version = self.state, self.version
+        replies: list[wire.Reply] = []
+        data: list[EventData] = []
+        causes: list[Cause] = []
+        pending: list[wire.RecordedEvent] = []
+        for envelope in batch:
+            command_id = envelope.command_id
+            earlier = next((r for r in replies if r.command_id == command_id), None)
+            if earlier is not None:  # the same command twice in one batch: one outcome
+                replies.append(earlier)
+                continue
+            expected = envelope.expected_version
+            if expected is not None and expected > version:
+                replies.append(
+                    self._error(
+                        command_id,
+                        f"expected_version {expected} is ahead of the aggregate's version {version}; "
+                        "send the version you last saw",
+                    )
+                )
+                continue
+            if expected is not None and expected < version:
+                concurrent = [e for e in (*stored, *pending) if e.version > expected]
+                reason = self.aggregate.conflicts(envelope.command, [self._decode(e) for e in concurrent])
+                if reason is not None:
+                    replies.append(
+                        wire.Reply(
+                            status=wire.CONFLICT,
+                            command_id=command_id,
+                            version=version,
+                            reason=reason,
+                            conflicts=concurrent,
+                        )
+                    )
+                    continue
+            try:
+                events = list(self.aggregate.decide(state, envelope.command))
+            except DomainError as e:
+                replies.append(
+                    wire.Reply(status=wire.REJECTED, command_id=command_id, version=version, reason=e.reason)
+                )
+                continue
+            except Exception as e:
+                logger.exception("decide raised", command_id=command_id)
+                replies.append(self._error(command_id, f"decide raised {e!r}: a bug in the aggregate's code"))
+                continue
+            try:
+                encoded = [self.codec.encode_event(e) for e in events]
+                after = self._evolve_all(state, events)
+            except Exception as e:
+                logger.exception("decide returned events that could not be applied", command_id=command_id)
+                replies.append(self._error(command_id, f"the events decided could not be applied: {e!r}"))
+                continue
+            cause = Cause(command_id, envelope.correlation_id, envelope.issuer)
+            for offset, event in enumerate(encoded, start=1):
+                pending.append(
+                    wire.RecordedEvent(
+                        type=event.type,
+                        schema=event.schema,
+                        version=version + offset,
+                        data=event.data,
+                        command_id=command_id,
+                    )
+                )
+            data.extend(encoded)
+            causes.extend([cause] * len(encoded))
+            state, version = after, version + len(encoded)
+            replies.append(wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=version))
+        return replies, data, causes, state
+
+    def _evolve_all(self, state: Any, events: Sequence[Event]) -> Any:
         for event in events:
             state = self.aggregate.evolve(state, event)
         return state
 
-    async def _events_after(self, version: int) -> list[wire.RecordedEvent]:
+    async def _stored_after(self, version: int) -> list[wire.RecordedEvent]:
+        """Committed events after `version`: from memory if it holds them, else from the store."""
+        if version >= self.version:
+            return []
         if self.tail and self.tail[0].version <= version + 1:
             return [e for e in self.tail if e.version > version]
         return [e for c in await self.host.store.read(self.address, after=version) for e in c.events]

@@ -77,6 +77,7 @@ class NodeConfig:
     mailbox_size: int = 1024
     recent_commands: int = 32
     recent_events: int = 256
+    group_commit: int = 64
     max_command_bytes: int = 256 * 1024
     command_log_max_age: float = 7 * 24 * 3600.0
     shutdown_timeout: float = 30.0
@@ -95,7 +96,7 @@ class NodeConfig:
         validate_node_id(self.node_id)
         if self.idle_timeout <= 0 or self.shutdown_timeout <= 0 or self.command_log_max_age <= 0:
             raise ValueError("idle_timeout, shutdown_timeout and command_log_max_age must be positive")
-        if min(self.max_actors, self.mailbox_size, self.recent_commands, self.recent_events) < 1:
+        if min(self.max_actors, self.mailbox_size, self.recent_commands, self.recent_events, self.group_commit) < 1:
             raise ValueError("max_actors, mailbox_size, recent_commands and recent_events must be at least 1")
         if self.snapshot_every < 0 or self.retries < 0 or self.max_command_bytes < 1:
             raise ValueError("snapshot_every and retries must be 0 or more, max_command_bytes positive")
@@ -114,6 +115,7 @@ class NodeConfig:
             mailbox_size=self.mailbox_size,
             recent_commands=self.recent_commands,
             recent_events=self.recent_events,
+            group_commit=self.group_commit,
         )
 
 

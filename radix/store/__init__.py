@@ -16,11 +16,11 @@ from typing import Protocol
 
 from radix.domain import EventData
 from radix.names import Address
-from radix.store._commit import Commit
+from radix.store._commit import Cause, Commit
 from radix.store.jetstream import JetStreamEventStore, StoreConfig
 from radix.store.memory import InMemoryEventStore
 
-__all__ = ["Commit", "EventStore", "InMemoryEventStore", "JetStreamEventStore", "StoreConfig"]
+__all__ = ["Cause", "Commit", "EventStore", "InMemoryEventStore", "JetStreamEventStore", "StoreConfig"]
 
 
 class EventStore(Protocol):
@@ -35,11 +35,14 @@ class EventStore(Protocol):
         command_id: str,
         correlation_id: str | None = None,
         issuer: str | None = None,
+        causes: Sequence[Cause] | None = None,
     ) -> Commit:
         """Append one command's events atomically if the aggregate is at `expected_version`.
 
         Raises `VersionConflictError` (with the actual version) when it is not,
         `CommitTooLargeError` when the commit exceeds the server's message size.
+        `causes`, one per event, lets one commit hold several commands' events (group
+        commit); the first must be `command_id`, which keys the commit for idempotence.
         """
         ...
 

@@ -54,6 +54,15 @@ class Commit:
 
 
 @dataclass(frozen=True, slots=True)
+class Cause:
+    """The command that caused an event: its id, correlation id and issuer."""
+
+    command_id: str
+    correlation_id: str | None = None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedCommit:
     """A commit encoded for writing: its events, JSON body and headers."""
 
@@ -71,6 +80,7 @@ def prepare_commit(
     correlation_id: str | None,
     issuer: str | None,
     max_payload: int,
+    causes: Sequence[Cause] | None = None,
 ) -> PreparedCommit:
     """Encode a commit and check it fits in one message; nothing is written here."""
     if not events:
@@ -79,17 +89,21 @@ def prepare_commit(
         raise ValueError(f"expected_version must be 0 or more, not {expected_version}")
     if not command_id:
         raise ValueError("command_id must not be empty")
+    if causes is None:
+        causes = [Cause(command_id, correlation_id, issuer)] * len(events)
+    elif len(causes) != len(events) or causes[0].command_id != command_id:
+        raise ValueError("causes name one command per event, the first being command_id")
     records = tuple(
         wire.RecordedEvent(
             type=e.type,
             schema=e.schema,
             version=expected_version + i,
             data=e.data,
-            command_id=command_id,
-            correlation_id=correlation_id,
-            issuer=issuer,
+            command_id=c.command_id,
+            correlation_id=c.correlation_id,
+            issuer=c.issuer,
         )
-        for i, e in enumerate(events, start=1)
+        for i, (e, c) in enumerate(zip(events, causes, strict=True), start=1)
     )
     payload = wire.commit_encoder.encode(wire.CommitBody(events=list(records)))
     headers = {

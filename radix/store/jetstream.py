@@ -26,7 +26,7 @@ from radix import wire
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
-from radix.store._commit import Commit, decode_commit, prepare_commit
+from radix.store._commit import Cause, Commit, decode_commit, prepare_commit
 from radix.store._streams import ensure_stream
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
@@ -156,6 +156,7 @@ class JetStreamEventStore:
         command_id: str,
         correlation_id: str | None = None,
         issuer: str | None = None,
+        causes: Sequence[Cause] | None = None,
     ) -> Commit:
         prepared = prepare_commit(
             address,
@@ -165,6 +166,7 @@ class JetStreamEventStore:
             correlation_id=correlation_id,
             issuer=issuer,
             max_payload=self._nc.max_payload,
+            causes=causes,
         )
         await self.ensure_stream(address.namespace, address.context)
         fence = await self._fence(address, expected_version)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from radix.domain import EventData
 from radix.errors import VersionConflictError
 from radix.names import Address
-from radix.store._commit import Commit, prepare_commit
+from radix.store._commit import Cause, Commit, prepare_commit
 
 __all__ = ["InMemoryEventStore"]
 
@@ -39,6 +39,7 @@ class InMemoryEventStore:
         command_id: str,
         correlation_id: str | None = None,
         issuer: str | None = None,
+        causes: Sequence[Cause] | None = None,
     ) -> Commit:
         await asyncio.sleep(0)  # yield as a round trip would, so concurrent callers interleave
         prepared = prepare_commit(
@@ -49,6 +50,7 @@ class InMemoryEventStore:
             correlation_id=correlation_id,
             issuer=issuer,
             max_payload=self.max_payload,
+            causes=causes,
         )
         commits = self._commits[address]
         last = commits[-1] if commits else None
