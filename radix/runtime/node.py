@@ -197,6 +197,7 @@ class Node:
         self._renewing: dict[str, asyncio.Future[bool]] = {}
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self._drain_task: asyncio.Task[None] | None = None
+        self._routes: dict[str, tuple[Address, AggregateCodec]] = {}
         self.counts: Counter[str] = Counter()
         self.stats = Stats()
         self.metrics = Metrics()
@@ -459,11 +460,17 @@ class Node:
             raise bad(f"{wire.H_COMMAND_ID} must be printable and at most {MAX_COMMAND_ID_LEN} characters")
         if len(tokens) < 6:
             raise bad("send commands to radix.{namespace}.{context}.cmd.{AggregateType}.{id}")
-        try:
-            address = Address(tokens[1], tokens[2], tokens[4], ".".join(tokens[5:]))
-            codec = hosted.context.codec(address.aggregate_type)
-        except InvalidNameError as e:
-            raise bad(str(e)) from None
+        route = self._routes.get(subject)
+        if route is None:
+            try:
+                address = Address(tokens[1], tokens[2], tokens[4], ".".join(tokens[5:]))
+                route = (address, hosted.context.codec(address.aggregate_type))
+            except InvalidNameError as e:
+                raise bad(str(e)) from None
+            if len(self._routes) >= 4 * self.config.max_actors:
+                self._routes.clear()  # a cache of validated subjects; rebuilt as commands come
+            self._routes[subject] = route
+        address, codec = route
         expected: int | None = None
         if (raw := headers.get(wire.H_EXPECTED_VERSION)) is not None:
             if not raw.isdigit():
