@@ -384,10 +384,10 @@ class Node:
 
     async def _wait_settled(self) -> None:
         """Let the tasks that settle stopped actors (lease releases, forwards) finish."""
-        for _ in range(100):
-            if not self._settling:
+        for _ in range(100):  # settling may stop more actors (forwards re-route): repeat until none is left
+            if not self._settle_tasks:
                 return
-            await asyncio.wait(list(self._settling), timeout=self.config.shutdown_timeout)
+            await asyncio.wait(list(self._settle_tasks), timeout=self.config.shutdown_timeout)
 
     async def __aenter__(self) -> Self:
         return await self.start()
@@ -852,16 +852,14 @@ class Node:
         assert self._tasks is not None
         self._tasks.create_task(_logged(coroutine))
 
-    @property
-    def _settling(self) -> set[asyncio.Task[None]]:
-        return {t for t in self._settle_tasks if not t.done()}
-
     def actor_stopped(self, actor: AggregateActor) -> None:
         if self._actors.get(actor.address) is actor:
             del self._actors[actor.address]
         self._actor_tasks.pop(actor, None)
         assert self._tasks is not None
-        self._settle_tasks.add(self._tasks.create_task(_logged(self._settle(actor))))
+        task = self._tasks.create_task(_logged(self._settle(actor)))
+        self._settle_tasks.add(task)
+        task.add_done_callback(self._settle_tasks.discard)
 
     async def _settle(self, actor: AggregateActor) -> None:
         """Release the lease of an actor that ended, or hand on what it had queued."""

@@ -1,0 +1,45 @@
+"""`radix bench --quick` runs every scenario to completion (timings are reported, never asserted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+
+async def test_quick_bench_reports_every_scenario() -> None:
+    """Every scenario reports Radix's figure, and its baseline and ratio where it has one."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "radix",
+        "bench",
+        "--quick",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, err.decode()
+    results = json.loads(out)
+    names = [r["scenario"] for r in results]
+    for prefix in (
+        "many aggregates",
+        "hot aggregate",
+        "activation, 10 events",
+        "activation, 2000 events, no snapshot",
+        "activation, 2000 events, snapshot",
+        "failover after kill -9",
+        "planned migration pause",
+        "drain of",
+        "density at",
+    ):
+        assert any(n.startswith(prefix) for n in names), prefix
+    for result in results:
+        assert result["radix"] > 0
+        if result["baseline"] is not None:
+            assert result["ratio"] == round(result["ratio"], 2)
+            assert result["ratio"] > 0
