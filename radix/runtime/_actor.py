@@ -106,6 +106,11 @@ class ActorHost(Protocol):
     @property
     def snapshots(self) -> SnapshotStore: ...
 
+    @property
+    def pace(self) -> asyncio.Semaphore:
+        """Bounds the writes of stopping actors (snapshots, lease releases) in flight at once."""
+        ...
+
     async def acquire(self, actor: AggregateActor) -> int: ...
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
@@ -212,7 +217,8 @@ class AggregateActor:
         finally:
             self.host.actor_stopped(self)
             if self.ended in ("idle", "stopped"):
-                await self._snapshot_if_moved()
+                async with self.host.pace:  # many actors stop at once on shutdown: pace their writes
+                    await self._snapshot_if_moved()
 
     async def _serve(self) -> None:
         while True:

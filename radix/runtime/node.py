@@ -198,6 +198,8 @@ class Node:
         self._settle_tasks: set[asyncio.Task[None]] = set()
         self._drain_task: asyncio.Task[None] | None = None
         self._routes: dict[str, tuple[Address, AggregateCodec]] = {}
+        # Stopping many actors at once must not flood JetStream and starve the liveness heartbeat.
+        self.pace = asyncio.Semaphore(self.config.handoff_concurrency)
         self.counts: Counter[str] = Counter()
         self.stats = Stats()
         self.metrics = Metrics()
@@ -871,7 +873,8 @@ class Node:
         if actor.ended in ("idle", "stopped", "failed") and held is not None and not held[1]:
             del self._held[(namespace, key)]
             try:
-                await self._placements[namespace].release(key, held[0])
+                async with self.pace:
+                    await self._placements[namespace].release(key, held[0])
             except StoreUnavailableError as e:
                 logger.warning("lease not released; it passes on when this node's liveness expires", error=repr(e))
         elif actor.ended in ("lost", "elsewhere", "revoked"):
