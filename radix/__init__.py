@@ -24,7 +24,7 @@ from radix.errors import (
 from radix.logs import configure_logging
 from radix.names import Address
 from radix.runtime import Node, NodeConfig
-from radix.server import EmbeddedNats
+from radix.server import EmbeddedCluster, EmbeddedNats
 from radix.store import Commit, EventStore, InMemoryEventStore, JetStreamEventStore, StoreConfig
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "CorruptCommitError",
     "DecodeError",
     "DomainError",
+    "EmbeddedCluster",
     "EmbeddedNats",
     "Event",
     "EventData",

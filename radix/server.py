@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sysconfig
 import tempfile
@@ -27,7 +28,7 @@ from typing import Self
 
 from radix.errors import NatsServerError
 
-__all__ = ["ClusterSpec", "EmbeddedNats", "find_nats_server"]
+__all__ = ["ClusterSpec", "EmbeddedCluster", "EmbeddedNats", "find_nats_server"]
 
 BINARY_ENV = "RADIX_NATS_SERVER"
 
@@ -57,15 +58,15 @@ def find_nats_server(explicit: Path | None = None) -> Path:
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterSpec:
-    """Membership of one server in a cluster: its route port and its peers' route URLs."""
+    """Membership of one server in a cluster: its route port (-1: a free one) and its peers' route URLs."""
 
     name: str
-    port: int
-    routes: tuple[str, ...]
+    port: int = -1
+    routes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.name or not 0 < self.port < 65536:
-            raise ValueError("a cluster needs a name and a route port between 1 and 65535")
+        if not self.name or not (self.port == -1 or 0 < self.port < 65536):
+            raise ValueError("a cluster needs a name and a route port between 1 and 65535 (or -1 for a free one)")
 
 
 @dataclass(kw_only=True)
@@ -85,6 +86,14 @@ class EmbeddedNats:
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
     _client_url: str | None = field(default=None, init=False, repr=False)
+    _route_url: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def route_url(self) -> str:
+        """The cluster route URL other servers join this one at, e.g. `nats://127.0.0.1:41235`."""
+        if self._route_url is None:
+            raise NatsServerError("this nats-server is not running in a cluster")
+        return self._route_url
 
     @property
     def url(self) -> str:
@@ -156,6 +165,10 @@ class EmbeddedNats:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         urls: list[str] = ports.get("nats", [])
+        routes: list[str] = ports.get("cluster", [])
+        if self.cluster is not None and not routes:
+            return None  # the route listener is not up yet
+        self._route_url = next((u for u in routes if "127.0.0.1" in u), routes[0] if routes else None)
         return next((u for u in urls if "127.0.0.1" in u), urls[0] if urls else None)
 
     @staticmethod
@@ -204,3 +217,61 @@ class EmbeddedNats:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.astop()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class EmbeddedCluster:
+    """Three (or `size`) nats-servers on 127.0.0.1 forming one JetStream cluster, each with its own store.
+
+        async with EmbeddedCluster() as cluster:
+            nc = await nats.connect(cluster.urls)
+
+    Streams and buckets with three replicas can be created once the servers have elected a
+    JetStream meta leader, a moment after `start()` returns.
+    `servers[i]` is each server's handle, to stop or signal one in a test.
+    """
+
+    def __init__(self, *, size: int = 3, name: str = "radix") -> None:
+        if size < 1:
+            raise ValueError("a cluster needs at least one server")
+        self.size = size
+        self.name = name
+        self.servers: list[EmbeddedNats] = []
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers if s._client_url is not None]
+
+    def start(self) -> EmbeddedCluster:
+        # A JetStream cluster needs its routes configured up front, so the route ports are
+        # picked first (free ports that the OS hands out) and every server lists them all.
+        ports = [_free_port() for _ in range(self.size)]
+        routes = tuple(f"nats://127.0.0.1:{p}" for p in ports)
+        try:
+            for i, port in enumerate(ports):
+                spec = ClusterSpec(name=self.name, port=port, routes=routes)
+                self.servers.append(EmbeddedNats(server_name=f"{self.name}-{i + 1}", cluster=spec).start())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every server. Idempotent."""
+        for server in reversed(self.servers):
+            server.stop()
+
+    async def __aenter__(self) -> EmbeddedCluster:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.stop)

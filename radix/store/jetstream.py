@@ -10,10 +10,12 @@ and switch to an ordered consumer for long histories.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 import nats.errors
@@ -32,6 +34,7 @@ from radix.store._streams import ensure_stream
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
 ERR_WRONG_LAST_SEQUENCE: Final = 10071
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +45,7 @@ class StoreConfig:
     storage: Literal["file", "memory"] = "file"
     duplicate_window: float = 120.0
     timeout: float = 5.0
-    attempts: int = 5
+    unavailable_for: float = 15.0
     batch: int = 512
     ordered_consumer_above: int = 4096
     position_cache: int = 100_000
@@ -52,8 +55,8 @@ class StoreConfig:
             raise ValueError(f"replicas must be 1, 3 or 5, not {self.replicas}")
         if self.duplicate_window <= 0 or self.timeout <= 0:
             raise ValueError("duplicate_window and timeout must be positive")
-        if self.attempts < 1 or self.batch < 1 or self.position_cache < 1:
-            raise ValueError("attempts, batch and position_cache must be at least 1")
+        if self.unavailable_for < 0 or self.batch < 1 or self.position_cache < 1:
+            raise ValueError("unavailable_for must be 0 or more, batch and position_cache at least 1")
 
 
 class _PubAckError(msgspec.Struct):
@@ -213,20 +216,34 @@ class JetStreamEventStore:
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> _PubAck:
         # Retrying is safe: the append is fenced and deduplicated, so a publish that
         # timed out but landed is refused (or deduplicated) when sent again.
-        delay = 0.05
-        for attempt in range(self.config.attempts):
+        async def attempt() -> _PubAck:
             try:
                 reply = await self._nc.request(subject, payload, timeout=self.config.timeout, headers=headers)
-                return _ack_decoder.decode(reply.data)
-            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                if attempt + 1 == self.config.attempts:
-                    break
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                raise StoreUnavailableError(
+                    f"JetStream did not acknowledge a commit on {subject} within {self.config.unavailable_for}s "
+                    f"({e!r}); it may or may not have been written: retry with the same command id to find out"
+                ) from e
+            return _ack_decoder.decode(reply.data)
+
+        return await self._retry(attempt)
+
+    async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt`, again with backoff while JetStream is unavailable (a leader election, a restart).
+
+        Gives up after `StoreConfig.unavailable_for` seconds: a stream leader election after
+        a server is killed stalls writes for several seconds.
+        """
+        deadline = time.monotonic() + self.config.unavailable_for
+        delay = 0.05
+        while True:
+            try:
+                return await attempt()
+            except StoreUnavailableError:
+                if time.monotonic() + delay > deadline:
+                    raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        raise StoreUnavailableError(
-            f"JetStream did not acknowledge a commit on {subject} after {self.config.attempts} attempts; "
-            "it may or may not have been written: retry with the same command id to find out"
-        )
 
     def _remember(self, commit: Commit) -> None:
         positions = self._positions
@@ -257,10 +274,13 @@ class JetStreamEventStore:
         return self._commit(address, msg)
 
     async def _direct(self, subject: str, payload: bytes) -> Msg:
-        try:
-            return await self._nc.request(subject, payload, timeout=self.config.timeout)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-            raise StoreUnavailableError(f"JetStream did not answer {subject}: {e!r}") from e
+        async def attempt() -> Msg:
+            try:
+                return await self._nc.request(subject, payload, timeout=self.config.timeout)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+                raise StoreUnavailableError(f"JetStream did not answer {subject}: {e!r}") from e
+
+        return await self._retry(attempt)
 
     def _commit(self, address: Address, msg: Msg) -> Commit:
         headers = msg.headers or {}
@@ -271,7 +291,7 @@ class JetStreamEventStore:
         commits: list[Commit] = []
         position = max(start, 1)
         while True:
-            batch, pending = await self._batch(stream, address, position)
+            batch, pending = await self._retry(functools.partial(self._batch, stream, address, position))
             commits.extend(c.after(after) for c in batch if c.version > after)
             if not batch or pending == 0:
                 break
@@ -307,6 +327,8 @@ class JetStreamEventStore:
                     return commits, 0
                 if status == "204":
                     return commits, int((msg.headers or {}).get("Nats-Num-Pending", 0))
+                if status in ("503", "408"):  # no responders yet (a new or moving stream): transient
+                    raise StoreUnavailableError(f"reading {subject}: {_describe(msg)}")
                 if status is not None:
                     raise StoreError(f"reading {subject} failed: {_describe(msg)}")
                 commits.append(self._commit(address, msg))
