@@ -42,12 +42,11 @@ from radix import wire
 from radix.client import Client
 from radix.domain import EventData
 from radix.examples.inventory import CheckIn, CreateItem, inventory
-from radix.names import Address, event_subject, events_stream, leases_bucket
+from radix.names import Address, event_subject, events_stream
 from radix.runtime import Node, NodeConfig
 from radix.server import EmbeddedNats
 from radix.store import JetStreamEventStore
-from radix.store.kv import KVBucket
-from radix.testing import NodeProcess, eventually
+from radix.testing import NodeProcess, eventually, lease_owners
 from radix.workload import Workload, quantiles
 
 __all__ = ["Result", "run_bench"]
@@ -346,7 +345,10 @@ class _Bench:
                     victim = nodes[0]
                     killed_at = time.monotonic()
                     victim.signal(signal.SIGKILL)
-                    owned = [a for a in load.aggregates if await _owner(nc, namespace, a) == victim.node_id]
+                    owners = await lease_owners(
+                        nc, [Address(namespace, "inventory", "InventoryItem", a) for a in load.aggregates]
+                    )
+                    owned = [a for a, node in owners.items() if node == victim.node_id]
                     await eventually(lambda: all(load.ok_after(a, killed_at) for a in owned), timeout=60)
                     failover = [load.recovery(a, killed_at) for a in owned]
                     drained = nodes[1]
@@ -476,11 +478,6 @@ async def _direct_batch(nc: NATS, stream: str, subject: str) -> int:
         count += 1
     await sub.unsubscribe()
     return count
-
-
-async def _owner(nc: NATS, namespace: str, aggregate: str) -> str | None:
-    entry = await KVBucket(nc, leases_bucket(namespace)).get(f"inventory.InventoryItem.{aggregate}")
-    return None if entry.value is None else str(msgspec.json.decode(entry.value)["node"])
 
 
 def _idle(node: Node) -> Callable[[], bool]:

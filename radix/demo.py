@@ -17,15 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
-from nats.aio.client import Client as NATS
 
 from radix.client import Client
 from radix.connection import ConnectOptions, connect
 from radix.examples.inventory import CheckIn, CreateItem, inventory
-from radix.names import Address, leases_bucket
+from radix.names import Address
 from radix.server import EmbeddedNats
-from radix.store.kv import KVBucket
-from radix.testing import NodeProcess, eventually
+from radix.testing import NodeProcess, eventually, lease_owners
 from radix.workload import Workload, check_histories, quantiles
 
 __all__ = ["run_demo"]
@@ -85,7 +83,7 @@ async def _run(server: EmbeddedNats, nodes: list[NodeProcess], *, items: int, se
         say(f"  created {items} items; {items} senders now check stock in, one command at a time each")
         await _progress(load, seconds / 3, "warming up")
 
-        owners = await _owners(nc, ids)
+        owners = await lease_owners(nc, [Address(NAMESPACE, "inventory", "InventoryItem", i) for i in ids])
         victim = max(nodes, key=lambda n: sum(1 for o in owners.values() if o == n.node_id))
         affected = [a for a, o in owners.items() if o == victim.node_id]
         killed_at = time.monotonic()
@@ -141,16 +139,6 @@ async def _progress(load: Workload, seconds: float, phase: str) -> None:
             f"    {phase}: {load.count('ok')} accepted, {load.count('fail')} failed, "
             f"{sum(1 for o in load.ops if o.outcome == 'pending')} in flight"
         )
-
-
-async def _owners(nc: NATS, ids: list[str]) -> dict[str, str]:
-    leases = KVBucket(nc, leases_bucket(NAMESPACE))
-    owners = {}
-    for aggregate in ids:
-        entry = await leases.get(f"inventory.InventoryItem.{aggregate}")
-        if entry.value is not None:
-            owners[aggregate] = msgspec.json.decode(entry.value)["node"]
-    return owners
 
 
 def _drain_pauses(log: Path) -> str:

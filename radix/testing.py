@@ -15,7 +15,10 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
-__all__ = ["NodeProcess", "eventually"]
+from radix.names import Address, leases_bucket
+from radix.store.kv import KVBucket
+
+__all__ = ["NodeProcess", "eventually", "lease_owners"]
 
 
 async def eventually(
@@ -109,3 +112,17 @@ class NodeProcess:
                 process.kill()
                 process.wait()
         return process.returncode
+
+
+async def lease_owners(nc: NATS, addresses: Sequence[Address]) -> dict[str, str]:
+    """Which node holds each aggregate's lease (default placement keys), read from the leases bucket.
+
+    Keyed by aggregate id; aggregates live nowhere are left out.
+    """
+    owners: dict[str, str] = {}
+    for address in addresses:
+        bucket = KVBucket(nc, leases_bucket(address.namespace))
+        entry = await bucket.get(f"{address.context}.{address.aggregate_type}.{address.aggregate_id}")
+        if entry.value is not None:
+            owners[address.aggregate_id] = str(msgspec.json.decode(entry.value)["node"])
+    return owners

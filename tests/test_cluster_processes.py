@@ -20,9 +20,7 @@ from nats.aio.client import Client as NATS
 
 from radix import Address, Client, EmbeddedNats
 from radix.examples.inventory import CheckIn, CreateItem, inventory
-from radix.names import leases_bucket
-from radix.store.kv import KVBucket
-from radix.testing import NodeProcess, eventually
+from radix.testing import NodeProcess, eventually, lease_owners
 from radix.workload import Workload, check_histories, quantiles
 
 TTL = 2
@@ -61,13 +59,13 @@ async def running(nodes: dict[str, NodeProcess], nc: NATS) -> dict[str, NodeProc
 
 
 async def owners(nc: NATS, namespace: str, aggregates: Sequence[str]) -> dict[str, str]:
-    leases = KVBucket(nc, leases_bucket(namespace))
-    result = {}
-    for aggregate in aggregates:
-        entry = await leases.get(f"inventory.InventoryItem.{aggregate}")
-        if entry.value is not None:
-            result[aggregate] = msgspec.json.decode(entry.value)["node"]
-    return result
+    return await lease_owners(nc, [address_in(namespace)(a) for a in aggregates])
+
+
+def busiest(running: dict[str, NodeProcess], placed: dict[str, str]) -> tuple[str, list[str]]:
+    """The node owning the most aggregates, and those aggregates."""
+    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
+    return victim, [a for a, o in placed.items() if o == victim]
 
 
 async def loaded(nc: NATS, namespace: str, count: int) -> Workload:
@@ -90,8 +88,7 @@ async def test_kill_9_fails_over_without_loss(running: dict[str, NodeProcess], n
     """kill -9 of a node under load: its aggregates accept commands elsewhere, nothing acked is lost."""
     load = await loaded(nc, namespace, 24)
     placed = await owners(nc, namespace, load.aggregates)
-    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
-    affected = [a for a, o in placed.items() if o == victim]
+    victim, affected = busiest(running, placed)
     assert affected
     killed_at = time.monotonic()
     running[victim].signal(signal.SIGKILL)
@@ -114,8 +111,7 @@ async def test_a_paused_owner_is_fenced_and_steps_down(
     """SIGSTOP an owner past its TTL, let others take over, SIGCONT it: it steps down, no history forks."""
     load = await loaded(nc, namespace, 12)
     placed = await owners(nc, namespace, load.aggregates)
-    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
-    affected = [a for a, o in placed.items() if o == victim]
+    victim, affected = busiest(running, placed)
     before = await running[victim].status(nc)
     paused_at = time.monotonic()
     running[victim].signal(signal.SIGSTOP)
@@ -154,8 +150,7 @@ async def test_sigterm_drains_under_load_without_failures(
     """SIGTERM hands every aggregate off: no command fails or goes unanswered, and the node exits cleanly."""
     load = await loaded(nc, namespace, 24)
     placed = await owners(nc, namespace, load.aggregates)
-    victim = max(running, key=lambda n: sum(1 for o in placed.values() if o == n))
-    affected = [a for a, o in placed.items() if o == victim]
+    victim, affected = busiest(running, placed)
     drained_at = time.monotonic()
     running[victim].signal(signal.SIGTERM)
     process = running[victim].process
