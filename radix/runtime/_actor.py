@@ -28,7 +28,17 @@ from radix.runtime.placement import OwnedElsewhere
 from radix.store import Cause, Commit, EventStore
 from radix.store.snapshots import Snapshot, SnapshotStore
 
-__all__ = ["STOP", "ActorHost", "ActorSettings", "AggregateActor", "Envelope", "Move", "Stats", "state_fingerprint"]
+__all__ = [
+    "STOP",
+    "ActorHost",
+    "ActorSettings",
+    "AggregateActor",
+    "Envelope",
+    "Mailbox",
+    "Move",
+    "Stats",
+    "state_fingerprint",
+]
 
 #: Put in a mailbox to ask the actor to stop once everything before it is handled.
 STOP = None
@@ -132,6 +142,63 @@ class ActorHost(Protocol):
     def actor_stopped(self, actor: AggregateActor) -> None: ...
 
 
+class Mailbox:
+    """An actor's queue of commands and control requests.
+
+    Lighter than `asyncio.Queue` (a node holds one per live aggregate): one deque and at
+    most one waiter. Commands beyond `limit` are refused with `asyncio.QueueFull`; stop
+    and move requests are always taken.
+    """
+
+    __slots__ = ("_items", "_limit", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._items: deque[Envelope | Move | None] = deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, item: Envelope | Move | None) -> None:
+        if isinstance(item, Envelope) and len(self._items) >= self._limit:
+            raise asyncio.QueueFull
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def put(self, item: Envelope | Move | None) -> None:
+        """Queue a stop or move request (never refused)."""
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_nowait(self) -> Envelope | Move | None:
+        return self._items.popleft()
+
+    async def get(self, timeout: float) -> Envelope | Move | None:
+        """The next item; `TimeoutError` if none comes within `timeout` seconds."""
+        if not self._items:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not self._items:
+                raise TimeoutError
+        return self._items.popleft()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class _Superseded(Exception):
     def __init__(self, node: str) -> None:
         super().__init__(node)
@@ -150,6 +217,34 @@ def state_fingerprint(codec: AggregateCodec) -> str | None:
 class AggregateActor:
     """The live instance of one aggregate on this node."""
 
+    # Slots: a node may hold a hundred thousand idle actors.
+    __slots__ = (
+        "_held",
+        "_snapshotting",
+        "address",
+        "aggregate",
+        "busy",
+        "codec",
+        "ended",
+        "epoch",
+        "fingerprint",
+        "hand_to",
+        "host",
+        "leftover",
+        "mailbox",
+        "moving",
+        "position",
+        "recent",
+        "revoked",
+        "settings",
+        "snapshot_version",
+        "stale",
+        "state",
+        "tail",
+        "unsaved_replies",
+        "version",
+    )
+
     def __init__(
         self, host: ActorHost, address: Address, codec: AggregateCodec, settings: ActorSettings, fingerprint: str | None
     ) -> None:
@@ -159,7 +254,7 @@ class AggregateActor:
         self.aggregate = codec.aggregate
         self.settings = settings
         self.fingerprint = fingerprint
-        self.mailbox: asyncio.Queue[Envelope | Move | None] = asyncio.Queue(settings.mailbox_size)
+        self.mailbox = Mailbox(settings.mailbox_size)
         self.state: Any = None
         self.version = 0
         self.position = 0
@@ -180,7 +275,6 @@ class AggregateActor:
         self.leftover: list[Envelope] = []
         self.moving = False
         self._held: list[Envelope | Move | None] = []
-        self._answered: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -227,8 +321,7 @@ class AggregateActor:
                 item = self._held.pop()
             elif self.mailbox.empty():
                 try:
-                    async with asyncio.timeout(self.settings.idle_timeout):
-                        item = await self.mailbox.get()
+                    item = await self.mailbox.get(self.settings.idle_timeout)
                 except TimeoutError:
                     if self.mailbox.empty():
                         self.host.stats.passivations += 1
@@ -321,13 +414,13 @@ class AggregateActor:
             logger.exception("command failed")
             self.stale = True
             replies = [self._error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
+        answered: set[str] = set()
         for envelope, reply in zip(fresh, replies, strict=True):
             if reply.status != wire.ERROR:
                 self._remember(reply)
                 self.unsaved_replies = reply.status != wire.ACCEPTED or self.unsaved_replies
-            await self.host.answer(self, envelope, reply, envelope.command_id in self._answered)
-            self._answered.add(envelope.command_id)
-        self._answered.clear()
+            await self.host.answer(self, envelope, reply, envelope.command_id in answered)
+            answered.add(envelope.command_id)
 
     # -- loading ---------------------------------------------------------------------------
 

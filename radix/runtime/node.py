@@ -731,6 +731,8 @@ class Node:
 
     async def _renew_now(self, namespace: str) -> bool:
         placement = self._placements[namespace]
+        if placement.lost:
+            return False  # lost while stopping: nothing more to renew
         try:
             await placement.renew()
             return True
@@ -751,6 +753,9 @@ class Node:
                 if self._actors.get(actor.address) is actor:
                     del self._actors[actor.address]
                 self._held.pop((namespace, self.lease_key(actor.address)), None)
+        if self._state not in ("running", "draining"):
+            placement.lost = True  # stopping anyway: do not come back
+            return
         while self._state in ("running", "draining"):
             try:
                 await placement.reregister()

@@ -101,6 +101,7 @@ class Placement:
         self.changed = asyncio.Event()
         self._revision = 0
         self._renewed_at = 0.0  # monotonic time at which the last successful renewal was sent
+        self.lost = False  # liveness lost while the node was stopping: it leaves without coming back
 
     # -- membership ------------------------------------------------------------------------
 
@@ -178,6 +179,8 @@ class Placement:
 
     async def deregister(self) -> None:
         """Remove this node's liveness key (a graceful leave)."""
+        if self.lost:
+            return
         try:
             await self.nodes_kv.delete_if(self.node_id, revision=self._revision)
         except (KeyChanged, StoreUnavailableError) as e:
