@@ -127,6 +127,15 @@ class _Hosted:
     fingerprints: dict[str, str | None]
 
 
+@dataclass
+class _Lease:
+    """A lease this node holds: its epoch, the live actors under it, and a release in flight."""
+
+    epoch: int
+    actors: set[AggregateActor] = field(default_factory=set)
+    releasing: asyncio.Future[None] | None = None
+
+
 class _BadRequest(Exception):
     def __init__(self, reason: str, *, command_id: str, type_name: str | None, address: Address | None) -> None:
         super().__init__(reason)
@@ -187,7 +196,7 @@ class Node:
         self._settings = self.config.actor_settings()
         self._actors: dict[Address, AggregateActor] = {}
         self._actor_tasks: dict[AggregateActor, asyncio.Task[None]] = {}
-        self._held: dict[tuple[str, str], tuple[int, set[AggregateActor]]] = {}
+        self._held: dict[tuple[str, str], _Lease] = {}
         self._placements: dict[str, Placement] = {}
         self._command_subs: list[Subscription] = []
         self._inbox_subs: list[Subscription] = []
@@ -706,7 +715,8 @@ class Node:
             target = next((r for r in placement.live_nodes(address.context) if r.node == to), None)
         if target is None or target.node == self.node_id:
             return {"ok": False, "reason": f"no live node {to or '(other)'} hosts {address.context}"}
-        if len(self._held.get((address.namespace, self.lease_key(address)), (0, set()))[1]) > 1:
+        lease = self._held.get((address.namespace, self.lease_key(address)))
+        if lease is not None and len(lease.actors) > 1:
             return {"ok": False, "reason": f"{address} shares its placement key with other live aggregates"}
         await actor.mailbox.put(Move(target.node, target.incarnation, time.monotonic()))
         task = self._actor_tasks.get(actor)
@@ -801,15 +811,18 @@ class Node:
     # -- the ActorHost protocol ------------------------------------------------------------
 
     async def acquire(self, actor: AggregateActor) -> int:
-        key = self.lease_key(actor.address)
-        held = self._held.get((actor.address.namespace, key))
-        if held is not None:
-            held[1].add(actor)
-            return held[0]
-        epoch = await self._placements[actor.address.namespace].acquire(key)
-        held = self._held.setdefault((actor.address.namespace, key), (epoch, set()))
-        held[1].add(actor)
-        return held[0]
+        namespace, key = actor.address.namespace, self.lease_key(actor.address)
+        lease = self._held.get((namespace, key))
+        if lease is not None and lease.releasing is not None:
+            # A passivated actor of this lease is giving it up: let that finish, then claim afresh,
+            # so the release cannot delete the lease from under the new actor.
+            await asyncio.shield(lease.releasing)
+            lease = self._held.get((namespace, key))
+        if lease is None:
+            epoch = await self._placements[namespace].acquire(key)
+            lease = self._held.setdefault((namespace, key), _Lease(epoch))
+        lease.actors.add(actor)
+        return lease.epoch
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
         placement = self._placements[actor.address.namespace]
@@ -873,16 +886,20 @@ class Node:
         """Release the lease of an actor that ended, or hand on what it had queued."""
         leftovers = actor.take_leftovers()
         namespace, key = actor.address.namespace, self.lease_key(actor.address)
-        held = self._held.get((namespace, key))
-        if held is not None:
-            held[1].discard(actor)
-        if actor.ended in ("idle", "stopped", "failed") and held is not None and not held[1]:
-            del self._held[(namespace, key)]
+        lease = self._held.get((namespace, key))
+        if lease is not None:
+            lease.actors.discard(actor)
+        if actor.ended in ("idle", "stopped", "failed") and lease is not None and not lease.actors:
+            lease.releasing = asyncio.get_running_loop().create_future()
             try:
                 async with self.pace:
-                    await self._placements[namespace].release(key, held[0])
+                    await self._placements[namespace].release(key, lease.epoch)
             except StoreUnavailableError as e:
                 logger.warning("lease not released; it passes on when this node's liveness expires", error=repr(e))
+            finally:
+                if self._held.get((namespace, key)) is lease:
+                    del self._held[(namespace, key)]
+                lease.releasing.set_result(None)
         elif actor.ended in ("lost", "elsewhere", "revoked"):
             self._held.pop((namespace, key), None)
         codec = actor.codec
