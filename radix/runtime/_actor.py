@@ -330,6 +330,11 @@ class AggregateActor:
                     continue
             else:
                 item = self.mailbox.get_nowait()
+            if self.revoked:  # its node lost liveness: hand everything on, write nothing
+                self.ended, self.hand_to = "revoked", None
+                if isinstance(item, Envelope):
+                    self.leftover.append(item)
+                return
             if item is STOP:
                 if self.mailbox.empty():
                     self.ended = "stopped"

@@ -760,6 +760,7 @@ class Node:
         for actor in list(self._actors.values()):
             if actor.address.namespace == namespace:
                 actor.revoked = True
+                actor.mailbox.put_nowait(STOP)  # wake it, so it hands on what it holds and ends
                 if self._actors.get(actor.address) is actor:
                     del self._actors[actor.address]
                 self._held.pop((namespace, self.lease_key(actor.address)), None)
