@@ -310,9 +310,6 @@ class AggregateActor:
             await self._serve()
         finally:
             self.host.actor_stopped(self)
-            if self.ended in ("idle", "stopped"):
-                async with self.host.pace:  # many actors stop at once on shutdown: pace their writes
-                    await self._snapshot_if_moved()
 
     async def _serve(self) -> None:
         while True:
@@ -323,7 +320,7 @@ class AggregateActor:
                 try:
                     item = await self.mailbox.get(self.settings.idle_timeout)
                 except TimeoutError:
-                    if self.mailbox.empty():
+                    if await self._may_end():
                         self.host.stats.passivations += 1
                         self.ended = "idle"
                         return  # passivate: idle for idle_timeout
@@ -336,7 +333,7 @@ class AggregateActor:
                     self.leftover.append(item)
                 return
             if item is STOP:
-                if self.mailbox.empty():
+                if await self._may_end():
                     self.ended = "stopped"
                     return
                 continue  # more arrived after the stop request: it no longer applies
@@ -358,6 +355,17 @@ class AggregateActor:
                 return
             finally:
                 self.busy = False
+
+    async def _may_end(self) -> bool:
+        """Snapshot if there is anything new, then say whether the actor may end: nothing came meanwhile.
+
+        The snapshot is written while the actor is still registered, so a command arriving
+        meanwhile waits in its mailbox, and the next activation finds the snapshot.
+        """
+        if self.mailbox.empty():
+            async with self.host.pace:  # many actors stop at once on shutdown: pace their writes
+                await self._snapshot_if_moved()
+        return self.mailbox.empty()
 
     def _batch(self, first: Envelope) -> list[Envelope]:
         """`first` and the commands queued behind it, up to `group_commit`: decided in turn, written as one commit."""
