@@ -319,17 +319,15 @@ class _Bench:
         namespace = self.namespace("fo")
         ttl = 2
         with tempfile.TemporaryDirectory(prefix="radix-bench-") as workdir:
-            nodes = [
-                NodeProcess(
-                    nats_url=self.url,
-                    namespace=namespace,
-                    context="radix.examples.inventory:inventory",
-                    node_id=f"b{i}",
-                    log_dir=Path(workdir),
-                    extra=["--liveness-ttl", str(ttl), "--rebalance-interval", "3600"],
-                )
-                for i in (1, 2, 3)
-            ]
+            nodes = NodeProcess.several(
+                3,
+                nats_url=self.url,
+                namespace=namespace,
+                context="radix.examples.inventory:inventory",
+                log_dir=Path(workdir),
+                prefix="b",
+                extra=["--liveness-ttl", str(ttl), "--rebalance-interval", "3600"],
+            )
             try:
                 async with self.connection() as nc:
                     for node in nodes:
@@ -360,11 +358,9 @@ class _Bench:
                     await eventually(lambda: process.poll() is not None, timeout=120)
                     drain_seconds = time.monotonic() - began
                     await load.stop()
-                    summary = next(
-                        json.loads(line)
-                        for line in drained.log_path.read_text().splitlines()
-                        if '"event": "drained"' in line
-                    )
+                    summary = drained.drained()
+                    if summary is None:
+                        raise RuntimeError(f"{drained.node_id} logged no drain summary: see {drained.log_path}")
             finally:
                 for node in nodes:
                     node.stop()

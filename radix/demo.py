@@ -16,8 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
-
 from radix.client import Client
 from radix.connection import ConnectOptions, connect
 from radix.examples.inventory import CheckIn, CreateItem, inventory
@@ -52,17 +50,15 @@ async def run_demo(*, items: int, seconds: float) -> int:
     with tempfile.TemporaryDirectory(prefix="radix-demo-") as workdir:
         async with EmbeddedNats() as server:
             say(f"  nats-server with JetStream at {server.url}")
-            nodes = [
-                NodeProcess(
-                    nats_url=server.url,
-                    namespace=NAMESPACE,
-                    context="radix.examples.inventory:inventory",
-                    node_id=f"node-{i}",
-                    log_dir=Path(workdir),
-                    extra=["--liveness-ttl", str(TTL)],
-                )
-                for i in (1, 2, 3)
-            ]
+            nodes = NodeProcess.several(
+                3,
+                nats_url=server.url,
+                namespace=NAMESPACE,
+                context="radix.examples.inventory:inventory",
+                log_dir=Path(workdir),
+                prefix="node-",
+                extra=["--liveness-ttl", str(TTL)],
+            )
             with _processes(nodes):
                 return await _run(server, nodes, items=items, seconds=seconds, started=started)
 
@@ -77,8 +73,8 @@ async def _run(server: EmbeddedNats, nodes: list[NodeProcess], *, items: int, se
         say(f"  {len(nodes)} node processes running: {', '.join(n.node_id for n in nodes)} (liveness TTL {TTL}s)")
         client = Client(nc, inventory, namespace=NAMESPACE)
         ids = [f"sku-{i}" for i in range(items)]
-        await asyncio.gather(*(client.send(CreateItem(name=i), aggregate_id=i, command_id=f"{i}-create") for i in ids))
         load = Workload(client, ids, lambda _, n: CheckIn(count=1 + n % 5))
+        await load.create(lambda i: CreateItem(name=i))
         load.start()
         say(f"  created {items} items; {items} senders now check stock in, one command at a time each")
         await _progress(load, seconds / 3, "warming up")
@@ -102,17 +98,12 @@ async def _run(server: EmbeddedNats, nodes: list[NodeProcess], *, items: int, se
         process = drained.process
         assert process is not None
         await eventually(lambda: process.poll() is not None, timeout=30, what="the drain")
-        pause = _drain_pauses(drained.log_path)
+        pause = _drain_pauses(drained)
         say(f"  drained: exit code {process.returncode}, {pause}")
         await _progress(load, seconds / 3, "running on one node")
         await load.stop()
 
-        counts = await check_histories(
-            nc,
-            lambda a: Address(NAMESPACE, "inventory", "InventoryItem", a),
-            load,
-            also_sent={f"{i}-create" for i in ids},
-        )
+        counts = await check_histories(nc, load)
         events = sorted(counts.values())
         say("")
         say("summary")
@@ -141,12 +132,11 @@ async def _progress(load: Workload, seconds: float, phase: str) -> None:
         )
 
 
-def _drain_pauses(log: Path) -> str:
-    for line in log.read_text().splitlines():
-        if '"event": "drained"' in line:
-            entry = msgspec.json.decode(line)
-            return (
-                f"{entry['migrations']} aggregates handed off, pause per aggregate p50 "
-                f"{entry['pause_ms_p50']} ms, p99 {entry['pause_ms_p99']} ms"
-            )
-    return "no drain summary in its log"
+def _drain_pauses(node: NodeProcess) -> str:
+    summary = node.drained()
+    if summary is None:
+        return "no drain summary in its log"
+    return (
+        f"{summary['migrations']} aggregates handed off, pause per aggregate p50 "
+        f"{summary['pause_ms_p50']} ms, p99 {summary['pause_ms_p99']} ms"
+    )

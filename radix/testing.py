@@ -70,6 +70,31 @@ class NodeProcess:
         ]
         self.process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def several(
+        cls,
+        count: int,
+        *,
+        nats_url: str,
+        namespace: str,
+        context: str,
+        log_dir: Path,
+        prefix: str,
+        extra: Sequence[str] = (),
+    ) -> list[NodeProcess]:
+        """`count` nodes named `{prefix}1`, `{prefix}2`, ..., not yet started."""
+        return [
+            cls(
+                nats_url=nats_url,
+                namespace=namespace,
+                context=context,
+                node_id=f"{prefix}{i}",
+                log_dir=log_dir,
+                extra=extra,
+            )
+            for i in range(1, count + 1)
+        ]
+
     def start(self) -> NodeProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -93,6 +118,14 @@ class NodeProcess:
                 return False
 
         await eventually(running, timeout=timeout, what=f"node {self.node_id} running")
+
+    def drained(self) -> dict[str, Any] | None:
+        """The summary the node logged when it finished draining (handoffs, pauses), if it did."""
+        for line in self.log_path.read_text().splitlines():
+            if '"event": "drained"' in line:
+                summary: dict[str, Any] = msgspec.json.decode(line)
+                return summary
+        return None
 
     def signal(self, sig: signal.Signals) -> None:
         assert self.process is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
@@ -49,8 +49,25 @@ class Workload:
     command: Callable[[str, int], Command]
     timeout: float = 15.0
     ops: list[Op] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def address(self, aggregate: str) -> Address:
+        """Where one of the workload's aggregates lives."""
+        client = self.client
+        aggregate_type = client.context.aggregate_type_of(type(self.command(aggregate, 1)))
+        return Address(client.namespace, client.context.name, aggregate_type, aggregate)
+
+    async def create(self, command: Callable[[str], Command]) -> None:
+        """Send every aggregate its creating command, with command id `{aggregate}-create`, all at once."""
+        self.created = [f"{a}-create" for a in self.aggregates]
+        await asyncio.gather(
+            *(
+                self.client.send(command(a), aggregate_id=a, command_id=f"{a}-create", timeout=self.timeout)
+                for a in self.aggregates
+            )
+        )
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._drive(a)) for a in self.aggregates]
@@ -95,14 +112,9 @@ class HistoryError(AssertionError):
     """A stored history breaks what must hold."""
 
 
-async def check_histories(
-    nc: NATS, address: Callable[[str], Address], workload: Workload, *, also_sent: Collection[str] = ()
-) -> dict[str, int]:
-    """Check every aggregate's stored history against the recorded workload; return events per aggregate.
-
-    `also_sent` names command ids sent outside the workload (such as the creating ones).
-    """
-    attempted = {o.command_id for o in workload.ops} | set(also_sent)
+async def check_histories(nc: NATS, workload: Workload) -> dict[str, int]:
+    """Check every aggregate's stored history against the recorded workload; return events per aggregate."""
+    attempted = {o.command_id for o in workload.ops} | set(workload.created)
     acked: dict[str, dict[str, int | None]] = {}
     for op in workload.ops:
         if op.outcome == "ok":
@@ -110,7 +122,7 @@ async def check_histories(
     counts: dict[str, int] = {}
     async with JetStreamEventStore(nc) as store:
         for aggregate in workload.aggregates:
-            events = [e for c in await store.read(address(aggregate)) for e in c.events]
+            events = [e for c in await store.read(workload.address(aggregate)) for e in c.events]
             counts[aggregate] = len(events)
             if [e.version for e in events] != list(range(1, len(events) + 1)):
                 raise HistoryError(f"{aggregate}: versions are not contiguous")

@@ -30,22 +30,18 @@ def address_in(namespace: str) -> Callable[[str], Address]:
     return lambda aggregate: Address(namespace, "inventory", "InventoryItem", aggregate)
 
 
-async def check(nc: NATS, namespace: str, load: Workload) -> None:
-    await check_histories(nc, address_in(namespace), load, also_sent={f"{a}-create" for a in load.aggregates})
-
-
 @pytest.fixture
 def nodes(nats_server: EmbeddedNats, namespace: str, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
-    started: dict[str, NodeProcess] = {}
-    for node_id in ("p1", "p2", "p3"):
-        started[node_id] = NodeProcess(
-            nats_url=nats_server.url,
-            namespace=namespace,
-            context="radix.examples.inventory:inventory",
-            node_id=node_id,
-            log_dir=tmp_path,
-            extra=["--liveness-ttl", str(TTL), "--rebalance-interval", "3600"],
-        ).start()
+    processes = NodeProcess.several(
+        3,
+        nats_url=nats_server.url,
+        namespace=namespace,
+        context="radix.examples.inventory:inventory",
+        log_dir=tmp_path,
+        prefix="p",
+        extra=["--liveness-ttl", str(TTL), "--rebalance-interval", "3600"],
+    )
+    started = {process.node_id: process.start() for process in processes}
     yield started
     for process in started.values():
         process.stop()
@@ -71,9 +67,8 @@ def busiest(running: dict[str, NodeProcess], placed: dict[str, str]) -> tuple[st
 async def loaded(nc: NATS, namespace: str, count: int) -> Workload:
     client = Client(nc, inventory, namespace=namespace)
     aggregates = [f"f-{i}" for i in range(count)]
-    for aggregate in aggregates:
-        await client.send(CreateItem(name="x"), aggregate_id=aggregate, command_id=f"{aggregate}-create")
     load = Workload(client, aggregates, lambda _, __: CheckIn(count=1))
+    await load.create(lambda _: CreateItem(name="x"))
     load.start()
     await eventually(lambda: all(load.ok_after(a, 0) >= 3 for a in aggregates), timeout=30, what="load running")
     return load
@@ -100,7 +95,7 @@ async def test_kill_9_fails_over_without_loss(running: dict[str, NodeProcess], n
     await load.stop()
     report(f"failover after kill -9 (TTL {TTL}s)", [load.recovery(a, killed_at) for a in affected])
     assert [o for o in load.ops if o.outcome == "fail"] == []
-    await check(nc, namespace, load)
+    await check_histories(nc, load)
     moved = await owners(nc, namespace, affected)
     assert victim not in moved.values()
 
@@ -138,7 +133,7 @@ async def test_a_paused_owner_is_fenced_and_steps_down(
     await load.stop()
     report("takeover of a paused node's aggregates", [load.recovery(a, paused_at) for a in affected])
     assert [o for o in load.ops if o.outcome == "fail"] == []
-    await check(nc, namespace, load)
+    await check_histories(nc, load)
     log = running[victim].log_path.read_text()
     assert "liveness lost: stepping down from every aggregate" in log
     print("\n".join(line for line in log.splitlines() if "warning" in line or "error" in line)[-3000:])
@@ -168,7 +163,7 @@ async def test_sigterm_drains_under_load_without_failures(
     ]
     report("command latency on drained aggregates during and after the drain", during)
     assert [o for o in load.ops if o.outcome != "ok"] == []
-    await check(nc, namespace, load)
+    await check_histories(nc, load)
     drained = [
         msgspec.json.decode(line)
         for line in running[victim].log_path.read_text().splitlines()

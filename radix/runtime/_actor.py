@@ -586,9 +586,12 @@ class AggregateActor:
         data: list[EventData] = []
         causes: list[Cause] = []
         pending: list[wire.RecordedEvent] = []
+        decided: dict[str, wire.Reply] = {}
         for envelope in batch:
+            if replies:
+                decided.setdefault(replies[-1].command_id, replies[-1])
             command_id = envelope.command_id
-            earlier = next((r for r in replies if r.command_id == command_id), None)
+            earlier = decided.get(command_id)
             if earlier is not None:  # the same command twice in one batch: one outcome
                 replies.append(earlier)
                 continue

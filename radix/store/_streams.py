@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
@@ -18,3 +22,41 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js
         return await js.add_stream(config)
     except js_errors.BadRequestError:
         return await js.stream_info(config.name)  # created meanwhile by another node
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Once(Generic[K, V]):
+    """Runs one setup per key (creating a stream, opening a bucket) at most once at a time, and remembers its result.
+
+    Concurrent callers share the one attempt; a failed attempt is forgotten, so the next call
+    tries again. Once done, a call costs a dictionary lookup: it sits on the append path.
+    """
+
+    def __init__(self, setup: Callable[[K], Awaitable[V]]) -> None:
+        self._setup = setup
+        self._done: dict[K, V] = {}
+        self._pending: dict[K, asyncio.Task[V]] = {}
+
+    async def get(self, key: K) -> V:
+        if key in self._done:
+            return self._done[key]
+        task = self._pending.get(key)
+        if task is None:
+            task = self._pending[key] = asyncio.create_task(self._run(key))
+        return await asyncio.shield(task)
+
+    async def _run(self, key: K) -> V:
+        try:
+            value = self._done[key] = await self._setup(key)
+            return value
+        finally:
+            del self._pending[key]
+
+    def close(self) -> None:
+        """Cancel setups in flight and forget results."""
+        for task in self._pending.values():
+            task.cancel()
+        self._done.clear()

@@ -29,7 +29,7 @@ from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
 from radix.store._commit import Cause, Commit, decode_commit, prepare_commit
-from radix.store._streams import ensure_stream
+from radix.store._streams import Once, ensure_stream
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
@@ -87,7 +87,7 @@ class JetStreamEventStore:
         self._nc = nc
         self._js = nc.jetstream(timeout=(config or StoreConfig()).timeout)
         self.config = config or StoreConfig()
-        self._streams: dict[str, asyncio.Task[None]] = {}
+        self._streams: Once[tuple[str, str], str] = Once(self._create_stream)
         # Last known (version, stream sequence) per aggregate: the fence for the
         # next append. A stale entry costs one refused publish, never a wrong write.
         self._positions: dict[Address, tuple[int, int]] = {}
@@ -107,20 +107,13 @@ class JetStreamEventStore:
         sub, self._reply_sub = self._reply_sub, None
         if sub is not None and not self._nc.is_closed:
             await sub.unsubscribe()
-        for task in self._streams.values():
-            task.cancel()
+        self._streams.close()
 
     # -- streams ---------------------------------------------------------------------------
 
     async def ensure_stream(self, namespace: str, context: str) -> str:
         """Create the events stream of (namespace, context) unless it exists; return its name."""
-        name = events_stream(namespace, context)
-        task = self._streams.get(name)
-        if task is None or (task.done() and task.exception() is not None):
-            task = asyncio.create_task(self._create_stream(name, namespace, context))
-            self._streams[name] = task
-        await asyncio.shield(task)
-        return name
+        return await self._streams.get((namespace, context))
 
     def stream_config(self, name: str, namespace: str, context: str) -> js_api.StreamConfig:
         """The settings of a context's events stream."""
@@ -138,7 +131,9 @@ class JetStreamEventStore:
             deny_delete=True,
         )
 
-    async def _create_stream(self, name: str, namespace: str, context: str) -> None:
+    async def _create_stream(self, scope: tuple[str, str]) -> str:
+        namespace, context = scope
+        name = events_stream(namespace, context)
         config = self.stream_config(name, namespace, context)
         info = await ensure_stream(self._js, config)
         if not info.config.allow_direct or info.config.subjects != config.subjects:
@@ -147,6 +142,7 @@ class JetStreamEventStore:
                 f"allow_direct {info.config.allow_direct}); expected subjects {config.subjects} with "
                 "allow_direct: fix or remove the stream"
             )
+        return name
 
     # -- appending ---------------------------------------------------------------------------
 

@@ -142,9 +142,9 @@ class KVBucket:
                 raise KeyChanged(key, entry.revision) from None
             return await self.put_if(key, value, revision=entry.revision, ttl=ttl)
 
-    async def delete_if(self, key: str, *, revision: int) -> None:
-        """Delete the key if it is at `revision`; raises `KeyChanged` otherwise."""
-        await self._publish(key, b"", {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision), "KV-Operation": "DEL"})
+    async def delete_if(self, key: str, *, revision: int) -> int:
+        """Delete the key if it is at `revision` and return the delete's revision; raises `KeyChanged` otherwise."""
+        return await self._publish(key, b"", {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision), "KV-Operation": "DEL"})
 
     async def _publish(self, key: str, value: bytes, headers: dict[str, str]) -> int:
         msg = await self._request(self._prefix + key, value, headers or None)

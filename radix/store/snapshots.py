@@ -8,7 +8,6 @@ and a JetStream KV bucket per namespace (`radix_{ns}_snapshots`, key `{ctx}.{Typ
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 import msgspec
@@ -16,6 +15,7 @@ from nats.aio.client import Client as NATS
 
 from radix import wire
 from radix.names import Address, snapshots_bucket
+from radix.store._streams import Once
 from radix.store.kv import KVBucket
 
 __all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStore"]
@@ -72,16 +72,15 @@ class KVSnapshotStore:
         self._nc = nc
         self._replicas = replicas
         self._timeout = timeout
-        self._buckets: dict[str, asyncio.Task[KVBucket]] = {}
+        self._buckets: Once[str, KVBucket] = Once(self._open)
 
     async def bucket(self, namespace: str) -> KVBucket:
         """The namespace's snapshot bucket, created on first use."""
-        task = self._buckets.get(namespace)
-        if task is None or (task.done() and task.exception() is not None):
-            bucket = KVBucket(self._nc, snapshots_bucket(namespace), replicas=self._replicas, timeout=self._timeout)
-            task = asyncio.create_task(bucket.open())
-            self._buckets[namespace] = task
-        return await asyncio.shield(task)
+        return await self._buckets.get(namespace)
+
+    async def _open(self, namespace: str) -> KVBucket:
+        bucket = KVBucket(self._nc, snapshots_bucket(namespace), replicas=self._replicas, timeout=self._timeout)
+        return await bucket.open()
 
     async def load(self, address: Address) -> Snapshot | None:
         entry = await (await self.bucket(address.namespace)).get(_key(address))
@@ -97,6 +96,4 @@ class KVSnapshotStore:
 
     async def close(self) -> None:
         """Forget opened buckets. Safe to call twice."""
-        for task in self._buckets.values():
-            task.cancel()
-        self._buckets.clear()
+        self._buckets.close()
