@@ -77,9 +77,6 @@ class LivenessLost(RadixError):
     """This node's liveness key expired or was replaced: others may have taken its aggregates over."""
 
 
-MAX_ABSENT: Final = 200_000
-
-
 def new_incarnation() -> str:
     return secrets.token_hex(6)
 
@@ -99,7 +96,6 @@ class Placement:
         self.leases_kv = KVBucket(nc, leases_bucket(namespace), replicas=replicas, timeout=timeout)
         self.nodes: dict[str, NodeRecord] = {}
         self.leases: dict[str, Owner] = {}
-        self.absent: dict[str, int] = {}  # revision of the marker a released or expired lease left
         self.nodes_ready = asyncio.Event()
         self.leases_ready = asyncio.Event()
         self.changed = asyncio.Event()
@@ -252,11 +248,9 @@ class Placement:
     def _note(self, entry: Entry) -> Owner | None:
         if entry.value is None:
             current = self.leases.get(entry.key)
-            if current is None or current.revision <= entry.revision:
-                self.leases.pop(entry.key, None)
-                self._note_absent(entry.key, entry.revision)
+            if current is not None and current.revision <= entry.revision:
+                del self.leases[entry.key]
             return None
-        self.absent.pop(entry.key, None)
         value = _lease_decoder.decode(entry.value)
         owner = Owner(value.node, value.incarnation, entry.revision)
         current = self.leases.get(entry.key)
@@ -265,11 +259,6 @@ class Placement:
         return owner
 
     # -- leases ----------------------------------------------------------------------------
-
-    def _note_absent(self, key: str, revision: int) -> None:
-        if len(self.absent) >= MAX_ABSENT:
-            self.absent.clear()  # only a cache: a miss costs one refused write and one read
-        self.absent[key] = revision
 
     def owner(self, key: str) -> Owner | None:
         """The cached owner of a lease (from the watch; may lag by a moment)."""
@@ -290,10 +279,8 @@ class Placement:
         """Claim the lease or take it over from a dead owner; return the epoch. Raises `OwnedElsewhere`."""
         entry: Entry | None = None
         if key not in self.leases:
-            # A released or expired lease leaves a marker: claim on its revision, known from
-            # the watch or our own release, rather than fail on revision 0 and read it back.
             try:
-                revision = await self.leases_kv.put_if(key, self._mine(), revision=self.absent.pop(key, 0))
+                revision = await self.leases_kv.put_if(key, self._mine(), revision=0)
                 self._note(Entry(key, self._mine(), revision))
                 return revision
             except KeyChanged:
@@ -328,10 +315,12 @@ class Placement:
     async def release(self, key: str, epoch: int) -> None:
         """Give the lease up, unless it changed since `epoch`."""
         try:
-            revision = await self.leases_kv.delete_if(key, revision=epoch)
+            await self.leases_kv.delete_if(key, revision=epoch)
+            current = self.leases.get(key)
+            if current is not None and current.revision == epoch:
+                del self.leases[key]
         except KeyChanged:
-            return
-        self._note(Entry(key, None, revision))
+            pass
 
     def counts(self, context: str) -> dict[str, int]:
         """Leases per live node hosting `context` (zero for nodes with none)."""
