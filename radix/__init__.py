@@ -25,7 +25,7 @@ from radix.logs import configure_logging
 from radix.names import Address
 from radix.runtime import Node, NodeConfig
 from radix.server import EmbeddedCluster, EmbeddedNats
-from radix.store import Commit, EventStore, InMemoryEventStore, JetStreamEventStore, StoreConfig
+from radix.store import Commit, EventStore, InMemoryEventStore, JetStreamEventStore, StoreConfig, Writer
 
 __all__ = [
     "Accepted",
@@ -62,5 +62,6 @@ __all__ = [
     "StoreUnavailableError",
     "UnknownTypeError",
     "VersionConflictError",
+    "Writer",
     "configure_logging",
 ]

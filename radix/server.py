@@ -63,6 +63,8 @@ class ClusterSpec:
     name: str
     port: int = -1
     routes: tuple[str, ...] = ()
+    advertise: bool = True
+    """False: clients are not told the other servers' URLs, so a client pointed at a proxy stays behind it."""
 
     def __post_init__(self) -> None:
         if not self.name or not (self.port == -1 or 0 < self.port < 65536):
@@ -87,6 +89,7 @@ class EmbeddedNats:
     _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False, repr=False)
     _client_url: str | None = field(default=None, init=False, repr=False)
     _route_url: str | None = field(default=None, init=False, repr=False)
+    _bound_port: int | None = field(default=None, init=False, repr=False)
 
     @property
     def route_url(self) -> str:
@@ -111,9 +114,9 @@ class EmbeddedNats:
 
     def _config(self, workdir: Path, store_dir: Path) -> str:
         lines = [
-            f'listen: "127.0.0.1:{self.port}"',
+            f'listen: "127.0.0.1:{self._bound_port or self.port}"',
             f'ports_file_dir: "{workdir}"',
-            f'server_name: "{self.server_name or "radix-" + os.urandom(4).hex()}"',
+            f'server_name: "{self.server_name}"',
         ]
         if self.max_payload is not None:
             lines.append(f"max_payload: {self.max_payload}")
@@ -123,21 +126,26 @@ class EmbeddedNats:
             routes = ", ".join(f'"{r}"' for r in self.cluster.routes)
             lines.append(
                 f'cluster {{ name: "{self.cluster.name}", listen: "127.0.0.1:{self.cluster.port}", '
-                f"routes: [{routes}] }}"
+                f"routes: [{routes}]{'' if self.cluster.advertise else ', no_advertise: true'} }}"
             )
         return "\n".join(lines) + "\n"
 
     def start(self) -> Self:
-        """Start the server and wait until it accepts clients. Blocks; see `astart()` for async code."""
+        """Start the server and wait until it accepts clients. Blocks; see `astart()` for async code.
+
+        After `kill()`, this starts it again on the same port with the same store.
+        """
         if self._process is not None:
             return self
         binary = find_nats_server(self.binary)
-        self._workdir = tempfile.TemporaryDirectory(prefix="radix-nats-")
+        if self._workdir is None:
+            self._workdir = tempfile.TemporaryDirectory(prefix="radix-nats-")
+        self.server_name = self.server_name or "radix-" + os.urandom(4).hex()  # kept across a restart
         workdir = Path(self._workdir.name)
         store_dir = self.store_dir or workdir / "jetstream"
         config = workdir / "nats.conf"
         config.write_text(self._config(workdir, store_dir))
-        log = open(workdir / "server.log", "wb")  # noqa: SIM115 -- handed to the child, closed below
+        log = open(workdir / "server.log", "ab")  # noqa: SIM115 -- handed to the child, closed below
         try:
             self._process = subprocess.Popen(
                 [str(binary), "-c", str(config)],
@@ -155,7 +163,15 @@ class EmbeddedNats:
                 raise NatsServerError(f"nats-server did not start: {reason}")
             time.sleep(0.005)
         self._client_url = url
+        self._bound_port = int(url.rsplit(":", 1)[1])
         return self
+
+    def kill(self) -> None:
+        """kill -9 the server, keeping its store and ports for `start()` to bring it back, as after a crash."""
+        process, self._process, self._client_url = self._process, None, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
 
     def _read_ports(self, workdir: Path) -> str | None:
         assert self._process is not None
@@ -237,15 +253,17 @@ class EmbeddedCluster:
     `servers[i]` is each server's handle, to stop or signal one in a test.
     """
 
-    def __init__(self, *, size: int = 3, name: str = "radix") -> None:
+    def __init__(self, *, size: int = 3, name: str = "radix", advertise: bool = True) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one server")
         self.size = size
         self.name = name
+        self.advertise = advertise
         self.servers: list[EmbeddedNats] = []
 
     @property
     def urls(self) -> list[str]:
+        """The client URLs of the servers that are running."""
         return [s.url for s in self.servers if s._client_url is not None]
 
     def start(self) -> EmbeddedCluster:
@@ -255,7 +273,7 @@ class EmbeddedCluster:
         routes = tuple(f"nats://127.0.0.1:{p}" for p in ports)
         try:
             for i, port in enumerate(ports):
-                spec = ClusterSpec(name=self.name, port=port, routes=routes)
+                spec = ClusterSpec(name=self.name, port=port, routes=routes, advertise=self.advertise)
                 self.servers.append(EmbeddedNats(server_name=f"{self.name}-{i + 1}", cluster=spec).start())
         except BaseException:
             self.stop()

@@ -46,7 +46,15 @@ class NodeProcess:
     """
 
     def __init__(
-        self, *, nats_url: str, namespace: str, context: str, node_id: str, log_dir: Path, extra: Sequence[str] = ()
+        self,
+        *,
+        nats_url: str,
+        namespace: str,
+        context: str,
+        node_id: str,
+        log_dir: Path,
+        extra: Sequence[str] = (),
+        launcher: Sequence[str] = ("-m", "radix"),
     ) -> None:
         self.nats_url = nats_url
         self.namespace = namespace
@@ -54,8 +62,7 @@ class NodeProcess:
         self.log_path = log_dir / f"{node_id}.log"
         self.args = [
             sys.executable,
-            "-m",
-            "radix",
+            *launcher,
             "node",
             "--nats",
             nats_url,
@@ -166,13 +173,16 @@ class TcpProxy:
 
     Point a connection (a node's, or a NATS route) at `url` instead of the server to
     partition it at will. Black-holing drops bytes silently in both directions, as a
-    dead network does; `reset()` closes every connection at once.
+    dead network does; `reset()` closes every connection at once. `delay` holds back
+    bytes both ways; `upstream_delay` only those from the client to the server (a
+    congested uplink: the client hears the server at once, but is heard late).
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.mode = "pass"
         self.delay = 0.0
+        self.upstream_delay = 0.0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
@@ -197,18 +207,18 @@ class TcpProxy:
             client_writer.close()
             return
         self._links.update((client_writer, upstream_writer))
-        for source, sink in ((client_reader, upstream_writer), (upstream_reader, client_writer)):
-            task = asyncio.create_task(self._pump(source, sink))
+        for source, sink, upstream in ((client_reader, upstream_writer, True), (upstream_reader, client_writer, False)):
+            task = asyncio.create_task(self._pump(source, sink, upstream))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, upstream: bool) -> None:
         try:
             while data := await source.read(65536):
                 if self.mode == "blackhole":
                     continue  # swallowed: neither side hears of the other
-                if self.delay:
-                    await asyncio.sleep(self.delay)
+                if delay := self.delay + (self.upstream_delay if upstream else 0.0):
+                    await asyncio.sleep(delay)
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):

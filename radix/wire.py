@@ -19,6 +19,7 @@ __all__ = [
     "H_COMMAND_ID",
     "H_CONTENT_TYPE",
     "H_CORRELATION_ID",
+    "H_EPOCH",
     "H_EXPECTED_LAST_SUBJECT_SEQ",
     "H_EXPECTED_VERSION",
     "H_FIRST_VERSION",
@@ -48,6 +49,7 @@ H_FIRST_VERSION: Final = "Radix-First-Version"
 H_VERSION: Final = "Radix-Version"
 H_STATUS: Final = "Radix-Status"
 H_NODE: Final = "Radix-Node"
+H_EPOCH: Final = "Radix-Epoch"
 # Node-to-node forwarding.
 H_SUBJECT: Final = "Radix-Subject"
 H_REPLY_TO: Final = "Radix-Reply-To"

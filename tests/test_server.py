@@ -105,6 +105,7 @@ def test_public_api_is_pinned() -> None:
         "StoreUnavailableError",
         "UnknownTypeError",
         "VersionConflictError",
+        "Writer",
         "configure_logging",
     ]
     for name in radix.__all__:

@@ -21,6 +21,7 @@ from radix import (
     JetStreamEventStore,
     StoreConfig,
     VersionConflictError,
+    Writer,
 )
 from radix.names import event_subject, events_stream
 
@@ -53,6 +54,15 @@ class StoreContract:
         assert [c.command_id for c in commits] == ["c1", "c2", "c3"]
         assert await store.version(address) == 4
         assert c1.position < c2.position < c3.position
+
+    async def test_a_commit_names_its_writer(self, store: EventStore, address: Address) -> None:
+        """The writing node and its lease epoch are stored with each commit and read back; they may be absent."""
+        written = await store.append(address, [event(1)], expected_version=0, command_id="c1", writer=Writer("n1", 7))
+        await store.append(address, [event(2)], expected_version=1, command_id="c2", writer=Writer("n2", 12))
+        await store.append(address, [event(3)], expected_version=2, command_id="c3")
+        assert written.writer == Writer("n1", 7)
+        assert [c.writer for c in await store.read(address)] == [Writer("n1", 7), Writer("n2", 12), None]
+        assert [c.writer for c in await store.read(address, after=1)] == [Writer("n2", 12), None]
 
     async def test_a_new_aggregate_is_at_version_zero(self, store: EventStore, address: Address) -> None:
         """An aggregate with no events has version 0 and reads as empty."""

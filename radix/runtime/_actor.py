@@ -25,7 +25,7 @@ from radix.errors import CommitTooLargeError, DomainError, StoreError, VersionCo
 from radix.logs import logger
 from radix.names import Address
 from radix.runtime.placement import OwnedElsewhere
-from radix.store import Cause, Commit, EventStore
+from radix.store import Cause, Commit, EventStore, Writer
 from radix.store.snapshots import Snapshot, SnapshotStore
 
 __all__ = [
@@ -302,6 +302,7 @@ class AggregateActor:
                 began = time.monotonic()
                 await self._activate()
                 self.host.stats.activation_seconds.append(time.monotonic() - began)
+                logger.debug("activated", epoch=self.epoch, version=self.version)
             except Exception as e:
                 logger.error("activation failed", error=repr(e))
                 self.ended = "failed"
@@ -529,6 +530,7 @@ class AggregateActor:
                     correlation_id=first.correlation_id,
                     issuer=first.issuer,
                     causes=causes,
+                    writer=Writer(self.host.node_id, self.epoch),
                 )
             except VersionConflictError:
                 # Someone else appended: never retry on the old state. If the lease moved,

@@ -16,11 +16,11 @@ from typing import Protocol
 
 from radix.domain import EventData
 from radix.names import Address
-from radix.store._commit import Cause, Commit
+from radix.store._commit import Cause, Commit, Writer
 from radix.store.jetstream import JetStreamEventStore, StoreConfig
 from radix.store.memory import InMemoryEventStore
 
-__all__ = ["Cause", "Commit", "EventStore", "InMemoryEventStore", "JetStreamEventStore", "StoreConfig"]
+__all__ = ["Cause", "Commit", "EventStore", "InMemoryEventStore", "JetStreamEventStore", "StoreConfig", "Writer"]
 
 
 class EventStore(Protocol):
@@ -36,6 +36,7 @@ class EventStore(Protocol):
         correlation_id: str | None = None,
         issuer: str | None = None,
         causes: Sequence[Cause] | None = None,
+        writer: Writer | None = None,
     ) -> Commit:
         """Append one command's events atomically if the aggregate is at `expected_version`.
 
@@ -43,6 +44,8 @@ class EventStore(Protocol):
         `CommitTooLargeError` when the commit exceeds the server's message size.
         `causes`, one per event, lets one commit hold several commands' events (group
         commit); the first must be `command_id`, which keys the commit for idempotence.
+        `writer` (the node and its lease epoch) is stored with the commit, so a history
+        shows who wrote each commit under which lease.
         """
         ...
 

@@ -18,12 +18,21 @@ _HEADER_OVERHEAD = 16
 
 
 @dataclass(frozen=True, slots=True)
+class Writer:
+    """Who wrote a commit: the node, and the lease epoch under which it owned the aggregate."""
+
+    node: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class Commit:
-    """One stored commit: the events one command produced, with their stream position."""
+    """One stored commit: the events one command produced, with their stream position and writer."""
 
     address: Address
     position: int
     events: tuple[wire.RecordedEvent, ...]
+    writer: Writer | None = None
 
     @property
     def first_version(self) -> int:
@@ -50,7 +59,7 @@ class Commit:
         """This commit without its events at or before `version`."""
         if self.first_version > version:
             return self
-        return Commit(self.address, self.position, tuple(e for e in self.events if e.version > version))
+        return Commit(self.address, self.position, tuple(e for e in self.events if e.version > version), self.writer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,7 @@ class PreparedCommit:
     events: tuple[wire.RecordedEvent, ...]
     payload: bytes
     headers: dict[str, str]
+    writer: Writer | None
 
 
 def prepare_commit(
@@ -81,6 +91,7 @@ def prepare_commit(
     issuer: str | None,
     max_payload: int,
     causes: Sequence[Cause] | None = None,
+    writer: Writer | None = None,
 ) -> PreparedCommit:
     """Encode a commit and check it fits in one message; nothing is written here."""
     if not events:
@@ -119,13 +130,24 @@ def prepare_commit(
         headers[wire.H_CORRELATION_ID] = correlation_id
     if issuer is not None:
         headers[wire.H_ISSUER] = issuer
+    if writer is not None:
+        headers[wire.H_NODE] = writer.node
+        headers[wire.H_EPOCH] = str(writer.epoch)
     size = len(payload) + _HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
     if size > max_payload:
         raise CommitTooLargeError(str(address), size=size, limit=max_payload)
-    return PreparedCommit(records, payload, headers)
+    return PreparedCommit(records, payload, headers, writer)
 
 
-def decode_commit(address: Address, position: int, payload: bytes) -> Commit:
+def writer_of(headers: dict[str, str] | None) -> Writer | None:
+    """The writer named by a stored commit's headers, if it names one."""
+    if not headers or wire.H_NODE not in headers:
+        return None
+    epoch = headers.get(wire.H_EPOCH, "")
+    return Writer(headers[wire.H_NODE], int(epoch) if epoch.isdigit() else 0)
+
+
+def decode_commit(address: Address, position: int, payload: bytes, writer: Writer | None = None) -> Commit:
     """Decode a stored commit message; anything but a valid commit is a `CorruptCommitError`."""
     try:
         body = wire.commit_decoder.decode(payload)
@@ -133,4 +155,4 @@ def decode_commit(address: Address, position: int, payload: bytes) -> Commit:
         raise CorruptCommitError(event_subject(address), position, str(e)) from None
     if not body.events:
         raise CorruptCommitError(event_subject(address), position, "it holds no events")
-    return Commit(address, position, tuple(body.events))
+    return Commit(address, position, tuple(body.events), writer)

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
+import nats.errors
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 
 
-async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:
-    """The stream named in `config`, created with it unless it exists (as created by anyone)."""
+async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, *, wait: float = 30.0) -> js_api.StreamInfo:
+    """The stream named in `config`, created with it unless it exists (as created by anyone).
+
+    A cluster that is busy electing leaders (several nodes creating R3 streams at once, a
+    server restarting) may not answer at first: ask again for up to `wait` seconds. Both
+    requests are idempotent.
+    """
     assert config.name is not None
-    try:
-        return await js.stream_info(config.name)
-    except js_errors.NotFoundError:
-        pass
-    try:
-        return await js.add_stream(config)
-    except js_errors.BadRequestError:
-        return await js.stream_info(config.name)  # created meanwhile by another node
+    deadline = time.monotonic() + wait
+    delay = 0.1
+    while True:
+        try:
+            try:
+                return await js.stream_info(config.name)
+            except js_errors.NotFoundError:
+                pass
+            try:
+                return await js.add_stream(config)
+            except js_errors.BadRequestError:
+                return await js.stream_info(config.name)  # created meanwhile by another node
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, js_errors.ServiceUnavailableError):
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 K = TypeVar("K")

@@ -28,7 +28,7 @@ from radix import wire
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
-from radix.store._commit import Cause, Commit, decode_commit, prepare_commit
+from radix.store._commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
 from radix.store._streams import Once, ensure_stream
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
@@ -156,6 +156,7 @@ class JetStreamEventStore:
         correlation_id: str | None = None,
         issuer: str | None = None,
         causes: Sequence[Cause] | None = None,
+        writer: Writer | None = None,
     ) -> Commit:
         prepared = prepare_commit(
             address,
@@ -166,6 +167,7 @@ class JetStreamEventStore:
             issuer=issuer,
             max_payload=self._nc.max_payload,
             causes=causes,
+            writer=writer,
         )
         await self.ensure_stream(address.namespace, address.context)
         fence = await self._fence(address, expected_version)
@@ -184,7 +186,7 @@ class JetStreamEventStore:
             original = await self._get(address, ack.seq)
             self._remember(original)
             return original
-        commit = Commit(address, ack.seq, prepared.events)
+        commit = Commit(address, ack.seq, prepared.events, writer)
         self._remember(commit)
         return commit
 
@@ -280,7 +282,7 @@ class JetStreamEventStore:
 
     def _commit(self, address: Address, msg: Msg) -> Commit:
         headers = msg.headers or {}
-        return decode_commit(address, int(headers.get("Nats-Sequence", 0)), msg.data)
+        return decode_commit(address, int(headers.get("Nats-Sequence", 0)), msg.data, writer_of(headers))
 
     async def read(self, address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
         stream = await self.ensure_stream(address.namespace, address.context)
@@ -351,7 +353,7 @@ class JetStreamEventStore:
                     msg = await sub.next_msg(timeout=self.config.timeout)
                 except nats.errors.TimeoutError as e:
                     raise StoreUnavailableError(f"replay of {subject} stalled at {len(commits)}") from e
-                commit = decode_commit(address, msg.metadata.sequence.stream, msg.data)
+                commit = decode_commit(address, msg.metadata.sequence.stream, msg.data, writer_of(msg.headers))
                 if commit.version > after:
                     commits.append(commit.after(after))
                 if msg.metadata.num_pending == 0:

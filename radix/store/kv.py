@@ -12,6 +12,7 @@ watches with an ordered consumer. Buckets are created as nats-py creates them, s
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
@@ -99,10 +100,21 @@ class KVBucket:
         return self
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
-        try:
-            return await self._nc.request(subject, payload, timeout=self._timeout, headers=headers)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
-            raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
+        # "No responders" means nobody received the request (a new bucket, or one electing a
+        # leader): sending it again is safe, for a while. A time-out is not retried: the
+        # request may have been carried out.
+        deadline = time.monotonic() + self._timeout
+        delay = 0.05
+        while True:
+            try:
+                return await self._nc.request(subject, payload, timeout=self._timeout, headers=headers)
+            except nats.errors.NoRespondersError as e:
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
+            except nats.errors.TimeoutError as e:
+                raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def get(self, key: str) -> Entry:
         """The key's latest entry; `value` is None if it never existed (revision 0), was deleted or expired."""

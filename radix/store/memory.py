@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from radix.domain import EventData
 from radix.errors import VersionConflictError
 from radix.names import Address
-from radix.store._commit import Cause, Commit, prepare_commit
+from radix.store._commit import Cause, Commit, Writer, prepare_commit
 
 __all__ = ["InMemoryEventStore"]
 
@@ -40,6 +40,7 @@ class InMemoryEventStore:
         correlation_id: str | None = None,
         issuer: str | None = None,
         causes: Sequence[Cause] | None = None,
+        writer: Writer | None = None,
     ) -> Commit:
         await asyncio.sleep(0)  # yield as a round trip would, so concurrent callers interleave
         prepared = prepare_commit(
@@ -51,6 +52,7 @@ class InMemoryEventStore:
             issuer=issuer,
             max_payload=self.max_payload,
             causes=causes,
+            writer=writer,
         )
         commits = self._commits[address]
         last = commits[-1] if commits else None
@@ -66,7 +68,7 @@ class InMemoryEventStore:
             return original
         stream = (address.namespace, address.context)
         self._positions[stream] += 1
-        commit = Commit(address, self._positions[stream], prepared.events)
+        commit = Commit(address, self._positions[stream], prepared.events, writer)
         commits.append(commit)
         self._by_command[(address, command_id)] = commit
         return commit

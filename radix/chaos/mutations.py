@@ -1,0 +1,116 @@
+"""Deliberate bugs for a test build of `radix node`, to prove that the chaos checker catches each.
+
+    python -m radix.chaos.mutant skip-fence node --nats URL ...   (then the arguments of `radix node`)
+
+Each mutation breaks one guarantee on purpose, and the chaos tests show that the matching
+invariant fails under the matching fault. Never run one in production.
+
+- `skip-fence`: appends are sent without `Nats-Expected-Last-Subject-Sequence`.
+- `ack-before-publish`: a commit is acknowledged first and written a moment later.
+- `ignore-lease-loss`: a node that lost its liveness or lease goes on serving its aggregates.
+- `apply-twice`: command ids are forgotten, so a command sent again is applied again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from radix import wire
+from radix.errors import VersionConflictError
+from radix.names import Address
+from radix.runtime._actor import AggregateActor
+from radix.runtime.node import Node
+from radix.runtime.placement import Placement
+from radix.store import Commit, JetStreamEventStore
+from radix.store._commit import prepare_commit
+
+__all__ = ["MUTATIONS", "mutate"]
+
+
+def _publish_without(header: str) -> None:
+    original = JetStreamEventStore._publish
+
+    async def publish(self: JetStreamEventStore, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
+        return await original(self, subject, payload, {k: v for k, v in headers.items() if k != header})
+
+    JetStreamEventStore._publish = publish  # type: ignore[method-assign]
+
+
+def _skip_fence() -> None:
+    _publish_without(wire.H_EXPECTED_LAST_SUBJECT_SEQ)
+
+
+def _ack_before_publish() -> None:
+    original = JetStreamEventStore.append
+    writing: dict[Address, asyncio.Task[Commit]] = {}
+
+    async def append(self: JetStreamEventStore, address: Address, events: Sequence[Any], **kw: Any) -> Commit:
+        previous = writing.get(address)
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        prepared = prepare_commit(
+            address,
+            events,
+            expected_version=kw["expected_version"],
+            command_id=kw["command_id"],
+            correlation_id=kw.get("correlation_id"),
+            issuer=kw.get("issuer"),
+            max_payload=self._nc.max_payload,
+            causes=kw.get("causes"),
+        )
+
+        async def later() -> Commit:
+            await asyncio.sleep(0.5)
+            return await original(self, address, events, **kw)
+
+        writing[address] = asyncio.ensure_future(later())
+        return Commit(address, 0, prepared.events, kw.get("writer"))
+
+    JetStreamEventStore.append = append  # type: ignore[method-assign]
+
+
+def _ignore_lease_loss() -> None:
+    async def ensure_liveness(self: Node, actor: AggregateActor) -> bool:
+        return True
+
+    async def still_owner(self: Node, actor: AggregateActor) -> str | None:
+        return None
+
+    async def lost_liveness(self: Node, namespace: str, placement: Placement, error: Exception) -> None:
+        with contextlib.suppress(Exception):
+            await placement.reregister()  # come back, but keep serving every aggregate it had
+
+    Node.ensure_liveness = ensure_liveness  # type: ignore[method-assign]
+    Node.still_owner = still_owner  # type: ignore[method-assign]
+    Node._lost_liveness = lost_liveness  # type: ignore[method-assign]
+
+
+def _apply_twice() -> None:
+    async def refused(self: JetStreamEventStore, address: Address, expected_version: int, command_id: str) -> Commit:
+        last = await self._last(address)
+        raise VersionConflictError(str(address), expected=expected_version, actual=last.version if last else 0)
+
+    def remember(self: AggregateActor, reply: wire.Reply) -> None:
+        return None
+
+    _publish_without(wire.H_MSG_ID)
+    JetStreamEventStore._refused = refused  # type: ignore[method-assign]
+    AggregateActor._remember = remember  # type: ignore[method-assign]
+
+
+MUTATIONS: dict[str, Callable[[], None]] = {
+    "skip-fence": _skip_fence,
+    "ack-before-publish": _ack_before_publish,
+    "ignore-lease-loss": _ignore_lease_loss,
+    "apply-twice": _apply_twice,
+}
+
+
+def mutate(name: str) -> None:
+    """Apply one mutation to this process's runtime."""
+    if name not in MUTATIONS:
+        raise SystemExit(f"unknown mutation {name!r}; choose among {', '.join(MUTATIONS)}")
+    MUTATIONS[name]()
