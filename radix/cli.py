@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import json
 import os
+import random
 import signal
 import sys
 import uuid
@@ -24,6 +25,10 @@ from nats.js import api as js_api
 
 from radix import wire
 from radix.bench import SCENARIOS, as_json, run_bench, table
+from radix.chaos import KINDS as FAULT_KINDS
+from radix.chaos import MUTATIONS, ChaosSpec, run_chaos
+from radix.chaos import summary as chaos_summary
+from radix.chaos.soak import soak
 from radix.client import command_headers, request_command
 from radix.connection import ConnectOptions, connect
 from radix.demo import run_demo
@@ -501,6 +506,18 @@ def _parser() -> argparse.ArgumentParser:
     drain.add_argument("--namespace", required=True, help="a namespace the node serves")
     drain.add_argument("--timeout", type=float, default=60.0)
 
+    chaos = commands.add_parser(
+        "chaos", help="fault-inject a 3-server NATS cluster and Radix nodes; check the recorded history"
+    )
+    chaos.add_argument("--seed", type=int, help="replay this seed (default: a random one, printed)")
+    chaos.add_argument("--soak", type=float, metavar="SECONDS", help="run fresh seeds until this many seconds pass")
+    chaos.add_argument("--faults", type=int, default=12, help="faults per run (default 12)")
+    chaos.add_argument("--kinds", help=f"comma-separated fault kinds among {', '.join(FAULT_KINDS)} (default: all)")
+    chaos.add_argument("--mutation", choices=MUTATIONS, help="run a test build with this deliberate bug")
+    chaos.add_argument("--nodes", type=int, default=3, help="Radix node processes (default 3)")
+    chaos.add_argument("--out", type=Path, default=Path("chaos-out"), help="folder for histories and logs")
+    chaos.set_defaults(log_level="error")  # the harness reports progress itself; reconnects are expected
+
     bench = commands.add_parser("bench", help="measure Radix against raw JetStream, side by side")
     bench.add_argument("--nats", help="NATS URL (default: an embedded nats-server)")
     bench.add_argument("--quick", action="store_true", help="small sizes, one run (for CI)")
@@ -526,8 +543,48 @@ async def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _chaos(args: argparse.Namespace) -> int:
+    kinds = tuple(k for k in (args.kinds or "").split(",") if k) or FAULT_KINDS
+    unknown = set(kinds) - set(FAULT_KINDS)
+    if unknown:
+        raise RadixError(f"unknown fault kind(s) {', '.join(sorted(unknown))}: choose from {', '.join(FAULT_KINDS)}")
+    seed = args.seed if args.seed is not None else random.randrange(1, 2**31)
+    try:
+        spec = ChaosSpec(seed=seed, kinds=kinds, faults=args.faults, mutation=args.mutation, nodes=args.nodes)
+    except ValueError as e:
+        raise RadixError(str(e)) from None
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    # The first Ctrl-C or SIGTERM skips the faults to come and lets the run heal, check and clean
+    # up; a second one cancels.
+    stop = asyncio.Event()
+    loop, main = asyncio.get_running_loop(), asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+        stop.set()
+        say("stopping after this run has healed and been checked (again to abort)")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    if args.soak is not None:
+        report = await soak(args.soak, args.out, spec, say=say, stop=stop)
+        say(f"soak: {report.line()}")
+        return 0 if report.clean else 1
+    out = args.out / f"seed-{seed}"
+    _, results = await run_chaos(spec, out, say=say, stop=stop)
+    say(chaos_summary(results))
+    passed = all(r.verdict == "pass" for r in results)
+    say(f"{'passed' if passed else 'NOT PASSED'}; history and node logs in {out}; replay: radix chaos --seed {seed}")
+    return 0 if passed else 1
+
+
 _COMMANDS = {
     "bench": _bench,
+    "chaos": _chaos,
     "node": _node,
     "send": _send,
     "tail": _tail,

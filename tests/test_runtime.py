@@ -23,6 +23,7 @@ from radix import (
     JetStreamEventStore,
     Node,
     NodeConfig,
+    StoreConfig,
 )
 from radix.examples.inventory import CheckIn, CreateItem, InventoryItem, ItemsRemoved, Remove, inventory
 from radix.names import commands_stream, events_stream
@@ -202,6 +203,34 @@ async def test_passivation_keeps_state_and_idempotence(nc: NATS, namespace: str,
         assert again == first
         assert node.stats.activations == 2
         assert (await client.send(Remove(count=4), aggregate_id="sku-6")).version == 3
+
+
+@pytest.mark.parametrize(("commands", "snapshot_every"), [(300, 0), (40, 10), (300, 10)])
+async def test_a_retry_long_after_is_recognised(
+    nc: NATS, namespace: str, client: Client, commands: int, snapshot_every: int
+) -> None:
+    """A command sent again after many others answers its original result and appends nothing,
+    on the same actor and after passivation: with no snapshot (replay), with one that carries
+    the command ids, and with one that carries only the latest 256 and points at the rest.
+
+    The stream's duplicate window is made too short to help, as it is for every command but
+    the first of a group commit: the runtime's own memory of command ids must recognise it."""
+    config = NodeConfig(
+        recent_commands=4,
+        idle_timeout=0.3,
+        snapshot_every=snapshot_every,
+        store=StoreConfig(duplicate_window=0.1),  # its least: passivation alone takes longer
+    )
+    async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="sku-r")
+        first = await client.send(CheckIn(count=3), aggregate_id="sku-r", command_id="old")
+        for _ in range(commands):
+            await client.send(CheckIn(count=1), aggregate_id="sku-r")
+        assert await client.send(CheckIn(count=3), aggregate_id="sku-r", command_id="old") == first
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        assert await client.send(CheckIn(count=3), aggregate_id="sku-r", command_id="old") == first
+        assert node.stats.activations == 2
+        assert await commit_count(nc, namespace) == commands + 2
 
 
 async def test_rejections_are_remembered_across_passivation(nc: NATS, namespace: str, client: Client) -> None:

@@ -64,6 +64,19 @@ class StoreContract:
         assert [c.writer for c in await store.read(address)] == [Writer("n1", 7), Writer("n2", 12), None]
         assert [c.writer for c in await store.read(address, after=1)] == [Writer("n2", 12), None]
 
+    async def test_a_commit_is_read_back_by_its_position(self, store: EventStore, address: Address) -> None:
+        """`commit_at` finds one commit by stream position, and nothing where the aggregate has none."""
+        other = Address(address.namespace, address.context, address.aggregate_type, "other")
+        first = await store.append(address, [event(1)], expected_version=0, command_id="c1")
+        elsewhere = await store.append(other, [event(9)], expected_version=0, command_id="o1")
+        second = await store.append(address, [event(2), event(3)], expected_version=1, command_id="c2")
+        found = await store.commit_at(address, second.position)
+        assert found is not None
+        assert (found.command_id, found.version, numbers([found])) == ("c2", 3, [2, 3])
+        assert (await store.commit_at(address, first.position)) is not None
+        assert await store.commit_at(address, elsewhere.position) is None
+        assert await store.commit_at(address, second.position + 100) is None
+
     async def test_a_new_aggregate_is_at_version_zero(self, store: EventStore, address: Address) -> None:
         """An aggregate with no events has version 0 and reads as empty."""
         assert await store.version(address) == 0

@@ -42,14 +42,18 @@ class Fault:
 
 
 def schedule(seed: int, *, count: int, kinds: tuple[str, ...], nodes: int, servers: int, ttl: int) -> list[Fault]:
-    """`count` faults drawn from `kinds` by `seed`; holds are long enough for the fault to bite (past the TTL)."""
+    """`count` faults from `kinds` in an order drawn by `seed`: every kind once, in a shuffled round, before
+    any comes again. Holds are long enough for the fault to bite (past the liveness TTL)."""
     unknown = set(kinds) - set(KINDS)
     if unknown or not kinds:
         raise ValueError(f"unknown fault kinds {sorted(unknown)}; choose among {', '.join(KINDS)}")
     rng = random.Random(seed)
-    faults = []
+    faults: list[Fault] = []
+    round_: list[str] = []
     for _ in range(count):
-        kind = rng.choice(kinds)
+        if not round_:
+            round_ = rng.sample(kinds, len(kinds))
+        kind = round_.pop()
         target = rng.randrange(servers if kind in SERVER_KINDS else nodes)
         hold = rng.uniform(ttl + 0.5, ttl + 3.0)
         faults.append(Fault(kind, target, round(hold, 2), round(rng.uniform(0.5, 2.0), 2)))

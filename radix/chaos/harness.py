@@ -398,8 +398,8 @@ async def _cluster_under_test(spec: ChaosSpec, out: Path, servers: EmbeddedClust
                 await node.wait_running(nc, timeout=60)
             yield cluster
         finally:
-            for node in nodes:
-                await asyncio.to_thread(node.stop, 10.0)
+            for node in nodes:  # blocking on purpose: no cancellation may leave a node process behind
+                node.stop(10.0)
             for links in proxies.values():
                 for proxy in links:
                     await proxy.stop()
@@ -410,11 +410,17 @@ def _port(url: str) -> int:
 
 
 async def run_chaos(
-    spec: ChaosSpec, out: Path, *, servers: EmbeddedCluster | None = None, say: Callable[[str], None] = print
+    spec: ChaosSpec,
+    out: Path,
+    *,
+    servers: EmbeddedCluster | None = None,
+    say: Callable[[str], None] = print,
+    stop: asyncio.Event | None = None,
 ) -> tuple[History, list[Result]]:
     """Run one seed's schedule against a fresh namespace; write `history.jsonl` and `results.txt` to `out`.
 
     `servers` is a running `EmbeddedCluster(advertise=False)` to reuse; by default one is started.
+    Setting `stop` skips the faults still to come: the run heals, checks and ends as usual.
     """
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     faults = spec.plan(3)
@@ -434,6 +440,9 @@ async def run_chaos(
             try:
                 await eventually(lambda: len(clients.ok_since(0)) == spec.accounts, timeout=30, what="load running")
                 for fault in faults:
+                    if stop is not None and stop.is_set():
+                        say("  stopping: the faults still to come are skipped")
+                        break
                     await _inject(cluster, fault, recorder)
                     say(f"  {recorder.now():7.1f}s {fault.kind} done; {_tally(recorder.ops)}")
                     await asyncio.sleep(fault.gap)

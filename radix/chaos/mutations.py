@@ -96,9 +96,13 @@ def _apply_twice() -> None:
     def remember(self: AggregateActor, reply: wire.Reply) -> None:
         return None
 
+    def note_applied(self: AggregateActor, commit: Commit) -> None:
+        return None
+
     _publish_without(wire.H_MSG_ID)
     JetStreamEventStore._refused = refused  # type: ignore[method-assign]
     AggregateActor._remember = remember  # type: ignore[method-assign]
+    AggregateActor._note_applied = note_applied  # type: ignore[method-assign]
 
 
 MUTATIONS: dict[str, Callable[[], None]] = {

@@ -42,6 +42,8 @@ __all__ = [
 
 #: Put in a mailbox to ask the actor to stop once everything before it is handled.
 STOP = None
+#: Command ids a snapshot carries at most; beyond them, activation reads the window's commits.
+SNAPSHOT_IDS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class ActorSettings:
     recent_commands: int
     recent_events: int
     group_commit: int
+    dedup_window: float
+    dedup_max: int
 
 
 @dataclass
@@ -223,6 +227,7 @@ class AggregateActor:
         "_snapshotting",
         "address",
         "aggregate",
+        "applied",
         "busy",
         "codec",
         "ended",
@@ -260,6 +265,10 @@ class AggregateActor:
         self.position = 0
         self.snapshot_version = 0
         self.recent: OrderedDict[str, wire.Reply] = OrderedDict()
+        # Every command id applied within the dedup window, oldest first: (commit position,
+        # version after it, when it was applied or learnt). `recent` keeps whole replies for
+        # the latest few; an older id is answered by reading its commit back.
+        self.applied: dict[str, tuple[int, int, float]] = {}
         self.tail: deque[wire.RecordedEvent] = deque(maxlen=settings.recent_events)
         self.stale = False
         self.busy = False
@@ -414,6 +423,8 @@ class AggregateActor:
         fresh: list[Envelope] = []
         for envelope in batch:
             known = self.recent.get(envelope.command_id)
+            if known is None and envelope.command_id in self.applied:
+                known = await self._applied_reply(envelope.command_id)
             if known is not None:
                 await self.host.answer(self, envelope, known, True)
             else:
@@ -442,6 +453,7 @@ class AggregateActor:
         self.state = self.aggregate.initial_state()
         snapshot = await self._load_snapshot()
         self.host.stats.activations += 1
+        ids_from = 0
         if snapshot is not None:
             self.host.stats.snapshots_loaded += 1
             self.state = msgspec.json.decode(snapshot.state, type=self.aggregate.state_type)
@@ -449,7 +461,11 @@ class AggregateActor:
             self.position = snapshot.position
             for reply in snapshot.recent:
                 self._remember(reply)
-        if not await self._catch_up() and snapshot is not None:
+            now = time.time()
+            for command_id, position, version in snapshot.applied:
+                self.applied[command_id] = (position, version, now)
+            ids_from = snapshot.window_from
+        if not await self._catch_up(ids_from) and snapshot is not None:
             logger.warning("snapshot does not continue into the stream; replaying from the start")
             self.state, self.version, self.position, self.snapshot_version = self.aggregate.initial_state(), 0, 0, 0
             await self._catch_up()
@@ -466,11 +482,22 @@ class AggregateActor:
             return None
         return snapshot
 
-    async def _catch_up(self) -> bool:
-        """Apply the events after the current version; False if they do not continue it."""
-        commits = await self.host.store.read(
-            self.address, after=self.version, start=self.position + 1 if self.position else 0
-        )
+    async def _catch_up(self, ids_from: int = 0) -> bool:
+        """Apply the events after the current version; False if they do not continue it.
+
+        With `ids_from` (a snapshot that could not carry every command id of the dedup window),
+        the commits from that position on are read too, to learn their command ids.
+        """
+        if ids_from:
+            commits = await self.host.store.read(self.address, start=ids_from)
+            for commit in commits:
+                if commit.version <= self.version:
+                    self._note_applied(commit)
+            commits = [c.after(self.version) for c in commits if c.version > self.version]
+        else:
+            commits = await self.host.store.read(
+                self.address, after=self.version, start=self.position + 1 if self.position else 0
+            )
         if commits and commits[0].first_version != self.version + 1:
             return False
         for commit in commits:
@@ -497,6 +524,29 @@ class AggregateActor:
         self.version = commit.version
         self.position = commit.position
         self.tail.extend(commit.events)
+        self._note_applied(commit)
+
+    def _note_applied(self, commit: Commit) -> None:
+        """Remember the commit's command ids for the dedup window (and at most `dedup_max` ids)."""
+        applied, now = self.applied, time.time()
+        for recorded in commit.events:
+            applied[recorded.command_id] = (commit.position, recorded.version, now)
+        horizon = now - self.settings.dedup_window
+        while applied:
+            oldest = next(iter(applied))
+            if applied[oldest][2] >= horizon and len(applied) <= self.settings.dedup_max:
+                break
+            del applied[oldest]
+
+    async def _applied_reply(self, command_id: str) -> wire.Reply:
+        """The original answer to an applied command older than `recent`: its events, read back."""
+        position, version, _ = self.applied[command_id]
+        try:
+            commit = await self.host.store.commit_at(self.address, position)
+        except StoreError as e:
+            return self._error(command_id, f"{command_id} was applied, but its events could not be read: {e}; retry")
+        events = [e for e in commit.events if e.command_id == command_id] if commit is not None else []
+        return wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=version, events=events)
 
     def _decode(self, recorded: wire.RecordedEvent) -> Event:
         return self.codec.decode_event(recorded.type, recorded.schema, recorded.data)
@@ -553,6 +603,7 @@ class AggregateActor:
             if commit.first_version == self.version + 1 and commit.command_id == first.command_id:
                 self.state, self.version, self.position = pending, commit.version, commit.position
                 self.tail.extend(commit.events)
+                self._note_applied(commit)
             else:  # the store answered an earlier commit of these commands: take history as it is
                 await self._catch_up()
             self._maybe_snapshot()
@@ -692,12 +743,17 @@ class AggregateActor:
             return
         version, position = self.version, self.position
         try:
+            horizon = time.time() - self.settings.dedup_window
+            window = [(c, p, v) for c, (p, v, at) in self.applied.items() if at >= horizon and v <= version]
             snapshot = Snapshot(
                 version=version,
                 position=position,
                 fingerprint=self.fingerprint,
                 state=msgspec.Raw(msgspec.json.encode(self.state)),
                 recent=list(self.recent.values()),
+                applied=window[-SNAPSHOT_IDS:],
+                # Too many ids to carry: the next activation reads them from the oldest one's commit on.
+                window_from=window[0][1] if len(window) > SNAPSHOT_IDS else 0,
             )
             await self.host.snapshots.save(self.address, snapshot)
             self.snapshot_version = version

@@ -79,6 +79,8 @@ class NodeConfig:
     recent_commands: int = 32
     recent_events: int = 256
     group_commit: int = 64
+    dedup_window: float = 120.0
+    dedup_max: int = 20_000
     max_command_bytes: int = 256 * 1024
     command_log_max_age: float = 7 * 24 * 3600.0
     shutdown_timeout: float = 30.0
@@ -99,6 +101,8 @@ class NodeConfig:
             raise ValueError("idle_timeout, shutdown_timeout and command_log_max_age must be positive")
         if min(self.max_actors, self.mailbox_size, self.recent_commands, self.recent_events, self.group_commit) < 1:
             raise ValueError("max_actors, mailbox_size, recent_commands and recent_events must be at least 1")
+        if self.dedup_window <= 0 or self.dedup_max < self.recent_commands:
+            raise ValueError("dedup_window must be positive, and dedup_max at least recent_commands")
         if self.snapshot_every < 0 or self.retries < 0 or self.max_command_bytes < 1:
             raise ValueError("snapshot_every and retries must be 0 or more, max_command_bytes positive")
         if not isinstance(self.liveness_ttl, int) or self.liveness_ttl < 1:
@@ -117,6 +121,8 @@ class NodeConfig:
             recent_commands=self.recent_commands,
             recent_events=self.recent_events,
             group_commit=self.group_commit,
+            dedup_window=self.dedup_window,
+            dedup_max=self.dedup_max,
         )
 
 

@@ -61,3 +61,7 @@ class EventStore(Protocol):
     async def version(self, address: Address) -> int:
         """The aggregate's current version: 0 when it has no events."""
         ...
+
+    async def commit_at(self, address: Address, position: int) -> Commit | None:
+        """The aggregate's commit at stream `position`; None if the aggregate has none there."""
+        ...

@@ -264,6 +264,15 @@ class JetStreamEventStore:
         self._remember(commit)
         return commit
 
+    async def commit_at(self, address: Address, position: int) -> Commit | None:
+        stream = await self.ensure_stream(address.namespace, address.context)
+        msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))
+        if _status(msg) == "404" or (msg.headers or {}).get("Nats-Subject") != event_subject(address):
+            return None
+        if _status(msg) is not None:
+            raise StoreError(f"message {position} of {stream} could not be read: {_describe(msg)}")
+        return self._commit(address, msg)
+
     async def _get(self, address: Address, position: int) -> Commit:
         stream = await self.ensure_stream(address.namespace, address.context)
         msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))

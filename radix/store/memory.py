@@ -80,3 +80,7 @@ class InMemoryEventStore:
         await asyncio.sleep(0)
         commits = self._commits.get(address)
         return commits[-1].version if commits else 0
+
+    async def commit_at(self, address: Address, position: int) -> Commit | None:
+        await asyncio.sleep(0)
+        return next((c for c in self._commits.get(address, ()) if c.position == position), None)

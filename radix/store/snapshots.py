@@ -22,13 +22,21 @@ __all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStor
 
 
 class Snapshot(msgspec.Struct, frozen=True):
-    """An aggregate's state after `version`, which the commit at stream `position` brought it to."""
+    """An aggregate's state after `version`, which the commit at stream `position` brought it to.
+
+    It also carries what answers a command sent again: the latest replies (`recent`) and
+    the command ids applied within the dedup window, as `[command_id, position, version]`
+    (`applied`). When there were more ids than it carries, `window_from` is the stream
+    position from which activation reads commits to learn the rest (0: none missing).
+    """
 
     version: int
     position: int
     fingerprint: str
     state: msgspec.Raw
     recent: list[wire.Reply] = []
+    applied: list[tuple[str, int, int]] = []
+    window_from: int = 0
 
 
 _encoder = msgspec.json.Encoder()
