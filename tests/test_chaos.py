@@ -54,7 +54,8 @@ async def test_each_mutation_is_caught_by_its_invariant(
 ) -> None:
     """A node build with one deliberate bug, under the fault that exposes it, fails the invariant that guards it."""
     fault, invariant = EXPOSED_BY[mutation]
-    spec = ChaosSpec(seed=7, kinds=(fault,), faults=4, mutation=mutation, progress_timeout=20)
+    # Three accounts: hot enough that a stale write meets a newer one under every fault.
+    spec = ChaosSpec(seed=7, kinds=(fault,), faults=4, accounts=3, mutation=mutation, progress_timeout=20)
     _, results = await run_chaos(spec, tmp_path, servers=servers)
     print(summary(results))
     caught = next(r for r in results if r.name == invariant)
