@@ -3,7 +3,10 @@
 It activates from the latest snapshot and the events after it, then takes commands
 from its mailbox in turn and runs the command algorithm (docs/commands.md): known
 command id, true-conflict check, decide, fenced append, reload and retry on a
-version conflict. It passivates when idle, writing a snapshot if it has moved on.
+version conflict. An actor runs as a task only while its mailbox holds something;
+then it parks, as plain state with no task, until the next item is posted (a node
+holds a hundred thousand of them). It passivates when idle for `idle_timeout`,
+writing a snapshot if it has moved on.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +32,7 @@ from radix.store import Cause, Commit, EventStore, Writer
 from radix.store.snapshots import Snapshot, SnapshotStore
 
 __all__ = [
+    "PASSIVATE",
     "STOP",
     "ActorHost",
     "ActorSettings",
@@ -71,6 +75,14 @@ class Move:
     node: str
     incarnation: str
     requested: float
+
+
+class _Passivate:
+    """Put in a mailbox to passivate the actor if it is still idle when it gets there."""
+
+
+PASSIVATE = _Passivate()
+Item = Envelope | Move | _Passivate | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,64 +155,48 @@ class ActorHost(Protocol):
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
+    def wake(self, actor: AggregateActor) -> None:
+        """Run the actor as a task: it takes what its mailbox holds, then parks or ends."""
+        ...
+
+    def actor_parked(self, actor: AggregateActor) -> None: ...
+
     def actor_stopped(self, actor: AggregateActor) -> None: ...
 
 
 class Mailbox:
     """An actor's queue of commands and control requests.
 
-    Lighter than `asyncio.Queue` (a node holds one per live aggregate): one deque and at
-    most one waiter. Commands beyond `limit` are refused with `asyncio.QueueFull`; stop
-    and move requests are always taken.
+    Its deque exists only while it holds something (a node holds one mailbox per live
+    aggregate, most of them empty). Commands beyond `limit` are refused with
+    `asyncio.QueueFull`; control requests are always taken.
     """
 
-    __slots__ = ("_items", "_limit", "_waiter")
+    __slots__ = ("_items", "_limit")
 
     def __init__(self, limit: int) -> None:
-        self._items: deque[Envelope | Move | None] = deque()
+        self._items: deque[Item] | None = None
         self._limit = limit
-        self._waiter: asyncio.Future[None] | None = None
 
     def empty(self) -> bool:
         return not self._items
 
-    def put_nowait(self, item: Envelope | Move | None) -> None:
-        if isinstance(item, Envelope) and len(self._items) >= self._limit:
+    def put(self, item: Item) -> None:
+        items = self._items
+        if items is None:
+            items = self._items = deque()
+        elif isinstance(item, Envelope) and len(items) >= self._limit:
             raise asyncio.QueueFull
-        self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        items.append(item)
 
-    async def put(self, item: Envelope | Move | None) -> None:
-        """Queue a stop or move request (never refused)."""
-        self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def get_nowait(self) -> Envelope | Move | None:
+    def get_nowait(self) -> Item:
+        assert self._items
         return self._items.popleft()
 
-    async def get(self, timeout: float) -> Envelope | Move | None:
-        """The next item; `TimeoutError` if none comes within `timeout` seconds."""
+    def release(self) -> None:
+        """Drop the empty deque (the actor parks)."""
         if not self._items:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _expire, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-            if not self._items:
-                raise TimeoutError
-        return self._items.popleft()
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+            self._items = None
 
 
 class _Superseded(Exception):
@@ -225,6 +221,7 @@ class AggregateActor:
     __slots__ = (
         "_held",
         "_snapshotting",
+        "activated",
         "address",
         "aggregate",
         "applied",
@@ -233,14 +230,17 @@ class AggregateActor:
         "ended",
         "epoch",
         "fingerprint",
+        "finished",
         "hand_to",
         "host",
+        "last_active",
         "leftover",
         "mailbox",
         "moving",
         "position",
         "recent",
         "revoked",
+        "running",
         "settings",
         "snapshot_version",
         "stale",
@@ -264,12 +264,15 @@ class AggregateActor:
         self.version = 0
         self.position = 0
         self.snapshot_version = 0
-        self.recent: OrderedDict[str, wire.Reply] = OrderedDict()
+        # Replies to the latest commands that were not accepted (rejected, conflict): they
+        # cannot be derived from the stream, so they are kept, and carried by snapshots.
+        self.recent: dict[str, wire.Reply] | None = None
         # Every command id applied within the dedup window, oldest first: (commit position,
-        # version after it, when it was applied or learnt). `recent` keeps whole replies for
-        # the latest few; an older id is answered by reading its commit back.
-        self.applied: dict[str, tuple[int, int, float]] = {}
-        self.tail: deque[wire.RecordedEvent] = deque(maxlen=settings.recent_events)
+        # version after it, when it was applied or learnt). A duplicate is answered by
+        # reading its commit back.
+        self.applied: dict[str, tuple[int, int, float]] | None = None
+        # The latest events (between `recent_events` and twice that), for conflict checks.
+        self.tail: list[wire.RecordedEvent] | None = None
         self.stale = False
         self.busy = False
         self.unsaved_replies = False
@@ -281,14 +284,28 @@ class AggregateActor:
         # "revoked" hand the leftovers on (to `hand_to`, or routed afresh if None).
         self.ended = "stopped"
         self.hand_to: str | None = None
-        self.leftover: list[Envelope] = []
+        self.leftover: tuple[Envelope, ...] = ()
         self.moving = False
-        self._held: list[Envelope | Move | None] = []
+        self._held: tuple[Item, ...] = ()  # a control request met while batching: handled next
+        self.activated = False
+        self.running = False  # a task is taking the mailbox; False: parked, or not started yet
+        self.finished = False
+        self.last_active = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def post(self, item: Item) -> None:
+        """Queue a command (refused with `asyncio.QueueFull` past the mailbox's limit) or a control
+        request, and run the actor if it is parked."""
+        self.mailbox.put(item)
+        if isinstance(item, Envelope):
+            self.last_active = time.monotonic()
+        if not self.running and not self.finished:
+            self.running = True
+            self.host.wake(self)
+
     async def run(self) -> None:
-        """Acquire the lease, activate, then handle commands until idle, stopped, moved or superseded."""
+        """Acquire the lease and activate (the first time), then take what the mailbox holds; park or end."""
         a = self.address
         structlog.contextvars.bind_contextvars(
             node=self.host.node_id,
@@ -296,73 +313,89 @@ class AggregateActor:
             context=a.context,
             aggregate=f"{a.aggregate_type}/{a.aggregate_id}",
         )
+        ended = True
         try:
-            try:
-                self.epoch = await self.host.acquire(self)
-            except OwnedElsewhere as e:
-                self.ended, self.hand_to = "elsewhere", e.owner.node
-                return
-            except Exception as e:
-                logger.error("lease not acquired", error=repr(e))
-                self.ended = "unleased"
-                await self._fail_queued(f"ownership of the aggregate could not be settled: {e}; retry")
-                return
-            try:
-                began = time.monotonic()
-                await self._activate()
-                self.host.stats.activation_seconds.append(time.monotonic() - began)
-                logger.debug("activated", epoch=self.epoch, version=self.version)
-            except Exception as e:
-                logger.error("activation failed", error=repr(e))
-                self.ended = "failed"
-                await self._fail_queued(f"the aggregate could not be loaded: {e}; retry later")
-                return
-            await self._serve()
+            if not self.activated:
+                if not await self._start():
+                    return
+                self.activated = True
+            ended = await self._serve()
         finally:
-            self.host.actor_stopped(self)
+            self.running = False
+            if ended:
+                self.finished = True
+                self.host.actor_stopped(self)
+            else:
+                self.host.actor_parked(self)
 
-    async def _serve(self) -> None:
+    async def _start(self) -> bool:
+        """Acquire the lease and activate; False (and how it ended) if that failed."""
+        try:
+            self.epoch = await self.host.acquire(self)
+        except OwnedElsewhere as e:
+            self.ended, self.hand_to = "elsewhere", e.owner.node
+            return False
+        except Exception as e:
+            logger.error("lease not acquired", error=repr(e))
+            self.ended = "unleased"
+            await self._fail_queued(f"ownership of the aggregate could not be settled: {e}; retry")
+            return False
+        try:
+            began = time.monotonic()
+            await self._activate()
+            self.host.stats.activation_seconds.append(time.monotonic() - began)
+            logger.debug("activated", epoch=self.epoch, version=self.version)
+        except Exception as e:
+            logger.error("activation failed", error=repr(e))
+            self.ended = "failed"
+            await self._fail_queued(f"the aggregate could not be loaded: {e}; retry later")
+            return False
+        return True
+
+    async def _serve(self) -> bool:
+        """Handle what the mailbox holds; True if the actor ended, False when it is empty (park)."""
         while True:
-            item: Envelope | Move | None
+            item: Item
             if self._held:
-                item = self._held.pop()
+                item, self._held = self._held[0], ()
             elif self.mailbox.empty():
-                try:
-                    item = await self.mailbox.get(self.settings.idle_timeout)
-                except TimeoutError:
-                    if await self._may_end():
-                        self.host.stats.passivations += 1
-                        self.ended = "idle"
-                        return  # passivate: idle for idle_timeout
-                    continue
+                self.mailbox.release()
+                return False
             else:
                 item = self.mailbox.get_nowait()
             if self.revoked:  # its node lost liveness: hand everything on, write nothing
                 self.ended, self.hand_to = "revoked", None
                 if isinstance(item, Envelope):
-                    self.leftover.append(item)
-                return
+                    self.leftover = (item,)
+                return True
             if item is STOP:
                 if await self._may_end():
                     self.ended = "stopped"
-                    return
+                    return True
                 continue  # more arrived after the stop request: it no longer applies
+            if isinstance(item, _Passivate):
+                idle = time.monotonic() - self.last_active >= self.settings.idle_timeout
+                if idle and await self._may_end():
+                    self.host.stats.passivations += 1
+                    self.ended = "idle"
+                    return True
+                continue
             if isinstance(item, Move):
                 if await self._move(item):
-                    return
+                    return True
                 continue
             batch = self._batch(item)
             if self.revoked or not await self.host.ensure_liveness(self):
                 self.ended, self.hand_to = "revoked", None
-                self.leftover.extend(batch)
-                return
+                self.leftover = tuple(batch)
+                return True
             self.busy = True
             try:
                 await self._turn(batch)
             except _Superseded as e:
                 self.ended, self.hand_to = "lost", e.node
-                self.leftover.extend(batch)
-                return
+                self.leftover = tuple(batch)
+                return True
             finally:
                 self.busy = False
 
@@ -383,7 +416,7 @@ class AggregateActor:
         while len(batch) < self.settings.group_commit and not self.mailbox.empty():
             item = self.mailbox.get_nowait()
             if not isinstance(item, Envelope):
-                self._held.append(item)  # a stop or move request: handle it after this batch
+                self._held = (item,)  # a stop or move request: handle it after this batch
                 break
             batch.append(item)
         return batch
@@ -405,7 +438,7 @@ class AggregateActor:
 
     def take_leftovers(self) -> list[Envelope]:
         """What is left to hand on after the actor ended: the rest of its mailbox."""
-        leftovers, self.leftover = self.leftover, []
+        leftovers, self.leftover = list(self.leftover), ()
         while not self.mailbox.empty():
             item = self.mailbox.get_nowait()
             if isinstance(item, Envelope):
@@ -422,8 +455,8 @@ class AggregateActor:
     async def _turn(self, batch: list[Envelope]) -> None:
         fresh: list[Envelope] = []
         for envelope in batch:
-            known = self.recent.get(envelope.command_id)
-            if known is None and envelope.command_id in self.applied:
+            known = self.recent.get(envelope.command_id) if self.recent else None
+            if known is None and self.applied and envelope.command_id in self.applied:
                 known = await self._applied_reply(envelope.command_id)
             if known is not None:
                 await self.host.answer(self, envelope, known, True)
@@ -441,9 +474,9 @@ class AggregateActor:
             replies = [self._error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
         answered: set[str] = set()
         for envelope, reply in zip(fresh, replies, strict=True):
-            if reply.status != wire.ERROR:
+            if reply.status in (wire.REJECTED, wire.CONFLICT):  # accepted ones are in `applied`
                 self._remember(reply)
-                self.unsaved_replies = reply.status != wire.ACCEPTED or self.unsaved_replies
+                self.unsaved_replies = True
             await self.host.answer(self, envelope, reply, envelope.command_id in answered)
             answered.add(envelope.command_id)
 
@@ -462,8 +495,8 @@ class AggregateActor:
             for reply in snapshot.recent:
                 self._remember(reply)
             now = time.time()
-            for command_id, position, version in snapshot.applied:
-                self.applied[command_id] = (position, version, now)
+            if snapshot.applied:
+                self.applied = {c: (position, version, now) for c, position, version in snapshot.applied}
             ids_from = snapshot.window_from
         if not await self._catch_up(ids_from) and snapshot is not None:
             logger.warning("snapshot does not continue into the stream; replaying from the start")
@@ -503,16 +536,6 @@ class AggregateActor:
         for commit in commits:
             self._apply(commit)
             self.host.stats.replayed_events += len(commit.events)
-        # Recent commits answer retried command ids, also after a move or passivation.
-        # A commit may hold several commands' events (group commit): one reply each.
-        replies: dict[str, list[wire.RecordedEvent]] = {}
-        for commit in commits[-self.settings.recent_commands :]:
-            for recorded in commit.events:
-                replies.setdefault(recorded.command_id, []).append(recorded)
-        for command_id, events in list(replies.items())[-self.settings.recent_commands :]:
-            self._remember(
-                wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=events[-1].version, events=events)
-            )
         self.stale = False
         return True
 
@@ -523,12 +546,23 @@ class AggregateActor:
         self.state = state
         self.version = commit.version
         self.position = commit.position
-        self.tail.extend(commit.events)
+        self._note_committed(commit)
+
+    def _note_committed(self, commit: Commit) -> None:
+        """Keep the commit's events in the tail and its command ids for the dedup window."""
+        tail = self.tail
+        if tail is None:
+            tail = self.tail = []
+        tail.extend(commit.events)
+        if len(tail) > 2 * self.settings.recent_events:
+            del tail[: -self.settings.recent_events]
         self._note_applied(commit)
 
     def _note_applied(self, commit: Commit) -> None:
         """Remember the commit's command ids for the dedup window (and at most `dedup_max` ids)."""
         applied, now = self.applied, time.time()
+        if applied is None:
+            applied = self.applied = {}
         for recorded in commit.events:
             applied[recorded.command_id] = (commit.position, recorded.version, now)
         horizon = now - self.settings.dedup_window
@@ -540,6 +574,7 @@ class AggregateActor:
 
     async def _applied_reply(self, command_id: str) -> wire.Reply:
         """The original answer to an applied command older than `recent`: its events, read back."""
+        assert self.applied is not None
         position, version, _ = self.applied[command_id]
         try:
             commit = await self.host.store.commit_at(self.address, position)
@@ -552,10 +587,13 @@ class AggregateActor:
         return self.codec.decode_event(recorded.type, recorded.schema, recorded.data)
 
     def _remember(self, reply: wire.Reply) -> None:
-        self.recent[reply.command_id] = reply
-        self.recent.move_to_end(reply.command_id)
-        while len(self.recent) > self.settings.recent_commands:
-            self.recent.popitem(last=False)
+        recent = self.recent
+        if recent is None:
+            recent = self.recent = {}
+        recent.pop(reply.command_id, None)
+        recent[reply.command_id] = reply
+        while len(recent) > self.settings.recent_commands:
+            del recent[next(iter(recent))]
 
     # -- the command algorithm -------------------------------------------------------------
 
@@ -602,8 +640,7 @@ class AggregateActor:
                 return [self._error(env.command_id, str(e)) for env in batch]
             if commit.first_version == self.version + 1 and commit.command_id == first.command_id:
                 self.state, self.version, self.position = pending, commit.version, commit.position
-                self.tail.extend(commit.events)
-                self._note_applied(commit)
+                self._note_committed(commit)
             else:  # the store answered an earlier commit of these commands: take history as it is
                 await self._catch_up()
             self._maybe_snapshot()
@@ -716,7 +753,7 @@ class AggregateActor:
         """Committed events after `version`: from memory if it holds them, else from the store."""
         if version >= self.version:
             return []
-        if self.tail and self.tail[0].version <= version + 1:
+        if self.tail and self.tail[0].version <= version + 1:  # in memory
             return [e for e in self.tail if e.version > version]
         return [e for c in await self.host.store.read(self.address, after=version) for e in c.events]
 
@@ -744,13 +781,14 @@ class AggregateActor:
         version, position = self.version, self.position
         try:
             horizon = time.time() - self.settings.dedup_window
-            window = [(c, p, v) for c, (p, v, at) in self.applied.items() if at >= horizon and v <= version]
+            applied = self.applied or {}
+            window = [(c, p, v) for c, (p, v, at) in applied.items() if at >= horizon and v <= version]
             snapshot = Snapshot(
                 version=version,
                 position=position,
                 fingerprint=self.fingerprint,
                 state=msgspec.Raw(msgspec.json.encode(self.state)),
-                recent=list(self.recent.values()),
+                recent=list(self.recent.values()) if self.recent else [],
                 applied=window[-SNAPSHOT_IDS:],
                 # Too many ids to carry: the next activation reads them from the oldest one's commit on.
                 window_from=window[0][1] if len(window) > SNAPSHOT_IDS else 0,

@@ -51,7 +51,16 @@ from radix.names import (
     validate_namespace,
     validate_node_id,
 )
-from radix.runtime._actor import STOP, ActorSettings, AggregateActor, Envelope, Move, Stats, state_fingerprint
+from radix.runtime._actor import (
+    PASSIVATE,
+    STOP,
+    ActorSettings,
+    AggregateActor,
+    Envelope,
+    Move,
+    Stats,
+    state_fingerprint,
+)
 from radix.runtime._commandlog import CommandLog
 from radix.runtime._micro import MicroResponder
 from radix.runtime.metrics import Metrics, PrometheusCollector
@@ -138,7 +147,7 @@ class _Lease:
     """A lease this node holds: its epoch, the live actors under it, and a release in flight."""
 
     epoch: int
-    actors: set[AggregateActor] = field(default_factory=set)
+    actors: list[AggregateActor] = field(default_factory=list)  # nearly always one: a list is lighter
     releasing: asyncio.Future[None] | None = None
 
 
@@ -201,7 +210,7 @@ class Node:
         self._nc: NATS | None = nats if not isinstance(nats, ConnectOptions) else None
         self._settings = self.config.actor_settings()
         self._actors: dict[Address, AggregateActor] = {}
-        self._actor_tasks: dict[AggregateActor, asyncio.Task[None]] = {}
+        self._actor_tasks: dict[AggregateActor, asyncio.Task[None]] = {}  # actors running now (not parked)
         self._held: dict[tuple[str, str], _Lease] = {}
         self._placements: dict[str, Placement] = {}
         self._command_subs: list[Subscription] = []
@@ -289,6 +298,7 @@ class Node:
                 await self.snapshots.bucket(namespace)
         self._background.append(self._tasks.create_task(_logged(self._heartbeat())))
         self._background.append(self._tasks.create_task(_logged(self._rebalance())))
+        self._background.append(self._tasks.create_task(_logged(self._passivate_idle())))
         for namespace, context in self._hosted:
             self._command_subs.append(
                 await nc.subscribe(
@@ -326,7 +336,7 @@ class Node:
             async with gate:
                 target = self._target_for(actor.address)
                 move = None if target is None else Move(target.node, target.incarnation, time.monotonic())
-                await actor.mailbox.put(STOP if move is None else move)
+                actor.post(STOP if move is None else move)
                 task = self._actor_tasks.get(actor)
                 if task is not None:
                     await asyncio.wait([task], timeout=self.config.shutdown_timeout)
@@ -364,7 +374,7 @@ class Node:
         try:
             await self._stop_intake()
             for actor in list(self._actors.values()):
-                await actor.mailbox.put(STOP)
+                actor.post(STOP)
             tasks = list(self._actor_tasks.values())
             if tasks:
                 _, pending = await asyncio.wait(tasks, timeout=self.config.shutdown_timeout)
@@ -581,7 +591,7 @@ class Node:
 
     def _enqueue(self, actor: AggregateActor, envelope: Envelope) -> None:
         try:
-            actor.mailbox.put_nowait(envelope)
+            actor.post(envelope)
         except asyncio.QueueFull:
             self.spawn(
                 self._fail(
@@ -598,8 +608,6 @@ class Node:
     def _activate(self, address: Address, codec: AggregateCodec) -> AggregateActor:
         hosted = self._hosted[(address.namespace, address.context)]
         actor = AggregateActor(self, address, codec, self._settings, hosted.fingerprints[codec.type_name])
-        assert self._tasks is not None
-        self._actor_tasks[actor] = self._tasks.create_task(actor.run())
         if len(self._actors) >= self.config.max_actors:
             self._passivate_least_recently_used()
         return actor
@@ -610,7 +618,7 @@ class Node:
             if excess <= 0:
                 break
             if not actor.busy and actor.mailbox.empty():
-                actor.mailbox.put_nowait(STOP)
+                actor.post(STOP)
                 del self._actors[actor.address]  # new commands for it activate a fresh actor
                 excess -= 1
 
@@ -724,7 +732,7 @@ class Node:
         lease = self._held.get((address.namespace, self.lease_key(address)))
         if lease is not None and len(lease.actors) > 1:
             return {"ok": False, "reason": f"{address} shares its placement key with other live aggregates"}
-        await actor.mailbox.put(Move(target.node, target.incarnation, time.monotonic()))
+        actor.post(Move(target.node, target.incarnation, time.monotonic()))
         task = self._actor_tasks.get(actor)
         if task is not None:
             await asyncio.wait([task], timeout=self.config.shutdown_timeout)
@@ -766,7 +774,7 @@ class Node:
         for actor in list(self._actors.values()):
             if actor.address.namespace == namespace:
                 actor.revoked = True
-                actor.mailbox.put_nowait(STOP)  # wake it, so it hands on what it holds and ends
+                actor.post(STOP)  # wake it, so it hands on what it holds and ends
                 if self._actors.get(actor.address) is actor:
                     del self._actors[actor.address]
                 self._held.pop((namespace, self.lease_key(actor.address)), None)
@@ -780,6 +788,22 @@ class Node:
             except (StoreUnavailableError, KeyChanged) as e:
                 logger.warning("could not register again; retrying", error=repr(e))
                 await asyncio.sleep(placement.ttl / 4)
+
+    async def _passivate_idle(self) -> None:
+        """Ask parked actors idle for `idle_timeout` to passivate, least recently used first.
+
+        `_actors` is ordered by last use, so each sweep looks only at the actors it passivates
+        and one more: no timer per actor.
+        """
+        timeout = self.config.idle_timeout
+        while True:
+            await asyncio.sleep(min(max(timeout / 4, 0.05), 10.0))
+            horizon = time.monotonic() - timeout
+            for actor in self._actors.values():
+                if actor.last_active > horizon:
+                    break
+                if not actor.running:
+                    actor.post(PASSIVATE)
 
     async def _rebalance(self) -> None:
         """Push live aggregates to less loaded nodes when this node holds more than its share."""
@@ -813,7 +837,7 @@ class Node:
                         break
                     counts[target.node] = counts.get(target.node, 0) + 1
                     actor.moving = True
-                    actor.mailbox.put_nowait(Move(target.node, target.incarnation, time.monotonic()))
+                    actor.post(Move(target.node, target.incarnation, time.monotonic()))
 
     # -- the ActorHost protocol ------------------------------------------------------------
 
@@ -828,7 +852,8 @@ class Node:
         if lease is None:
             epoch = await self._placements[namespace].acquire(key)
             lease = self._held.setdefault((namespace, key), _Lease(epoch))
-        lease.actors.add(actor)
+        if actor not in lease.actors:
+            lease.actors.append(actor)
         return lease.epoch
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
@@ -880,6 +905,13 @@ class Node:
         assert self._tasks is not None
         self._tasks.create_task(_logged(coroutine))
 
+    def wake(self, actor: AggregateActor) -> None:
+        assert self._tasks is not None
+        self._actor_tasks[actor] = self._tasks.create_task(actor.run())
+
+    def actor_parked(self, actor: AggregateActor) -> None:
+        self._actor_tasks.pop(actor, None)
+
     def actor_stopped(self, actor: AggregateActor) -> None:
         if self._actors.get(actor.address) is actor:
             del self._actors[actor.address]
@@ -894,8 +926,8 @@ class Node:
         leftovers = actor.take_leftovers()
         namespace, key = actor.address.namespace, self.lease_key(actor.address)
         lease = self._held.get((namespace, key))
-        if lease is not None:
-            lease.actors.discard(actor)
+        if lease is not None and actor in lease.actors:
+            lease.actors.remove(actor)
         if actor.ended in ("idle", "stopped", "failed") and lease is not None and not lease.actors:
             lease.releasing = asyncio.get_running_loop().create_future()
             try:
