@@ -12,32 +12,43 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 
+T = TypeVar("T")
 
-async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig, *, wait: float = 30.0) -> js_api.StreamInfo:
-    """The stream named in `config`, created with it unless it exists (as created by anyone).
+#: What a JetStream cluster answers (or fails to) while it elects leaders or restarts a server.
+NOT_ANSWERING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, js_errors.ServiceUnavailableError)
 
-    A cluster that is busy electing leaders (several nodes creating R3 streams at once, a
-    server restarting) may not answer at first: ask again for up to `wait` seconds. Both
-    requests are idempotent.
-    """
-    assert config.name is not None
+
+async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 30.0) -> T:
+    """Run an idempotent setup request, again with backoff for up to `wait` seconds while JetStream
+    does not answer (several nodes creating R3 streams at once, a server restarting)."""
     deadline = time.monotonic() + wait
     delay = 0.1
     while True:
         try:
-            try:
-                return await js.stream_info(config.name)
-            except js_errors.NotFoundError:
-                pass
-            try:
-                return await js.add_stream(config)
-            except js_errors.BadRequestError:
-                return await js.stream_info(config.name)  # created meanwhile by another node
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, js_errors.ServiceUnavailableError):
+            return await setup()
+        except NOT_ANSWERING:
             if time.monotonic() + delay > deadline:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:
+    """The stream named in `config`, created with it unless it exists (as created by anyone)."""
+    assert config.name is not None
+    name = config.name
+
+    async def setup() -> js_api.StreamInfo:
+        try:
+            return await js.stream_info(name)
+        except js_errors.NotFoundError:
+            pass
+        try:
+            return await js.add_stream(config)
+        except js_errors.BadRequestError:
+            return await js.stream_info(name)  # created meanwhile by another node
+
+    return await while_unanswered(setup)
 
 
 K = TypeVar("K")

@@ -26,6 +26,7 @@ from nats.js import errors as js_errors
 
 from radix import wire
 from radix.errors import StoreError, StoreUnavailableError
+from radix.store._streams import while_unanswered
 
 __all__ = ["Entry", "KVBucket", "KeyChanged"]
 
@@ -82,21 +83,25 @@ class KVBucket:
     async def open(self) -> KVBucket:
         """Create the bucket unless it exists (with per-key TTLs and expiry markers on)."""
         js = self._nc.jetstream(timeout=self._timeout)
-        try:
-            await js.key_value(self.name)
-        except js_errors.BucketNotFoundError:
-            config = js_api.KeyValueConfig(
-                bucket=self.name,
-                history=1,
-                storage=js_api.StorageType.FILE,
-                replicas=self._replicas,
-                direct=True,
-                limit_marker_ttl=MARKER_TTL,
-            )
+
+        async def setup() -> None:
             try:
-                await js.create_key_value(config)
-            except js_errors.BadRequestError:
-                await js.key_value(self.name)  # created meanwhile by another node
+                await js.key_value(self.name)
+            except js_errors.BucketNotFoundError:
+                config = js_api.KeyValueConfig(
+                    bucket=self.name,
+                    history=1,
+                    storage=js_api.StorageType.FILE,
+                    replicas=self._replicas,
+                    direct=True,
+                    limit_marker_ttl=MARKER_TTL,
+                )
+                try:
+                    await js.create_key_value(config)
+                except js_errors.BadRequestError:
+                    await js.key_value(self.name)  # created meanwhile by another node
+
+        await while_unanswered(setup)
         return self
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
