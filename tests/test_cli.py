@@ -69,8 +69,16 @@ async def test_help_lists_every_command() -> None:
     """`radix --help` names every command."""
     code, out, _ = await radix("--help")
     assert code == 0
-    for command in ("demo", "node", "send", "tail", "status", "migrate", "drain"):
+    for command in ("demo", "node", "send", "tail", "status", "migrate", "drain", "bench", "chaos"):
         assert command in out
+
+
+async def test_chaos_refuses_unknown_fault_kinds() -> None:
+    """`radix chaos` with a fault kind it does not know says which ones it knows, and starts nothing."""
+    code, _, err = await radix("chaos", "--kinds", "kill-node,meteor", "--faults", "1")
+    assert code == 1
+    assert "unknown fault kind(s) meteor" in err
+    assert "pause-node" in err
 
 
 async def test_send_prints_the_reply(
