@@ -515,6 +515,7 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--kinds", help=f"comma-separated fault kinds among {', '.join(FAULT_KINDS)} (default: all)")
     chaos.add_argument("--mutation", choices=MUTATIONS, help="run a test build with this deliberate bug")
     chaos.add_argument("--nodes", type=int, default=3, help="Radix node processes (default 3)")
+    chaos.add_argument("--aim-at-owners", action="store_true", help="node faults hit the node holding the most leases")
     chaos.add_argument("--out", type=Path, default=Path("chaos-out"), help="folder for histories and logs")
     chaos.set_defaults(log_level="error")  # the harness reports progress itself; reconnects are expected
 
@@ -550,7 +551,14 @@ async def _chaos(args: argparse.Namespace) -> int:
         raise RadixError(f"unknown fault kind(s) {', '.join(sorted(unknown))}: choose from {', '.join(FAULT_KINDS)}")
     seed = args.seed if args.seed is not None else random.randrange(1, 2**31)
     try:
-        spec = ChaosSpec(seed=seed, kinds=kinds, faults=args.faults, mutation=args.mutation, nodes=args.nodes)
+        spec = ChaosSpec(
+            seed=seed,
+            kinds=kinds,
+            faults=args.faults,
+            mutation=args.mutation,
+            nodes=args.nodes,
+            aim_at_owners=args.aim_at_owners,
+        )
     except ValueError as e:
         raise RadixError(str(e)) from None
 

@@ -65,6 +65,9 @@ class ClusterSpec:
     routes: tuple[str, ...] = ()
     advertise: bool = True
     """False: clients are not told the other servers' URLs, so a client pointed at a proxy stays behind it."""
+    gossip: bool = True
+    """False: the server advertises no reachable route address, so peers reach it only through `routes`
+    (a proxy in between stays in between)."""
 
     def __post_init__(self) -> None:
         if not self.name or not (self.port == -1 or 0 < self.port < 65536):
@@ -124,9 +127,12 @@ class EmbeddedNats:
             lines.append(f'jetstream {{ store_dir: "{store_dir}" }}')
         if self.cluster is not None:
             routes = ", ".join(f'"{r}"' for r in self.cluster.routes)
+            extra = "" if self.cluster.advertise else ", no_advertise: true"
+            if not self.cluster.gossip:
+                extra += ', advertise: "127.0.0.1:1"'  # nothing listens on port 1: gossip leads nowhere
             lines.append(
                 f'cluster {{ name: "{self.cluster.name}", listen: "127.0.0.1:{self.cluster.port}", '
-                f"routes: [{routes}]{'' if self.cluster.advertise else ', no_advertise: true'} }}"
+                f"routes: [{routes}]{extra} }}"
             )
         return "\n".join(lines) + "\n"
 
@@ -251,6 +257,10 @@ class EmbeddedCluster:
     Streams and buckets with three replicas can be created once the servers have elected a
     JetStream meta leader, a moment after `start()` returns.
     `servers[i]` is each server's handle, to stop or signal one in a test.
+
+    To partition servers from each other, set `links[(i, j)]` before starting: the route URL
+    server `i` uses to reach server `j` (a `radix.testing.TcpProxy` to `route_ports[j]`). With
+    links, servers learn no other route address, so every route goes through a link.
     """
 
     def __init__(self, *, size: int = 3, name: str = "radix", advertise: bool = True) -> None:
@@ -260,6 +270,10 @@ class EmbeddedCluster:
         self.name = name
         self.advertise = advertise
         self.servers: list[EmbeddedNats] = []
+        # A JetStream cluster needs its routes configured up front: the route ports are picked
+        # here (free ports the OS hands out), so that links can be set up before starting.
+        self.route_ports = [_free_port() for _ in range(size)]
+        self.links: dict[tuple[int, int], str] = {}
 
     @property
     def urls(self) -> list[str]:
@@ -267,13 +281,13 @@ class EmbeddedCluster:
         return [s.url for s in self.servers if s._client_url is not None]
 
     def start(self) -> EmbeddedCluster:
-        # A JetStream cluster needs its routes configured up front, so the route ports are
-        # picked first (free ports that the OS hands out) and every server lists them all.
-        ports = [_free_port() for _ in range(self.size)]
-        routes = tuple(f"nats://127.0.0.1:{p}" for p in ports)
+        ports = self.route_ports
         try:
             for i, port in enumerate(ports):
-                spec = ClusterSpec(name=self.name, port=port, routes=routes, advertise=self.advertise)
+                routes = tuple(self.links.get((i, j), f"nats://127.0.0.1:{p}") for j, p in enumerate(ports) if j != i)
+                spec = ClusterSpec(
+                    name=self.name, port=port, routes=routes, advertise=self.advertise, gossip=not self.links
+                )
                 self.servers.append(EmbeddedNats(server_name=f"{self.name}-{i + 1}", cluster=spec).start())
         except BaseException:
             self.stop()

@@ -25,8 +25,17 @@ from radix import (
     NodeConfig,
     StoreConfig,
 )
-from radix.examples.inventory import CheckIn, CreateItem, InventoryItem, ItemsRemoved, Remove, inventory
+from radix.examples.inventory import (
+    CheckIn,
+    CreateItem,
+    InventoryItem,
+    ItemsCheckedIn,
+    ItemsRemoved,
+    Remove,
+    inventory,
+)
 from radix.names import commands_stream, events_stream
+from radix.store import Cause
 from radix.testing import eventually
 from radix.wire import LogEntry, log_decoder
 
@@ -231,6 +240,26 @@ async def test_a_retry_long_after_is_recognised(
         assert await client.send(CheckIn(count=3), aggregate_id="sku-r", command_id="old") == first
         assert node.stats.activations == 2
         assert await commit_count(nc, namespace) == commands + 2
+
+
+async def test_a_command_a_former_owner_wrote_is_not_applied_again(
+    node: Node, client: Client, nc: NATS, namespace: str
+) -> None:
+    """A retried command that another writer stored behind the actor's back (a former owner's late
+    write) is found when the refused append makes the actor reload, and answered as a duplicate."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-f")
+    address = Address(namespace, "inventory", "InventoryItem", "sku-f")
+    checked_in = inventory.codec("InventoryItem").encode_event(ItemsCheckedIn(count=5))
+    async with JetStreamEventStore(nc) as former_owner:
+        # A group commit led by another command: the stream's Nats-Msg-Id cannot recognise "late".
+        await former_owner.append(
+            address, [checked_in] * 2, expected_version=1, command_id="x", causes=[Cause("x"), Cause("late")]
+        )
+    again = await client.send(CheckIn(count=5), aggregate_id="sku-f", command_id="late")
+    assert again.version == 3
+    assert [e.version for e in again.records] == [3]
+    assert await commit_count(nc, namespace) == 2
+    assert node.stats.fenced == 1
 
 
 async def test_rejections_are_remembered_across_passivation(nc: NATS, namespace: str, client: Client) -> None:

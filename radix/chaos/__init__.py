@@ -7,7 +7,7 @@ a recorded history and a checker of named invariants (docs/chaos.md).
 
 from radix.chaos.checker import INVARIANTS, Result, check, summary
 from radix.chaos.faults import KINDS, Fault, schedule
-from radix.chaos.harness import ChaosSpec, run_chaos
+from radix.chaos.harness import ChaosServers, ChaosSpec, chaos_servers, run_chaos
 from radix.chaos.history import History, read_history, write_history
 from radix.chaos.mutations import MUTATIONS
 
@@ -15,10 +15,12 @@ __all__ = [
     "INVARIANTS",
     "KINDS",
     "MUTATIONS",
+    "ChaosServers",
     "ChaosSpec",
     "Fault",
     "History",
     "Result",
+    "chaos_servers",
     "check",
     "read_history",
     "run_chaos",

@@ -21,8 +21,9 @@ NODE_KINDS = (
     "pause-kill-node",  # paused past its TTL, then killed while paused
     "partition-kill-node",  # partitioned, then killed while partitioned
 )
-#: Faults on a NATS server (the target is a server; kill-leader picks the events stream's leader).
-SERVER_KINDS = ("kill-nats", "kill-leader", "pause-nats")
+#: Faults on a NATS server (the target is a server; the -leader kinds pick the events stream's leader):
+#: killed and restarted on its store, paused, or cut off from the other servers (its routes black-holed).
+SERVER_KINDS = ("kill-nats", "kill-leader", "pause-nats", "partition-nats", "partition-leader")
 #: Faults on the whole cluster.
 CLUSTER_KINDS = ("rolling-restart",)
 KINDS = NODE_KINDS + SERVER_KINDS + CLUSTER_KINDS

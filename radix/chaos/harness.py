@@ -18,6 +18,7 @@ import random
 import secrets
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from radix.chaos.checker import Result, check, summary
-from radix.chaos.faults import KINDS, Fault, schedule
+from radix.chaos.faults import KINDS, NODE_KINDS, SERVER_KINDS, Fault, schedule
 from radix.chaos.history import (
     Activation,
     FaultRecord,
@@ -48,9 +49,9 @@ from radix.examples.bank import Deposit, Open, Withdraw, bank
 from radix.names import Address, events_stream
 from radix.server import EmbeddedCluster, EmbeddedNats
 from radix.store import JetStreamEventStore, StoreConfig
-from radix.testing import NodeProcess, TcpProxy, eventually
+from radix.testing import NodeProcess, TcpProxy, eventually, lease_owners
 
-__all__ = ["ChaosSpec", "run_chaos"]
+__all__ = ["ChaosServers", "ChaosSpec", "chaos_servers", "run_chaos"]
 
 CONTEXT = "radix.examples.bank:bank"
 AGGREGATE = "Account"
@@ -70,6 +71,8 @@ class ChaosSpec:
     mutation: str | None = None
     progress_timeout: float = 60.0
     min_ok: int = 50
+    aim_at_owners: bool = False
+    """Node faults hit the node holding the most leases, rather than the one the schedule names."""
 
     def __post_init__(self) -> None:
         if self.mutation is not None and self.mutation not in MUTATIONS:
@@ -83,6 +86,54 @@ class ChaosSpec:
 
     def plan(self, servers: int) -> list[Fault]:
         return schedule(self.seed, count=self.faults, kinds=self.kinds, nodes=self.nodes, servers=servers, ttl=self.ttl)
+
+
+@dataclass
+class ChaosServers:
+    """Three NATS servers for chaos runs: clients stay behind their proxies, and every route between
+    two servers goes through a proxy of its own, so servers can be partitioned from each other."""
+
+    cluster: EmbeddedCluster
+    routes: dict[tuple[int, int], TcpProxy]
+
+    @property
+    def servers(self) -> list[EmbeddedNats]:
+        return self.cluster.servers
+
+    @property
+    def urls(self) -> list[str]:
+        return self.cluster.urls
+
+    def isolate(self, index: int) -> None:
+        """Black-hole every route to and from server `index`."""
+        for (i, j), proxy in self.routes.items():
+            if index in (i, j):
+                proxy.mode = "blackhole"
+
+    def reconnect(self) -> None:
+        """Restore every route, dropping the connections that were cut."""
+        for proxy in self.routes.values():
+            if proxy.mode != "pass":
+                proxy.mode = "pass"
+                proxy.reset()
+
+
+@contextlib.asynccontextmanager
+async def chaos_servers(size: int = 3) -> AsyncIterator[ChaosServers]:
+    """Start `size` NATS servers with a proxy on every route; stop them all afterwards."""
+    cluster = EmbeddedCluster(size=size, advertise=False)
+    routes: dict[tuple[int, int], TcpProxy] = {}
+    try:
+        for i in range(size):
+            for j in range(size):
+                if i != j:
+                    routes[(i, j)] = await TcpProxy("127.0.0.1", cluster.route_ports[j]).start()
+                    cluster.links[(i, j)] = routes[(i, j)].url
+        async with cluster:
+            yield ChaosServers(cluster, routes)
+    finally:
+        for proxy in routes.values():
+            await proxy.stop()
 
 
 class _Recorder:
@@ -104,15 +155,22 @@ class _Recorder:
 class _Cluster:
     """The NATS servers, the nodes and their proxies, and a connection of the harness's own."""
 
-    servers: EmbeddedCluster
+    servers: ChaosServers
     nodes: list[NodeProcess]
     proxies: dict[str, list[TcpProxy]]
     nc: NATS
     namespace: str
+    accounts: list[str]
     stopped: set[str] = field(default_factory=set)  # nodes not running (killed or drained)
 
-    def server_named(self, name: str) -> EmbeddedNats:
-        return next(s for s in self.servers.servers if s.server_name == name)
+    async def busiest(self) -> NodeProcess | None:
+        """The running node that holds the most of the accounts' leases."""
+        addresses = [Address(self.namespace, "bank", AGGREGATE, a) for a in self.accounts]
+        with contextlib.suppress(Exception):
+            held = Counter((await lease_owners(self.nc, addresses)).values())
+            running = [n for n in self.nodes if n.node_id not in self.stopped and held[n.node_id]]
+            return max(running, key=lambda n: held[n.node_id], default=None)
+        return None
 
     async def start_node(self, node: NodeProcess) -> None:
         node.start()
@@ -132,6 +190,7 @@ class _Cluster:
 
     async def heal(self) -> None:
         """Resume, restart and reconnect everything, whatever faults left behind."""
+        self.servers.reconnect()
         for server in self.servers.servers:
             if server._process is not None:
                 server._process.send_signal(signal.SIGCONT)
@@ -172,17 +231,20 @@ class _Cluster:
 FaultAction = Callable[[_Cluster, Fault, _Recorder], Awaitable[None]]
 
 
-async def _inject(cluster: _Cluster, fault: Fault, recorder: _Recorder) -> None:
+async def _inject(cluster: _Cluster, fault: Fault, recorder: _Recorder, *, aim_at_owners: bool) -> None:
     """Inject one fault, hold it, heal it; record both ends."""
     kind = fault.kind
     servers = cluster.servers.servers
     node = cluster.nodes[fault.target % len(cluster.nodes)]
+    if aim_at_owners and kind in NODE_KINDS:
+        node = await cluster.busiest() or node
     proxies = cluster.proxies[node.node_id]
-    if kind in ("kill-nats", "pause-nats", "kill-leader"):
-        server = servers[fault.target % len(servers)]
-        if kind == "kill-leader":
+    if kind in SERVER_KINDS:
+        index = fault.target % len(servers)
+        if kind in ("kill-leader", "partition-leader"):
             leader = await cluster.stream_leader()
-            server = cluster.server_named(leader) if leader else server
+            index = next((i for i, s in enumerate(servers) if s.server_name == leader), index)
+        server = servers[index]
         target = server.server_name or "?"
         if server._process is None:
             return  # already down
@@ -191,6 +253,10 @@ async def _inject(cluster: _Cluster, fault: Fault, recorder: _Recorder) -> None:
             server.process.send_signal(signal.SIGSTOP)
             await asyncio.sleep(fault.hold)
             server.process.send_signal(signal.SIGCONT)
+        elif kind in ("partition-nats", "partition-leader"):
+            cluster.servers.isolate(index)
+            await asyncio.sleep(fault.hold)
+            cluster.servers.reconnect()
         else:
             server.kill()
             await asyncio.sleep(fault.hold)
@@ -268,7 +334,7 @@ class _Clients:
         self.client = client
         self.spec = spec
         self.recorder = recorder
-        self.accounts = [f"acct-{i}" for i in range(1, spec.accounts + 1)]
+        self.accounts = [f"acct-{i}" for i in range(1, spec.accounts + 1)]  # as the cluster names them
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -352,10 +418,10 @@ class _Clients:
 
 
 @contextlib.asynccontextmanager
-async def _cluster_under_test(spec: ChaosSpec, out: Path, servers: EmbeddedCluster | None) -> AsyncIterator[_Cluster]:
+async def _cluster_under_test(spec: ChaosSpec, out: Path, servers: ChaosServers | None) -> AsyncIterator[_Cluster]:
     async with contextlib.AsyncExitStack() as stack:
         if servers is None:
-            servers = await stack.enter_async_context(EmbeddedCluster(advertise=False))
+            servers = await stack.enter_async_context(chaos_servers())
         nc = await connect(ConnectOptions(servers=servers.urls), name="radix chaos")
         stack.push_async_callback(nc.close)
         namespace = f"chaos-{spec.seed}-{secrets.token_hex(2)}"
@@ -390,7 +456,7 @@ async def _cluster_under_test(spec: ChaosSpec, out: Path, servers: EmbeddedClust
                     ],
                 )
             )
-        cluster = _Cluster(servers, nodes, proxies, nc, namespace)
+        cluster = _Cluster(servers, nodes, proxies, nc, namespace, [f"acct-{i}" for i in range(1, spec.accounts + 1)])
         try:
             for node in nodes:
                 node.start()
@@ -413,13 +479,13 @@ async def run_chaos(
     spec: ChaosSpec,
     out: Path,
     *,
-    servers: EmbeddedCluster | None = None,
+    servers: ChaosServers | None = None,
     say: Callable[[str], None] = print,
     stop: asyncio.Event | None = None,
 ) -> tuple[History, list[Result]]:
     """Run one seed's schedule against a fresh namespace; write `history.jsonl` and `results.txt` to `out`.
 
-    `servers` is a running `EmbeddedCluster(advertise=False)` to reuse; by default one is started.
+    `servers` are running `chaos_servers()` to reuse; by default they are started for the run.
     Setting `stop` skips the faults still to come: the run heals, checks and ends as usual.
     """
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
@@ -443,7 +509,7 @@ async def run_chaos(
                     if stop is not None and stop.is_set():
                         say("  stopping: the faults still to come are skipped")
                         break
-                    await _inject(cluster, fault, recorder)
+                    await _inject(cluster, fault, recorder, aim_at_owners=spec.aim_at_owners)
                     say(f"  {recorder.now():7.1f}s {fault.kind} done; {_tally(recorder.ops)}")
                     await asyncio.sleep(fault.gap)
                 await cluster.heal()

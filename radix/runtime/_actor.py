@@ -205,6 +205,15 @@ class _Superseded(Exception):
         self.node = node
 
 
+def _in_order(
+    batch: list[Envelope], todo: list[Envelope], replies: list[wire.Reply], settled: dict[str, wire.Reply]
+) -> list[wire.Reply]:
+    """One reply per command of `batch`: those decided (`todo`, in order), else those settled before."""
+    by_id = dict(settled)
+    by_id.update((envelope.command_id, reply) for envelope, reply in zip(todo, replies, strict=True))
+    return [by_id[envelope.command_id] for envelope in batch]
+
+
 def state_fingerprint(codec: AggregateCodec) -> str | None:
     """A fingerprint of the aggregate's state type; None if the state cannot be snapshotted."""
     try:
@@ -598,16 +607,23 @@ class AggregateActor:
     # -- the command algorithm -------------------------------------------------------------
 
     async def _handle(self, batch: list[Envelope]) -> list[wire.Reply]:
-        """Decide every command of the batch in turn, append all their events as one fenced commit."""
-        if self.stale:
-            await self._catch_up()
+        """Decide every command of the batch in turn, append all their events as one fenced commit.
+
+        After a refused append the actor reloads, and the reloaded history may already hold some
+        of the batch (a former owner wrote them): those are answered as duplicates, never applied
+        again; the rest are decided afresh.
+        """
+        if self.stale:  # a failed write or read: others may have written (and taken over) meanwhile
+            await self._reload()
+        settled: dict[str, wire.Reply] = {}
+        todo = batch
         for _ in range(self.settings.retries + 1):
             stored = await self._stored_after(
-                min((e.expected_version for e in batch if e.expected_version is not None), default=self.version)
+                min((e.expected_version for e in todo if e.expected_version is not None), default=self.version)
             )
-            replies, data, causes, pending = self._decide_all(batch, stored)
+            replies, data, causes, pending = self._decide_all(todo, stored)
             if not data:
-                return replies
+                return _in_order(batch, todo, replies, settled)
             first = causes[0]
             try:
                 commit = await self.host.store.append(
@@ -621,23 +637,26 @@ class AggregateActor:
                     writer=Writer(self.host.node_id, self.epoch),
                 )
             except VersionConflictError:
-                # Someone else appended: never retry on the old state. If the lease moved,
-                # step down and let the new owner handle the commands; else reload and retry.
+                # Someone else appended: never retry on the old state. Reload, and step down if
+                # the lease moved (the new owner handles the commands); else decide again.
                 self.host.stats.fenced += 1
-                holder = await self.host.still_owner(self)
-                if holder is not None:
-                    logger.warning("append refused: the aggregate is owned elsewhere now", owner=holder)
-                    raise _Superseded(holder) from None
                 logger.info("version conflict on append; reloading", expected=self.version)
-                await self._catch_up()
+                await self._reload()
+                for envelope in todo:
+                    if self.applied and envelope.command_id in self.applied and envelope.command_id not in settled:
+                        settled[envelope.command_id] = await self._applied_reply(envelope.command_id)
+                todo = [e for e in todo if e.command_id not in settled]
+                if not todo:
+                    return _in_order(batch, todo, [], settled)
                 continue
             except CommitTooLargeError as e:
-                if len(batch) > 1:  # together too large: write them one by one
-                    return [reply for env in batch for reply in await self._handle([env])]
-                return [self._error(env.command_id, str(e)) for env in batch]
+                if len(todo) > 1:  # together too large: write them one by one
+                    one_by_one = [reply for env in todo for reply in await self._handle([env])]
+                    return _in_order(batch, todo, one_by_one, settled)
+                return _in_order(batch, todo, [self._error(env.command_id, str(e)) for env in todo], settled)
             except StoreError as e:
                 self.stale = True
-                return [self._error(env.command_id, str(e)) for env in batch]
+                return _in_order(batch, todo, [self._error(env.command_id, str(e)) for env in todo], settled)
             if commit.first_version == self.version + 1 and commit.command_id == first.command_id:
                 self.state, self.version, self.position = pending, commit.version, commit.position
                 self._note_committed(commit)
@@ -647,7 +666,7 @@ class AggregateActor:
             by_command: dict[str, list[wire.RecordedEvent]] = {}
             for recorded in commit.events:
                 by_command.setdefault(recorded.command_id, []).append(recorded)
-            return [
+            accepted = [
                 wire.Reply(
                     status=wire.ACCEPTED,
                     command_id=r.command_id,
@@ -658,14 +677,28 @@ class AggregateActor:
                 else r
                 for r in replies
             ]
-        return [
-            self._error(
-                env.command_id,
-                f"gave up after {self.settings.retries + 1} version conflicts: the aggregate "
-                "is being written elsewhere; retry",
-            )
-            for env in batch
-        ]
+            return _in_order(batch, todo, accepted, settled)
+        attempts = self.settings.retries + 1
+        gave_up = f"gave up after {attempts} version conflicts: the aggregate is being written elsewhere; retry"
+        return _in_order(batch, todo, [self._error(env.command_id, gave_up) for env in todo], settled)
+
+    async def _reload(self) -> None:
+        """Catch up with the stream, then make sure the lease is still this actor's; `_Superseded` if not.
+
+        In that order: once the lease (read from its leader) still names this actor after the tail
+        was read, a takeover can only come later, and the new owner's first write fences this
+        actor's next append. Checked the other way round, a takeover and its write could slip in
+        between, and the actor would write after them under its old epoch.
+        """
+        await self._catch_up()
+        try:
+            holder = await self.host.still_owner(self)
+        except Exception as e:
+            logger.warning("ownership could not be confirmed: stepping down", error=repr(e))
+            raise _Superseded("") from None
+        if holder is not None:
+            logger.warning("the aggregate is owned elsewhere now: stepping down", owner=holder)
+            raise _Superseded(holder)
 
     def _decide_all(
         self, batch: list[Envelope], stored: list[wire.RecordedEvent]

@@ -858,7 +858,9 @@ class Node:
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
         placement = self._placements[actor.address.namespace]
-        owner = await placement.read(self.lease_key(actor.address))
+        # From the leader: a lagging replica may still show our lease after it was taken over,
+        # and an actor that believed it would reload and write under its old epoch.
+        owner = await placement.read(self.lease_key(actor.address), leader=True)
         if owner is not None and placement.is_me(owner) and owner.revision == actor.epoch:
             return None
         return owner.node if owner is not None else ""

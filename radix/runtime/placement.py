@@ -77,6 +77,12 @@ class LivenessLost(RadixError):
     """This node's liveness key expired or was replaced: others may have taken its aggregates over."""
 
 
+def _owner(entry: Entry) -> Owner:
+    assert entry.value is not None
+    value = _lease_decoder.decode(entry.value)
+    return Owner(value.node, value.incarnation, entry.revision)
+
+
 def new_incarnation() -> str:
     return secrets.token_hex(6)
 
@@ -246,13 +252,13 @@ class Placement:
                 await asyncio.sleep(0.5)
 
     def _note(self, entry: Entry) -> Owner | None:
+        """Update the cache from an entry; the owner it names, if any."""
         if entry.value is None:
             current = self.leases.get(entry.key)
             if current is not None and current.revision <= entry.revision:
                 del self.leases[entry.key]
             return None
-        value = _lease_decoder.decode(entry.value)
-        owner = Owner(value.node, value.incarnation, entry.revision)
+        owner = _owner(entry)
         current = self.leases.get(entry.key)
         if current is None or current.revision <= entry.revision:
             self.leases[entry.key] = owner
@@ -264,9 +270,9 @@ class Placement:
         """The cached owner of a lease (from the watch; may lag by a moment)."""
         return self.leases.get(key)
 
-    async def read(self, key: str) -> Owner | None:
-        """The owner of a lease, read from the server."""
-        entry = await self.leases_kv.get(key)
+    async def read(self, key: str, *, leader: bool = False) -> Owner | None:
+        """The owner of a lease, read from the server (from the bucket's leader with `leader`: never stale)."""
+        entry = await self.leases_kv.get(key, leader=leader)
         if entry.value is None:
             self.leases.pop(key, None)
             return None
@@ -287,6 +293,9 @@ class Placement:
                 pass
         for _ in range(5):
             entry = entry or await self.leases_kv.get(key)
+            if entry.value is not None and self.is_me(_owner(entry)):
+                # Taken without a write: a replica that lags may show a lease since taken from us.
+                entry = await self.leases_kv.get(key, leader=True)
             owner = self._note(entry)
             try:
                 if owner is None:

@@ -18,19 +18,29 @@ T = TypeVar("T")
 NOT_ANSWERING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, js_errors.ServiceUnavailableError)
 
 
-async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 30.0) -> T:
-    """Run an idempotent setup request, again with backoff for up to `wait` seconds while JetStream
-    does not answer (several nodes creating R3 streams at once, a server restarting)."""
+async def with_backoff(
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    wait: float,
+    delay: float = 0.05,
+) -> T:
+    """Run `attempt`, again with doubling pauses (up to 1 s) while it raises `retry_on`, for up to `wait` s."""
     deadline = time.monotonic() + wait
-    delay = 0.1
     while True:
         try:
-            return await setup()
-        except NOT_ANSWERING:
+            return await attempt()
+        except retry_on:
             if time.monotonic() + delay > deadline:
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 30.0) -> T:
+    """Run an idempotent setup request, again for up to `wait` seconds while JetStream does not answer
+    (several nodes creating R3 streams at once, a server restarting)."""
+    return await with_backoff(setup, retry_on=NOT_ANSWERING, wait=wait, delay=0.1)
 
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:

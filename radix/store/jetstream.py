@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
@@ -29,7 +28,7 @@ from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
 from radix.store._commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
-from radix.store._streams import Once, ensure_stream
+from radix.store._streams import Once, ensure_stream, with_backoff
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
@@ -232,16 +231,7 @@ class JetStreamEventStore:
         Gives up after `StoreConfig.unavailable_for` seconds: a stream leader election after
         a server is killed stalls writes for several seconds.
         """
-        deadline = time.monotonic() + self.config.unavailable_for
-        delay = 0.05
-        while True:
-            try:
-                return await attempt()
-            except StoreUnavailableError:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        return await with_backoff(attempt, retry_on=(StoreUnavailableError,), wait=self.config.unavailable_for)
 
     def _remember(self, commit: Commit) -> None:
         positions = self._positions

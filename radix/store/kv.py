@@ -12,7 +12,6 @@ watches with an ordered consumer. Buckets are created as nats-py creates them, s
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Final
@@ -26,7 +25,7 @@ from nats.js import errors as js_errors
 
 from radix import wire
 from radix.errors import StoreError, StoreUnavailableError
-from radix.store._streams import while_unanswered
+from radix.store._streams import NOT_ANSWERING, while_unanswered, with_backoff
 
 __all__ = ["Entry", "KVBucket", "KeyChanged"]
 
@@ -60,12 +59,12 @@ class _Ack(msgspec.Struct):
 _ack_decoder: Final = msgspec.json.Decoder(_Ack)
 
 
-def _is_absent(msg: Msg) -> bool:
-    headers = msg.headers or {}
+def _is_absent(headers: dict[str, str] | None, data: bytes | None) -> bool:
+    headers = headers or {}
     return (
         "Nats-Marker-Reason" in headers
         or headers.get("KV-Operation") in _DELETE_OPS
-        or (not msg.data and "Status" in headers)
+        or (not data and "Status" in headers)
     )
 
 
@@ -108,21 +107,24 @@ class KVBucket:
         # "No responders" means nobody received the request (a new bucket, or one electing a
         # leader): sending it again is safe, for a while. A time-out is not retried: the
         # request may have been carried out.
-        deadline = time.monotonic() + self._timeout
-        delay = 0.05
-        while True:
-            try:
-                return await self._nc.request(subject, payload, timeout=self._timeout, headers=headers)
-            except nats.errors.NoRespondersError as e:
-                if time.monotonic() + delay > deadline:
-                    raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
-            except nats.errors.TimeoutError as e:
-                raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+        try:
+            return await with_backoff(
+                lambda: self._nc.request(subject, payload, timeout=self._timeout, headers=headers),
+                retry_on=(nats.errors.NoRespondersError,),
+                wait=self._timeout,
+            )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+            raise StoreUnavailableError(f"JetStream did not answer on {subject}: {e!r}") from e
 
-    async def get(self, key: str) -> Entry:
-        """The key's latest entry; `value` is None if it never existed (revision 0), was deleted or expired."""
+    async def get(self, key: str, *, leader: bool = False) -> Entry:
+        """The key's latest entry; `value` is None if it never existed (revision 0), was deleted or expired.
+
+        By default any replica answers (a direct get: fast, but a replica that lags, as one cut off
+        from its peers does, answers from the past). `leader=True` asks the bucket's leader: what a
+        decision that must not act on stale ownership needs.
+        """
+        if leader:
+            return await self._get_from_leader(key)
         msg = await self._request(f"$JS.API.DIRECT.GET.{self.stream}.{self._prefix}{key}", b"", None)
         headers = msg.headers or {}
         if headers.get("Status") == "404":
@@ -130,7 +132,20 @@ class KVBucket:
         if "Status" in headers and not msg.data:
             raise StoreError(f"reading {key} from {self.name} failed: {headers.get('Description', '')}")
         revision = int(headers.get("Nats-Sequence", 0))
-        return Entry(key, None if _is_absent(msg) else msg.data, revision)
+        return Entry(key, None if _is_absent(msg.headers, msg.data) else msg.data, revision)
+
+    async def _get_from_leader(self, key: str) -> Entry:
+        js = self._nc.jetstream(timeout=self._timeout)
+        try:
+            raw = await while_unanswered(
+                lambda: js.get_msg(self.stream, subject=self._prefix + key), wait=self._timeout
+            )
+        except js_errors.NotFoundError:
+            return Entry(key, None, 0)
+        except NOT_ANSWERING as e:
+            raise StoreUnavailableError(f"the leader of {self.stream} did not answer for {key}: {e!r}") from e
+        headers = raw.headers or {}
+        return Entry(key, None if _is_absent(headers, raw.data) else raw.data, raw.seq or 0)
 
     async def put_if(self, key: str, value: bytes, *, revision: int, ttl: int | None = None) -> int:
         """Write `value` if the key is at `revision` (0: never written); return the new revision.
@@ -202,7 +217,9 @@ class KVBucket:
             while True:
                 msg = await queue.get()
                 sequence = msg.metadata.sequence.stream
-                yield Entry(msg.subject[len(self._prefix) :], None if _is_absent(msg) else msg.data, sequence)
+                yield Entry(
+                    msg.subject[len(self._prefix) :], None if _is_absent(msg.headers, msg.data) else msg.data, sequence
+                )
                 if ready is not None and not ready.is_set() and (sequence >= last or msg.metadata.num_pending == 0):
                     ready.set()
         finally:
