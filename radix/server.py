@@ -109,6 +109,11 @@ class EmbeddedNats:
         return self._client_url
 
     @property
+    def running(self) -> bool:
+        """Whether the server was started and not stopped or killed since."""
+        return self._process is not None
+
+    @property
     def process(self) -> subprocess.Popen[bytes]:
         """The server's process handle, for tests that signal it."""
         if self._process is None:

@@ -19,9 +19,10 @@ import secrets
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import nats
@@ -35,6 +36,7 @@ from radix.chaos.history import (
     FaultRecord,
     History,
     Op,
+    Outcome,
     Read,
     Run,
     StoredCommit,
@@ -147,8 +149,8 @@ class _Recorder:
     def now(self) -> float:
         return round(time.monotonic() - self.began, 4)
 
-    def fault(self, kind: str, target: str, phase: str, detail: str = "") -> None:
-        self.faults.append(FaultRecord(kind=kind, target=target, phase=phase, at=self.now(), detail=detail))  # type: ignore[arg-type]
+    def fault(self, kind: str, target: str, phase: Literal["start", "end"]) -> None:
+        self.faults.append(FaultRecord(kind=kind, target=target, phase=phase, at=self.now()))
 
 
 @dataclass
@@ -192,8 +194,8 @@ class _Cluster:
         """Resume, restart and reconnect everything, whatever faults left behind."""
         self.servers.reconnect()
         for server in self.servers.servers:
-            if server._process is not None:
-                server._process.send_signal(signal.SIGCONT)
+            if server.running:
+                server.process.send_signal(signal.SIGCONT)
             else:
                 await asyncio.to_thread(server.start)
         for node in self.nodes:
@@ -228,8 +230,6 @@ class _Cluster:
 
 # -- faults -------------------------------------------------------------------------------------
 
-FaultAction = Callable[[_Cluster, Fault, _Recorder], Awaitable[None]]
-
 
 async def _inject(cluster: _Cluster, fault: Fault, recorder: _Recorder, *, aim_at_owners: bool) -> None:
     """Inject one fault, hold it, heal it; record both ends."""
@@ -246,7 +246,7 @@ async def _inject(cluster: _Cluster, fault: Fault, recorder: _Recorder, *, aim_a
             index = next((i for i, s in enumerate(servers) if s.server_name == leader), index)
         server = servers[index]
         target = server.server_name or "?"
-        if server._process is None:
+        if not server.running:
             return  # already down
         recorder.fault(kind, target, "start")
         if kind == "pause-nats":
@@ -387,7 +387,8 @@ class _Clients:
         expected: int | None,
     ) -> Op:
         start = self.recorder.now()
-        outcome, reason, version = "info", "", None
+        outcome: Outcome = "info"
+        reason, version = "", None
         try:
             result = await self.client.send(
                 command, aggregate_id=account, command_id=command_id, expected_version=expected, timeout=8.0
@@ -404,7 +405,7 @@ class _Clients:
             command=type(command).__name__,
             amount=getattr(command, "amount", 0),
             expected_version=expected,
-            outcome=outcome,  # type: ignore[arg-type]
+            outcome=outcome,
             reason=reason[:300],
             version=version,
             start=start,

@@ -22,6 +22,7 @@ __all__ = [
     "FaultRecord",
     "History",
     "Op",
+    "Outcome",
     "Read",
     "Record",
     "Run",

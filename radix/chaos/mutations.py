@@ -36,7 +36,7 @@ def _publish_without(header: str) -> None:
     async def publish(self: JetStreamEventStore, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
         return await original(self, subject, payload, {k: v for k, v in headers.items() if k != header})
 
-    JetStreamEventStore._publish = publish  # type: ignore[method-assign]
+    JetStreamEventStore._publish = publish  # type: ignore[method-assign]  # the mutation replaces it on purpose
 
 
 def _skip_fence() -> None:
@@ -69,7 +69,7 @@ def _ack_before_publish() -> None:
         writing[address] = asyncio.ensure_future(later())
         return Commit(address, 0, prepared.events, kw.get("writer"))
 
-    JetStreamEventStore.append = append  # type: ignore[method-assign]
+    JetStreamEventStore.append = append  # type: ignore[method-assign]  # the mutation replaces it on purpose
 
 
 def _ignore_lease_loss() -> None:
@@ -83,9 +83,9 @@ def _ignore_lease_loss() -> None:
         with contextlib.suppress(Exception):
             await placement.reregister()  # come back, but keep serving every aggregate it had
 
-    Node.ensure_liveness = ensure_liveness  # type: ignore[method-assign]
-    Node.still_owner = still_owner  # type: ignore[method-assign]
-    Node._lost_liveness = lost_liveness  # type: ignore[method-assign]
+    Node.ensure_liveness = ensure_liveness  # type: ignore[method-assign]  # the mutation replaces it on purpose
+    Node.still_owner = still_owner  # type: ignore[method-assign]  # the mutation replaces it on purpose
+    Node._lost_liveness = lost_liveness  # type: ignore[method-assign]  # the mutation replaces it on purpose
 
 
 def _apply_twice() -> None:
@@ -100,9 +100,9 @@ def _apply_twice() -> None:
         return None
 
     _publish_without(wire.H_MSG_ID)
-    JetStreamEventStore._refused = refused  # type: ignore[method-assign]
-    AggregateActor._remember = remember  # type: ignore[method-assign]
-    AggregateActor._note_applied = note_applied  # type: ignore[method-assign]
+    JetStreamEventStore._refused = refused  # type: ignore[method-assign]  # the mutation replaces it on purpose
+    AggregateActor._remember = remember  # type: ignore[method-assign]  # the mutation replaces it on purpose
+    AggregateActor._note_applied = note_applied  # type: ignore[method-assign]  # the mutation replaces it on purpose
 
 
 MUTATIONS: dict[str, Callable[[], None]] = {
