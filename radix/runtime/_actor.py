@@ -431,9 +431,9 @@ class AggregateActor:
         return batch
 
     async def _move(self, move: Move) -> bool:
-        """Snapshot, then hand the lease over; True if the aggregate now belongs to the target."""
-        if self.fingerprint is not None and self.settings.snapshot_every > 0:
-            await self._write_snapshot()
+        """Snapshot (if anything changed since the last one), then hand the lease over; True if the
+        aggregate now belongs to the target."""
+        await self._snapshot_if_moved()  # an unchanged aggregate's last snapshot serves the new owner as it is
         if await self.host.hand_over(self, move):
             self.ended, self.hand_to = "moved", move.node
             self.host.stats.migrations += 1
