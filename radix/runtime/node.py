@@ -142,7 +142,7 @@ class _Hosted:
     fingerprints: dict[str, str | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Lease:
     """A lease this node holds: its epoch, the live actors under it, and a release in flight."""
 
@@ -491,8 +491,11 @@ class Node:
         route = self._routes.get(subject)
         if route is None:
             try:
-                address = Address(tokens[1], tokens[2], tokens[4], ".".join(tokens[5:]))
-                route = (address, hosted.context.codec(address.aggregate_type))
+                codec = hosted.context.codec(tokens[4])
+                # The hosted context's own strings, not fresh copies from the subject: one less copy
+                # of each per live aggregate.
+                address = Address(hosted.namespace, hosted.context.name, codec.type_name, ".".join(tokens[5:]))
+                route = (address, codec)
             except InvalidNameError as e:
                 raise bad(str(e)) from None
             if len(self._routes) >= 4 * self.config.max_actors:
