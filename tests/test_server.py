@@ -29,6 +29,29 @@ async def test_start_connect_stop_idempotent() -> None:
         _ = server.url
 
 
+async def test_a_killed_server_comes_back_on_its_port_and_store() -> None:
+    """`kill()` is a kill -9 that keeps the store: `start()` brings the server back at the same URL with
+    what it had acknowledged."""
+    async with EmbeddedNats() as server:
+        url = server.url
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        await js.add_stream(name="KEPT", subjects=["kept.>"])
+        ack = await js.publish("kept.one", b"1")
+        await nc.close()
+        process = server.process
+        server.kill()
+        assert process.returncode == -9
+        assert not server.running
+        await server.astart()
+        assert server.running
+        assert server.url == url
+        nc = await nats.connect(url)
+        msg = await nc.jetstream().get_msg("KEPT", ack.seq)
+        assert msg.data == b"1"
+        await nc.close()
+
+
 def test_two_servers_get_different_ports() -> None:
     """Free ports are picked by the server itself, so servers never collide."""
     with EmbeddedNats() as one, EmbeddedNats() as two:
