@@ -25,6 +25,7 @@ from radix import (
     NodeConfig,
     StoreConfig,
 )
+from radix.errors import StoreError
 from radix.examples.inventory import (
     CheckIn,
     CreateItem,
@@ -35,6 +36,7 @@ from radix.examples.inventory import (
     inventory,
 )
 from radix.names import commands_stream, events_stream
+from radix.runtime._actor import AggregateActor
 from radix.store import Cause
 from radix.testing import eventually
 from radix.wire import LogEntry, log_decoder
@@ -260,6 +262,29 @@ async def test_a_command_a_former_owner_wrote_is_not_applied_again(
     assert [e.version for e in again.records] == [3]
     assert await commit_count(nc, namespace) == 2
     assert node.stats.fenced == 1
+
+
+async def test_an_actor_failing_unexpectedly_does_not_stop_the_node(
+    nc: NATS, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error escaping an actor (here its liveness check) ends that actor; the node goes on serving."""
+    async with Node({namespace: [inventory]}, nats=nc) as node:
+        client = Client(nc, inventory, namespace=namespace, attempt_timeout=0.5)
+        await client.send(CreateItem(name="w"), aggregate_id="sku-e")
+        original = node.ensure_liveness
+        failures = [StoreError("the store broke")]
+
+        async def failing_once(actor: AggregateActor) -> bool:
+            if failures:
+                raise failures.pop()
+            return await original(actor)
+
+        monkeypatch.setattr(node, "ensure_liveness", failing_once)
+        # The first actor to check its liveness fails; the client's retry meets a fresh one.
+        assert (await client.send(CreateItem(name="v"), aggregate_id="sku-f", timeout=10)).version == 1
+        assert failures == []
+        assert node.state == "running"
+        assert (await client.send(CheckIn(count=1), aggregate_id="sku-e", timeout=10)).version == 2
 
 
 async def test_rejections_are_remembered_across_passivation(nc: NATS, namespace: str, client: Client) -> None:

@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from radix import wire
 from radix.connection import ConnectOptions, connect
 from radix.domain import AggregateCodec, BoundedContext
-from radix.errors import DecodeError, InvalidNameError, RadixError, StoreUnavailableError
+from radix.errors import DecodeError, InvalidNameError, RadixError, StoreError, StoreUnavailableError
 from radix.logs import logger
 from radix.names import (
     Address,
@@ -763,11 +763,11 @@ class Node:
         try:
             await placement.renew()
             return True
-        except StoreUnavailableError as e:
-            logger.warning("liveness not renewed; retrying", namespace=namespace, error=repr(e))
-            return False
         except LivenessLost as e:
             await self._lost_liveness(namespace, placement, e)
+            return False
+        except StoreError as e:  # whatever the store says, the heartbeat goes on
+            logger.warning("liveness not renewed; retrying", namespace=namespace, error=repr(e))
             return False
 
     async def _lost_liveness(self, namespace: str, placement: Placement, error: LivenessLost) -> None:
@@ -788,7 +788,7 @@ class Node:
             try:
                 await placement.reregister()
                 return
-            except (StoreUnavailableError, KeyChanged) as e:
+            except (StoreError, KeyChanged) as e:
                 logger.warning("could not register again; retrying", error=repr(e))
                 await asyncio.sleep(placement.ttl / 4)
 
@@ -912,7 +912,8 @@ class Node:
 
     def wake(self, actor: AggregateActor) -> None:
         assert self._tasks is not None
-        self._actor_tasks[actor] = self._tasks.create_task(actor.run())
+        # Logged, never propagated: a failing actor ends (and settles), the node goes on.
+        self._actor_tasks[actor] = self._tasks.create_task(_logged(actor.run()))
 
     def actor_parked(self, actor: AggregateActor) -> None:
         self._actor_tasks.pop(actor, None)

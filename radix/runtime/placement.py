@@ -28,7 +28,7 @@ from typing import Final
 import msgspec
 from nats.aio.client import Client as NATS
 
-from radix.errors import RadixError, StoreUnavailableError
+from radix.errors import RadixError, StoreError, StoreUnavailableError
 from radix.logs import logger
 from radix.names import leases_bucket, nodes_bucket
 from radix.store.kv import Entry, KeyChanged, KVBucket
@@ -170,7 +170,7 @@ class Placement:
             raise LivenessLost(
                 f"liveness key of {self.node_id} in {self.namespace} changed (revision {e.revision})"
             ) from None
-        except StoreUnavailableError:
+        except StoreError:
             if self.liveness_expired():
                 raise LivenessLost(f"could not renew liveness of {self.node_id} within {self.ttl}s") from None
             raise
@@ -189,7 +189,7 @@ class Placement:
             return
         try:
             await self.nodes_kv.delete_if(self.node_id, revision=self._revision)
-        except (KeyChanged, StoreUnavailableError) as e:
+        except (KeyChanged, StoreError) as e:
             logger.warning("liveness key not removed", error=repr(e))
         self.nodes.pop(self.node_id, None)
 

@@ -14,6 +14,31 @@ from nats.js.client import JetStreamContext
 
 T = TypeVar("T")
 
+#: A fenced write whose expected last sequence was not the subject's (or key's) last sequence.
+ERR_WRONG_LAST_SEQUENCE = 10071
+#: The same answer from a replicated stream while another write to the subject is still being
+#: proposed (nats-server 2.14 on): nothing was stored, and the same write may be sent again.
+ERR_WRITE_IN_FLIGHT = 10164
+_IN_FLIGHT_PAUSES = (0.004, 0.008, 0.016, 0.032, 0.064)
+
+
+def wrong_last_sequence(err_code: object) -> bool:
+    """Whether a refused write's error code says its expected sequence no longer holds."""
+    return err_code in (ERR_WRONG_LAST_SEQUENCE, ERR_WRITE_IN_FLIGHT)
+
+
+async def publish_settled(send: Callable[[], Awaitable[T]], err_code: Callable[[T], object]) -> T:
+    """Send a fenced write, and again after short pauses while the server answers that another write
+    to the same subject is in flight; the last answer is returned as it is."""
+    ack = await send()
+    for pause in _IN_FLIGHT_PAUSES:
+        if err_code(ack) != ERR_WRITE_IN_FLIGHT:
+            break
+        await asyncio.sleep(pause)
+        ack = await send()
+    return ack
+
+
 #: What a JetStream cluster answers (or fails to) while it elects leaders or restarts a server.
 NOT_ANSWERING = (nats.errors.TimeoutError, nats.errors.NoRespondersError, js_errors.ServiceUnavailableError)
 

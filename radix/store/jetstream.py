@@ -28,11 +28,10 @@ from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
 from radix.store._commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
-from radix.store._streams import Once, ensure_stream, with_backoff
+from radix.store._streams import Once, ensure_stream, publish_settled, with_backoff, wrong_last_sequence
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
-ERR_WRONG_LAST_SEQUENCE: Final = 10071
 T = TypeVar("T")
 
 
@@ -174,9 +173,12 @@ class JetStreamEventStore:
             return await self._refused(address, expected_version, command_id)
         headers = dict(prepared.headers)
         headers[wire.H_EXPECTED_LAST_SUBJECT_SEQ] = str(fence)
-        ack = await self._publish(event_subject(address), prepared.payload, headers)
+        subject = event_subject(address)
+        ack = await publish_settled(
+            lambda: self._publish(subject, prepared.payload, headers), lambda a: a.error.err_code if a.error else None
+        )
         if ack.error is not None:
-            if ack.error.err_code == ERR_WRONG_LAST_SEQUENCE:
+            if wrong_last_sequence(ack.error.err_code):
                 self._positions.pop(address, None)
                 return await self._refused(address, expected_version, command_id)
             raise StoreError(f"JetStream refused the commit to {address}: {ack.error.description}")

@@ -25,7 +25,7 @@ from nats.js import errors as js_errors
 
 from radix import wire
 from radix.errors import StoreError, StoreUnavailableError
-from radix.store._streams import NOT_ANSWERING, while_unanswered, with_backoff
+from radix.store._streams import NOT_ANSWERING, publish_settled, while_unanswered, with_backoff, wrong_last_sequence
 
 __all__ = ["Entry", "KVBucket", "KeyChanged"]
 
@@ -179,10 +179,13 @@ class KVBucket:
         return await self._publish(key, b"", {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision), "KV-Operation": "DEL"})
 
     async def _publish(self, key: str, value: bytes, headers: dict[str, str]) -> int:
-        msg = await self._request(self._prefix + key, value, headers or None)
-        ack = _ack_decoder.decode(msg.data)
+        async def send() -> _Ack:
+            msg = await self._request(self._prefix + key, value, headers or None)
+            return _ack_decoder.decode(msg.data)
+
+        ack = await publish_settled(send, lambda a: a.error.get("err_code") if a.error else None)
         if ack.error is not None:
-            if ack.error.get("err_code") == 10071:
+            if wrong_last_sequence(ack.error.get("err_code")):
                 description = str(ack.error.get("description", ""))
                 actual = description.rpartition(" ")[2]
                 raise KeyChanged(key, int(actual) if actual.isdigit() else -1)
