@@ -12,8 +12,10 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from radix import Address, Client, ConnectOptions, EmbeddedNats, JetStreamEventStore, Node, NodeConfig, RadixError
+from radix.errors import StoreUnavailableError
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import leases_bucket
+from radix.runtime.placement import Placement
 from radix.store.kv import KVBucket
 from radix.testing import eventually
 from radix.wire import H_COMMAND_ID, H_HOPS, H_REPLY_TO, H_SUBJECT
@@ -279,3 +281,30 @@ async def test_a_server_without_jetstream_is_refused() -> None:
     async with EmbeddedNats(jetstream=False) as plain:
         with pytest.raises(RadixError, match=r"JetStream is not available on this NATS: enable it on the servers"):
             await Node({"ns": [inventory]}, nats=ConnectOptions(servers=[plain.url])).start()
+
+
+async def test_a_node_takes_a_new_incarnation_only_once_registered(
+    nc: NATS, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registering again after lost liveness: if the write fails, the node keeps its old incarnation, so
+    it never names an incarnation that is not live in a lease."""
+    placement = Placement(nc, namespace, "n9", ["inventory"], ttl=2, replicas=1, timeout=1.0)
+    await placement.open()
+    await placement.register()
+    before = placement.incarnation
+    real_put_if = placement.nodes_kv.put_if
+
+    async def unavailable(*args: object, **kwargs: object) -> int:
+        raise StoreUnavailableError("JetStream did not answer")
+
+    monkeypatch.setattr(placement.nodes_kv, "put_if", unavailable)
+    with pytest.raises(StoreUnavailableError):
+        await placement.reregister()
+    assert placement.incarnation == before
+    monkeypatch.setattr(placement.nodes_kv, "put_if", real_put_if)
+    await placement.reregister()
+    assert placement.incarnation != before
+    entry = await placement.nodes_kv.get("n9")
+    assert entry.value is not None
+    assert msgspec.json.decode(entry.value)["incarnation"] == placement.incarnation
+    await placement.deregister()

@@ -264,6 +264,29 @@ async def test_a_command_a_former_owner_wrote_is_not_applied_again(
     assert node.stats.fenced == 1
 
 
+async def test_a_retry_answered_by_another_writers_commit_takes_that_commit_as_it_is(
+    node: Node, client: Client, nc: NATS, namespace: str
+) -> None:
+    """A refused append whose command leads the commit another writer made meanwhile is answered from
+    that commit, and the actor continues from the stored state, not from its own decision."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-g")
+    address = Address(namespace, "inventory", "InventoryItem", "sku-g")
+    codec = inventory.codec("InventoryItem")
+    async with JetStreamEventStore(nc) as former_owner:
+        await former_owner.append(
+            address,
+            [codec.encode_event(ItemsCheckedIn(count=5)), codec.encode_event(ItemsCheckedIn(count=7))],
+            expected_version=1,
+            command_id="late",
+            causes=[Cause("late"), Cause("other")],
+        )
+    again = await client.send(CheckIn(count=5), aggregate_id="sku-g", command_id="late")
+    assert again.version == 2
+    # 12 are in stock (5 + 7): an actor that took its own decision (5) for the stored state would refuse.
+    assert (await client.send(Remove(count=10), aggregate_id="sku-g")).version == 4
+    assert await commit_count(nc, namespace) == 3
+
+
 async def test_an_actor_failing_unexpectedly_does_not_stop_the_node(
     nc: NATS, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -625,6 +625,7 @@ class AggregateActor:
             if not data:
                 return _in_order(batch, todo, replies, settled)
             first = causes[0]
+            writer = Writer(self.host.node_id, self.epoch)
             try:
                 commit = await self.host.store.append(
                     self.address,
@@ -634,18 +635,14 @@ class AggregateActor:
                     correlation_id=first.correlation_id,
                     issuer=first.issuer,
                     causes=causes,
-                    writer=Writer(self.host.node_id, self.epoch),
+                    writer=writer,
                 )
             except VersionConflictError:
                 # Someone else appended: never retry on the old state. Reload, and step down if
                 # the lease moved (the new owner handles the commands); else decide again.
                 self.host.stats.fenced += 1
                 logger.info("version conflict on append; reloading", expected=self.version)
-                await self._reload()
-                for envelope in todo:
-                    if self.applied and envelope.command_id in self.applied and envelope.command_id not in settled:
-                        settled[envelope.command_id] = await self._applied_reply(envelope.command_id)
-                todo = [e for e in todo if e.command_id not in settled]
+                todo = await self._reload_and_settle(todo, settled)
                 if not todo:
                     return _in_order(batch, todo, [], settled)
                 continue
@@ -657,11 +654,22 @@ class AggregateActor:
             except StoreError as e:
                 self.stale = True
                 return _in_order(batch, todo, [self._error(env.command_id, str(e)) for env in todo], settled)
-            if commit.first_version == self.version + 1 and commit.command_id == first.command_id:
-                self.state, self.version, self.position = pending, commit.version, commit.position
-                self._note_committed(commit)
-            else:  # the store answered an earlier commit of these commands: take history as it is
-                await self._catch_up()
+            mine = (
+                commit.writer == writer
+                and commit.first_version == self.version + 1
+                and commit.version == self.version + len(data)
+                and commit.command_id == first.command_id
+            )
+            if not mine:
+                # The store answered with a commit this actor did not just write: a command of the
+                # batch was stored before (by a former owner, or an earlier attempt). Take history as
+                # it is, make sure the aggregate is still ours, answer what is stored, decide the rest.
+                todo = await self._reload_and_settle(todo, settled)
+                if not todo:
+                    return _in_order(batch, todo, [], settled)
+                continue
+            self.state, self.version, self.position = pending, commit.version, commit.position
+            self._note_committed(commit)
             self._maybe_snapshot()
             by_command: dict[str, list[wire.RecordedEvent]] = {}
             for recorded in commit.events:
@@ -681,6 +689,15 @@ class AggregateActor:
         attempts = self.settings.retries + 1
         gave_up = f"gave up after {attempts} version conflicts: the aggregate is being written elsewhere; retry"
         return _in_order(batch, todo, [self._error(env.command_id, gave_up) for env in todo], settled)
+
+    async def _reload_and_settle(self, todo: list[Envelope], settled: dict[str, wire.Reply]) -> list[Envelope]:
+        """Reload (stepping down if the aggregate is owned elsewhere); answer the commands the reloaded
+        history holds as duplicates (into `settled`), and return those still to decide."""
+        await self._reload()
+        for envelope in todo:
+            if self.applied and envelope.command_id in self.applied and envelope.command_id not in settled:
+                settled[envelope.command_id] = await self._applied_reply(envelope.command_id)
+        return [e for e in todo if e.command_id not in settled]
 
     async def _reload(self) -> None:
         """Catch up with the stream, then make sure the lease is still this actor's; `_Superseded` if not.

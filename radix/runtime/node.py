@@ -853,7 +853,14 @@ class Node:
             await asyncio.shield(lease.releasing)
             lease = self._held.get((namespace, key))
         if lease is None:
-            epoch = await self._placements[namespace].acquire(key)
+            placement = self._placements[namespace]
+            if not placement.liveness_fresh():
+                await self._renew(namespace)
+            if not placement.liveness_fresh():
+                # Presumed dead, or about to be: a lease taken now would name an incarnation
+                # others may already count as gone.
+                raise StoreUnavailableError(f"{self.node_id} is not confirmed live in {namespace}; retry")
+            epoch = await placement.acquire(key)
             lease = self._held.setdefault((namespace, key), _Lease(epoch))
         if actor not in lease.actors:
             lease.actors.append(actor)

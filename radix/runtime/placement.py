@@ -146,15 +146,21 @@ class Placement:
         logger.info("node registered", namespace=self.namespace, incarnation=self.incarnation)
 
     async def reregister(self) -> None:
-        """Register again under a new incarnation after liveness was lost."""
-        self.incarnation = new_incarnation()
+        """Register again under a new incarnation after liveness was lost.
+
+        The node takes the new incarnation only once it is registered: a lease naming an
+        incarnation that is not (yet) live would be taken over by the next node to look.
+        """
+        incarnation = new_incarnation()
         entry = await self.nodes_kv.get(self.node_id)
         sent = time.monotonic()
         # Whatever is there (an expiry marker, or our old value if a renewal we took
         # for failed did land), replace it on its revision.
+        record = NodeRecord(self.node_id, incarnation, self.contexts, timestamp())
         self._revision = await self.nodes_kv.put_if(
-            self.node_id, _encoder.encode(self.record), revision=entry.revision, ttl=self.ttl
+            self.node_id, _encoder.encode(record), revision=entry.revision, ttl=self.ttl
         )
+        self.incarnation = incarnation
         self._renewed_at = sent
         self.nodes[self.node_id] = self.record
         logger.warning("node registered again after losing liveness", incarnation=self.incarnation)
