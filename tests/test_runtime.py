@@ -287,6 +287,20 @@ async def test_a_retry_answered_by_another_writers_commit_takes_that_commit_as_i
     assert await commit_count(nc, namespace) == 3
 
 
+async def test_a_refusal_is_never_decided_on_stale_state(
+    node: Node, client: Client, nc: NATS, namespace: str
+) -> None:
+    """A command refused on the actor's state is checked against the stream's head first: if others wrote
+    meanwhile (or the state was read from a lagging replica), the actor reloads and decides again."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-h")
+    address = Address(namespace, "inventory", "InventoryItem", "sku-h")
+    async with JetStreamEventStore(nc) as other_writer:
+        checked_in = inventory.codec("InventoryItem").encode_event(ItemsCheckedIn(count=5))
+        await other_writer.append(address, [checked_in], expected_version=1, command_id="elsewhere")
+    # On the actor's state (nothing in stock) this would be refused; on the stored state it is not.
+    assert (await client.send(Remove(count=3), aggregate_id="sku-h")).version == 3
+
+
 async def test_an_actor_failing_unexpectedly_does_not_stop_the_node(
     nc: NATS, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,6 +77,13 @@ class StoreContract:
         assert await store.commit_at(address, elsewhere.position) is None
         assert await store.commit_at(address, second.position + 100) is None
 
+    async def test_head_is_the_position_of_the_last_commit(self, store: EventStore, address: Address) -> None:
+        """`head` names the aggregate's last commit by stream position, 0 before the first."""
+        assert await store.head(address) == 0
+        await store.append(address, [event(1)], expected_version=0, command_id="c1")
+        last = await store.append(address, [event(2)], expected_version=1, command_id="c2")
+        assert await store.head(address) == last.position
+
     async def test_a_new_aggregate_is_at_version_zero(self, store: EventStore, address: Address) -> None:
         """An aggregate with no events has version 0 and reads as empty."""
         assert await store.version(address) == 0

@@ -623,6 +623,13 @@ class AggregateActor:
             )
             replies, data, causes, pending = self._decide_all(todo, stored)
             if not data:
+                # Nothing to write, so no fence vouches for the state these refusals were decided
+                # on: make sure it is the stored state (a read may have come from a lagging replica).
+                if await self.host.store.head(self.address) != self.position:
+                    todo = await self._reload_and_settle(todo, settled)
+                    if not todo:
+                        return _in_order(batch, todo, [], settled)
+                    continue
                 return _in_order(batch, todo, replies, settled)
             first = causes[0]
             writer = Writer(self.host.node_id, self.epoch)

@@ -208,11 +208,12 @@ class Placement:
         record = self.nodes.get(owner.node)
         return record is not None and record.incarnation == owner.incarnation
 
-    async def confirm_live(self, owner: Owner) -> bool:
-        """Whether the owner's liveness key is present with its incarnation, read from the server."""
+    async def confirm_live(self, owner: Owner, *, leader: bool = False) -> bool:
+        """Whether the owner's liveness key is present with its incarnation, read from the server
+        (from the bucket's leader with `leader`: what a takeover must rest on, never a lagging replica)."""
         if owner.node == self.node_id:
             return owner.incarnation == self.incarnation
-        entry = await self.nodes_kv.get(owner.node)
+        entry = await self.nodes_kv.get(owner.node, leader=leader)
         if entry.value is None:
             return False
         return _node_decoder.decode(entry.value).incarnation == owner.incarnation
@@ -308,7 +309,7 @@ class Placement:
                     revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
                 elif self.is_me(owner):
                     return owner.revision
-                elif not await self.confirm_live(owner):
+                elif not await self.confirm_live(owner, leader=True):
                     revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
                     logger.info("lease taken over", lease=key, previous=owner.node)
                 else:

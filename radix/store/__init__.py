@@ -65,3 +65,11 @@ class EventStore(Protocol):
     async def commit_at(self, address: Address, position: int) -> Commit | None:
         """The aggregate's commit at stream `position`; None if the aggregate has none there."""
         ...
+
+    async def head(self, address: Address) -> int:
+        """The stream position of the aggregate's last commit (0: none), as the stream's leader has it.
+
+        Reads may be answered by any replica, and one that lags answers from the past; this one is
+        not. A decision that writes nothing (a rejection) is checked against it before it is given.
+        """
+        ...

@@ -84,3 +84,8 @@ class InMemoryEventStore:
     async def commit_at(self, address: Address, position: int) -> Commit | None:
         await asyncio.sleep(0)
         return next((c for c in self._commits.get(address, ()) if c.position == position), None)
+
+    async def head(self, address: Address) -> int:
+        await asyncio.sleep(0)
+        commits = self._commits.get(address)
+        return commits[-1].position if commits else 0
