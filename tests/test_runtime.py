@@ -287,9 +287,7 @@ async def test_a_retry_answered_by_another_writers_commit_takes_that_commit_as_i
     assert await commit_count(nc, namespace) == 3
 
 
-async def test_a_refusal_is_never_decided_on_stale_state(
-    node: Node, client: Client, nc: NATS, namespace: str
-) -> None:
+async def test_a_refusal_is_never_decided_on_stale_state(node: Node, client: Client, nc: NATS, namespace: str) -> None:
     """A command refused on the actor's state is checked against the stream's head first: if others wrote
     meanwhile (or the state was read from a lagging replica), the actor reloads and decides again."""
     await client.send(CreateItem(name="w"), aggregate_id="sku-h")
