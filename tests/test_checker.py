@@ -168,7 +168,7 @@ ANOMALIES: list[tuple[Callable[[History], None], str]] = [
     (_two_acked_at_one_version, "FencedAppendExclusive"),
     (_zombie, "EpochMonotonic"),
     (_replica_behind, "ReplicaParity"),
-    (_refused_yet_stored, "CountWithinBounds"),
+    (_refused_yet_stored, "RefusalsHold"),
     (_applied_twice, "CountWithinBounds"),
     (_amount_changed, "MoneyConserved"),
     (_unexpected, "MoneyConserved"),
