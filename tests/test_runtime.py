@@ -216,13 +216,14 @@ async def test_passivation_keeps_state_and_idempotence(nc: NATS, namespace: str,
         assert (await client.send(Remove(count=4), aggregate_id="sku-6")).version == 3
 
 
-@pytest.mark.parametrize(("commands", "snapshot_every"), [(300, 0), (40, 10), (300, 10)])
+@pytest.mark.parametrize(("commands", "snapshot_every"), [(100, 0), (40, 10), (300, 10)])
 async def test_a_retry_long_after_is_recognised(
     nc: NATS, namespace: str, client: Client, commands: int, snapshot_every: int
 ) -> None:
     """A command sent again after many others answers its original result and appends nothing,
-    on the same actor and after passivation: with no snapshot (replay), with one that carries
-    the command ids, and with one that carries only the latest 256 and points at the rest.
+    on the same actor and after passivation: with no snapshot (a replay remembers the ids of its
+    latest 128 commits), with one that carries the command ids, and with one that carries only the
+    latest 256 and points at the rest.
 
     The stream's duplicate window is made too short to help, as it is for every command but
     the first of a group commit: the runtime's own memory of command ids must recognise it."""

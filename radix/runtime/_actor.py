@@ -48,6 +48,9 @@ __all__ = [
 STOP = None
 #: Command ids a snapshot carries at most; beyond them, activation reads the window's commits.
 SNAPSHOT_IDS = 256
+#: Command ids a replay from the start remembers (of its latest commits): their age is not known, and
+#: counting them all as recent would send the next activation back over the whole history.
+REPLAY_IDS = SNAPSHOT_IDS // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,10 +506,13 @@ class AggregateActor:
             self.position = snapshot.position
             for reply in snapshot.recent:
                 self._remember(reply)
-            now = time.time()
+            # Its ids are as old as the snapshot at least, and the commits it points back to for the
+            # rest are still in the dedup window only while the snapshot is.
+            taken = snapshot.taken_at or time.time()
             if snapshot.applied:
-                self.applied = {c: (position, version, now) for c, position, version in snapshot.applied}
-            ids_from = snapshot.window_from
+                self.applied = {c: (position, version, taken) for c, position, version in snapshot.applied}
+            if time.time() - taken < self.settings.dedup_window:
+                ids_from = snapshot.window_from
         if not await self._catch_up(ids_from) and snapshot is not None:
             logger.warning("snapshot does not continue into the stream; replaying from the start")
             self.state, self.version, self.position, self.snapshot_version = self.aggregate.initial_state(), 0, 0, 0
@@ -542,30 +548,32 @@ class AggregateActor:
             )
         if commits and commits[0].first_version != self.version + 1:
             return False
-        for commit in commits:
-            self._apply(commit)
+        remember_from = len(commits) - REPLAY_IDS if self.version == 0 else 0
+        for index, commit in enumerate(commits):
+            self._apply(commit, note_ids=index >= remember_from)
             self.host.stats.replayed_events += len(commit.events)
         self.stale = False
         return True
 
-    def _apply(self, commit: Commit) -> None:
+    def _apply(self, commit: Commit, *, note_ids: bool = True) -> None:
         state = self.state
         for recorded in commit.events:
             state = self.aggregate.evolve(state, self._decode(recorded))
         self.state = state
         self.version = commit.version
         self.position = commit.position
-        self._note_committed(commit)
+        self._note_committed(commit, note_ids=note_ids)
 
-    def _note_committed(self, commit: Commit) -> None:
-        """Keep the commit's events in the tail and its command ids for the dedup window."""
+    def _note_committed(self, commit: Commit, *, note_ids: bool = True) -> None:
+        """Keep the commit's events in the tail and (unless told not to) its command ids for the dedup window."""
         tail = self.tail
         if tail is None:
             tail = self.tail = []
         tail.extend(commit.events)
         if len(tail) > 2 * self.settings.recent_events:
             del tail[: -self.settings.recent_events]
-        self._note_applied(commit)
+        if note_ids:
+            self._note_applied(commit)
 
     def _note_applied(self, commit: Commit) -> None:
         """Remember the commit's command ids for the dedup window (and at most `dedup_max` ids)."""
@@ -846,6 +854,7 @@ class AggregateActor:
                 fingerprint=self.fingerprint,
                 state=msgspec.Raw(msgspec.json.encode(self.state)),
                 recent=list(self.recent.values()) if self.recent else [],
+                taken_at=time.time(),
                 applied=window[-SNAPSHOT_IDS:],
                 # Too many ids to carry: the next activation reads them from the oldest one's commit on.
                 window_from=window[0][1] if len(window) > SNAPSHOT_IDS else 0,

@@ -27,7 +27,8 @@ class Snapshot(msgspec.Struct, frozen=True):
     It also carries what answers a command sent again: the latest replies (`recent`) and
     the command ids applied within the dedup window, as `[command_id, position, version]`
     (`applied`). When there were more ids than it carries, `window_from` is the stream
-    position from which activation reads commits to learn the rest (0: none missing).
+    position from which activation reads commits to learn the rest (0: none missing), while the
+    snapshot is younger than the dedup window (`taken_at`).
     """
 
     version: int
@@ -37,6 +38,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     recent: list[wire.Reply] = []
     applied: list[tuple[str, int, int]] = []
     window_from: int = 0
+    taken_at: float = 0.0  # wall-clock seconds; 0: unknown (an older snapshot)
 
 
 _encoder = msgspec.json.Encoder()
