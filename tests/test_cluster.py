@@ -158,15 +158,7 @@ async def test_a_stale_owner_is_fenced_and_steps_down(cluster: Cluster, nc: NATS
         await nc.request(f"radix.{namespace}._node.n1.fwd", body, headers=forward_headers(namespace, "z-1", f"a{n}"))
     await eventually(lambda: one.is_live(cluster.address("z-1")), what="n1 owning z-1")
     # n2 takes the lease over as it would after n1's liveness expired, and appends.
-    key = one.lease_key(cluster.address("z-1"))
-    leases = KVBucket(nc, leases_bucket(namespace))
-    entry = await leases.get(key)
-    incarnation = two.placement(namespace).incarnation
-    await leases.put_if(key, msgspec.json.encode({"node": "n2", "incarnation": incarnation}), revision=entry.revision)
-    await eventually(
-        lambda: key in two.placement(namespace).leases and two.placement(namespace).leases[key].node == "n2",
-        what="n2 seeing its lease",
-    )
+    await take_over(nc, namespace, cluster.address("z-1"), one, two)
     inbox = nc.new_inbox()
     replies = await nc.subscribe(inbox, max_msgs=2)
     await nc.publish(
@@ -195,6 +187,17 @@ async def test_a_stale_owner_is_fenced_and_steps_down(cluster: Cluster, nc: NATS
     events = [e for c in commits for e in c.events]
     assert [e.version for e in events] == [1, 2, 3, 4]
     assert [e.command_id for e in events] == ["a0", "a1", "b", "c"]
+
+
+async def take_over(nc: NATS, namespace: str, address: Address, owner: Node, taker: Node) -> None:
+    """Write the aggregate's lease to `taker`, as a takeover after the owner's liveness expired would."""
+    key = owner.lease_key(address)
+    leases = KVBucket(nc, leases_bucket(namespace))
+    entry = await leases.get(key)
+    value = {"node": taker.node_id, "incarnation": taker.placement(namespace).incarnation}
+    await leases.put_if(key, msgspec.json.encode(value), revision=entry.revision)
+    seen = taker.placement(namespace).leases
+    await eventually(lambda: key in seen and seen[key].node == taker.node_id, what=f"{taker.node_id} seeing its lease")
 
 
 def forward_headers(namespace: str, aggregate_id: str, command_id: str, reply_to: str = "") -> dict[str, str]:
@@ -333,15 +336,7 @@ async def test_a_refusal_holds_after_a_takeover(cluster: Cluster, nc: NATS, name
     assert (await forward("n1", "make", b'{"type": "CreateItem", "name": "x"}'))["status"] == "accepted"
     assert (await forward("n1", "take", b'{"type": "Remove", "count": 5}'))["status"] == "rejected"
     # n2 takes the lease over, as after n1's liveness expired, and stocks the item.
-    key = one.lease_key(cluster.address("r-1"))
-    leases = KVBucket(nc, leases_bucket(namespace))
-    entry = await leases.get(key)
-    incarnation = two.placement(namespace).incarnation
-    await leases.put_if(key, msgspec.json.encode({"node": "n2", "incarnation": incarnation}), revision=entry.revision)
-    await eventually(
-        lambda: key in two.placement(namespace).leases and two.placement(namespace).leases[key].node == "n2",
-        what="n2 seeing its lease",
-    )
+    await take_over(nc, namespace, cluster.address("r-1"), one, two)
     assert (await forward("n2", "stock", b'{"type": "CheckIn", "count": 10}'))["status"] == "accepted"
     again = await forward("n2", "take", b'{"type": "Remove", "count": 5}')
     assert again["status"] == "rejected"
