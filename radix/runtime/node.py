@@ -853,14 +853,11 @@ class Node:
             await asyncio.shield(lease.releasing)
             lease = self._held.get((namespace, key))
         if lease is None:
-            placement = self._placements[namespace]
-            if not placement.liveness_fresh():
-                await self._renew(namespace)
-            if not placement.liveness_fresh():
+            if not await self._confirmed_live(namespace):
                 # Presumed dead, or about to be: a lease taken now would name an incarnation
                 # others may already count as gone.
                 raise StoreUnavailableError(f"{self.node_id} is not confirmed live in {namespace}; retry")
-            epoch = await placement.acquire(key)
+            epoch = await self._placements[namespace].acquire(key)
             lease = self._held.setdefault((namespace, key), _Lease(epoch))
         if actor not in lease.actors:
             lease.actors.append(actor)
@@ -876,12 +873,16 @@ class Node:
         return owner.node if owner is not None else ""
 
     async def ensure_liveness(self, actor: AggregateActor) -> bool:
-        placement = self._placements[actor.address.namespace]
+        # Before answering from local state, which may be stale if others took over.
+        return await self._confirmed_live(actor.address.namespace) and not actor.revoked
+
+    async def _confirmed_live(self, namespace: str) -> bool:
+        """Whether this node's liveness is fresh, renewing it first if the last renewal is old
+        (a pause, a slow loop, an outage)."""
+        placement = self._placements[namespace]
         if not placement.liveness_fresh():
-            # The last renewal is old (a pause, a slow loop, an outage): confirm liveness
-            # before answering from local state, which may be stale if others took over.
-            await self._renew(actor.address.namespace)
-        return not actor.revoked and placement.liveness_fresh()
+            await self._renew(namespace)
+        return placement.liveness_fresh()
 
     async def hand_over(self, actor: AggregateActor, move: Move) -> bool:
         namespace, key = actor.address.namespace, self.lease_key(actor.address)

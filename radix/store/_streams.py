@@ -12,6 +12,8 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 
+from radix.errors import StoreUnavailableError
+
 T = TypeVar("T")
 
 #: A fenced write whose expected last sequence was not the subject's (or key's) last sequence.
@@ -66,6 +68,20 @@ async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 3
     """Run an idempotent setup request, again for up to `wait` seconds while JetStream does not answer
     (several nodes creating R3 streams at once, a server restarting)."""
     return await with_backoff(setup, retry_on=NOT_ANSWERING, wait=wait, delay=0.1)
+
+
+async def last_from_leader(js: JetStreamContext, stream: str, subject: str) -> js_api.RawStreamMsg | None:
+    """The last message on `subject`, as the stream's leader has it (None if there is none).
+
+    A direct get may be answered by a replica that lags; this read is not. Not answering is a
+    `StoreUnavailableError`.
+    """
+    try:
+        return await js.get_msg(stream, subject=subject)
+    except js_errors.NotFoundError:
+        return None
+    except NOT_ANSWERING as e:
+        raise StoreUnavailableError(f"the leader of {stream} did not answer for {subject}: {e!r}") from e
 
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:

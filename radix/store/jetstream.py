@@ -22,14 +22,20 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api as js_api
-from nats.js import errors as js_errors
 
 from radix import wire
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
 from radix.store._commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
-from radix.store._streams import NOT_ANSWERING, Once, ensure_stream, publish_settled, with_backoff, wrong_last_sequence
+from radix.store._streams import (
+    Once,
+    ensure_stream,
+    last_from_leader,
+    publish_settled,
+    with_backoff,
+    wrong_last_sequence,
+)
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
@@ -259,18 +265,8 @@ class JetStreamEventStore:
 
     async def head(self, address: Address) -> int:
         stream = await self.ensure_stream(address.namespace, address.context)
-        subject = event_subject(address)
-
-        async def attempt() -> int:
-            try:
-                raw = await self._js.get_msg(stream, subject=subject)
-            except js_errors.NotFoundError:
-                return 0
-            except NOT_ANSWERING as e:
-                raise StoreUnavailableError(f"the leader of {stream} did not answer for {subject}: {e!r}") from e
-            return raw.seq or 0
-
-        return await self._retry(attempt)
+        raw = await self._retry(lambda: last_from_leader(self._js, stream, event_subject(address)))
+        return (raw.seq or 0) if raw is not None else 0
 
     async def commit_at(self, address: Address, position: int) -> Commit | None:
         stream = await self.ensure_stream(address.namespace, address.context)

@@ -25,7 +25,7 @@ from nats.js import errors as js_errors
 
 from radix import wire
 from radix.errors import StoreError, StoreUnavailableError
-from radix.store._streams import NOT_ANSWERING, publish_settled, while_unanswered, with_backoff, wrong_last_sequence
+from radix.store._streams import last_from_leader, publish_settled, while_unanswered, with_backoff, wrong_last_sequence
 
 __all__ = ["Entry", "KVBucket", "KeyChanged"]
 
@@ -136,14 +136,13 @@ class KVBucket:
 
     async def _get_from_leader(self, key: str) -> Entry:
         js = self._nc.jetstream(timeout=self._timeout)
-        try:
-            raw = await while_unanswered(
-                lambda: js.get_msg(self.stream, subject=self._prefix + key), wait=self._timeout
-            )
-        except js_errors.NotFoundError:
+        raw = await with_backoff(
+            lambda: last_from_leader(js, self.stream, self._prefix + key),
+            retry_on=(StoreUnavailableError,),
+            wait=self._timeout,
+        )
+        if raw is None:
             return Entry(key, None, 0)
-        except NOT_ANSWERING as e:
-            raise StoreUnavailableError(f"the leader of {self.stream} did not answer for {key}: {e!r}") from e
         headers = raw.headers or {}
         return Entry(key, None if _is_absent(headers, raw.data) else raw.data, raw.seq or 0)
 
