@@ -199,6 +199,7 @@ class _Bench:
                 task.add_done_callback(tasks.discard)
 
             await server_nc.subscribe(f"{prefix}.cmd.>", queue="q", cb=on_request)
+            await server_nc.flush()
             latencies: list[float] = []
 
             async def one(n: int) -> None:

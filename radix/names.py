@@ -27,6 +27,7 @@ __all__ = [
     "namespace_filter",
     "node_inbox",
     "nodes_bucket",
+    "refusals_bucket",
     "schemas_bucket",
     "snapshots_bucket",
     "validate_aggregate_id",
@@ -203,6 +204,11 @@ def nodes_bucket(namespace: str) -> str:
 def snapshots_bucket(namespace: str) -> str:
     """The KV bucket of aggregate snapshots."""
     return f"{PREFIX}_{namespace}_snapshots"
+
+
+def refusals_bucket(namespace: str) -> str:
+    """The KV bucket of the commands each aggregate refused lately."""
+    return f"{PREFIX}_{namespace}_refusals"
 
 
 def schemas_bucket(namespace: str) -> str:

@@ -24,14 +24,9 @@ EXPOSED_BY = {
 }
 
 
-#: Invariants with a known, open violation: reported by every run and by `radix chaos`, pinned by a strict
-#: xfail test (tests/test_cluster.py::test_a_refusal_holds_after_a_takeover), described in docs/chaos.md.
-KNOWN_OPEN = frozenset({"RefusalsHold"})
-
-
 def broken(results: list[Result]) -> list[Result]:
-    """The invariants that did not pass, but for those known to be open."""
-    return [r for r in results if r.verdict != "pass" and r.name not in KNOWN_OPEN]
+    """The invariants that did not pass."""
+    return [r for r in results if r.verdict != "pass"]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 
 import msgspec
@@ -157,8 +157,8 @@ async def test_a_stale_owner_is_fenced_and_steps_down(cluster: Cluster, nc: NATS
     for n, body in enumerate((b'{"type": "CreateItem", "name": "x"}', b'{"type": "CheckIn", "count": 1}')):
         await nc.request(f"radix.{namespace}._node.n1.fwd", body, headers=forward_headers(namespace, "z-1", f"a{n}"))
     await eventually(lambda: one.is_live(cluster.address("z-1")), what="n1 owning z-1")
-    # n2 takes the lease over as it would after n1's liveness expired, and appends.
-    await take_over(nc, namespace, cluster.address("z-1"), one, two)
+    # n1 is presumed dead: n2 takes the lease over, and appends.
+    await presume_dead(nc, namespace, cluster.address("z-1"), one, two)
     inbox = nc.new_inbox()
     replies = await nc.subscribe(inbox, max_msgs=2)
     await nc.publish(
@@ -189,15 +189,33 @@ async def test_a_stale_owner_is_fenced_and_steps_down(cluster: Cluster, nc: NATS
     assert [e.command_id for e in events] == ["a0", "a1", "b", "c"]
 
 
-async def take_over(nc: NATS, namespace: str, address: Address, owner: Node, taker: Node) -> None:
-    """Write the aggregate's lease to `taker`, as a takeover after the owner's liveness expired would."""
+async def presume_dead(nc: NATS, namespace: str, address: Address, owner: Node, taker: Node) -> None:
+    """Make the aggregate's lease name its owner under an incarnation that is no longer live, as `taker`
+    sees it once the owner's liveness expired: the taker's next command for it takes the lease over. The
+    owner, which did not stop, still holds the aggregate live: a zombie owner."""
     key = owner.lease_key(address)
     leases = KVBucket(nc, leases_bucket(namespace))
     entry = await leases.get(key)
-    value = {"node": taker.node_id, "incarnation": taker.placement(namespace).incarnation}
+    value = {"node": owner.node_id, "incarnation": "gone"}
     await leases.put_if(key, msgspec.json.encode(value), revision=entry.revision)
     seen = taker.placement(namespace).leases
-    await eventually(lambda: key in seen and seen[key].node == taker.node_id, what=f"{taker.node_id} seeing its lease")
+    await eventually(lambda: key in seen and seen[key].incarnation == "gone", what=f"{taker.node_id} seeing it")
+
+
+async def forwarder(
+    nc: NATS, namespace: str, aggregate_id: str
+) -> Callable[[str, str, bytes], Awaitable[dict[str, object]]]:
+    """Send an aggregate's commands straight to a node (as forwarded), and return each reply."""
+    inbox = nc.new_inbox()
+    replies = await nc.subscribe(inbox)
+
+    async def forward(node: str, command_id: str, body: bytes) -> dict[str, object]:
+        headers = forward_headers(namespace, aggregate_id, command_id, inbox)
+        await nc.publish(f"radix.{namespace}._node.{node}.fwd", body, headers=headers)
+        reply: dict[str, object] = msgspec.json.decode((await replies.next_msg(timeout=5)).data)
+        return reply
+
+    return forward
 
 
 def forward_headers(namespace: str, aggregate_id: str, command_id: str, reply_to: str = "") -> dict[str, str]:
@@ -313,30 +331,36 @@ async def test_a_node_takes_a_new_incarnation_only_once_registered(
     await placement.deregister()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: a refusal is remembered by the actor that gave it and its snapshots, not durably; "
-    "a node that takes the aggregate over decides a resent refused command again (docs/chaos.md, Open)",
-)
 async def test_a_refusal_holds_after_a_takeover(cluster: Cluster, nc: NATS, namespace: str) -> None:
     """A command refused by one owner, sent again after another node took the aggregate over, gets the same
     refusal, even though the new state would accept it."""
     one = await cluster.start("n1", rebalance_batch=0)
     two = await cluster.start("n2", rebalance_batch=0)
-    inbox = nc.new_inbox()
-    replies = await nc.subscribe(inbox)
-
-    async def forward(node: str, command_id: str, body: bytes) -> dict[str, object]:
-        await nc.publish(
-            f"radix.{namespace}._node.{node}.fwd", body, headers=forward_headers(namespace, "r-1", command_id, inbox)
-        )
-        reply: dict[str, object] = msgspec.json.decode((await replies.next_msg(timeout=5)).data)
-        return reply
-
+    forward = await forwarder(nc, namespace, "r-1")
     assert (await forward("n1", "make", b'{"type": "CreateItem", "name": "x"}'))["status"] == "accepted"
     assert (await forward("n1", "take", b'{"type": "Remove", "count": 5}'))["status"] == "rejected"
-    # n2 takes the lease over, as after n1's liveness expired, and stocks the item.
-    await take_over(nc, namespace, cluster.address("r-1"), one, two)
+    # n1 is presumed dead; n2 takes the aggregate over and stocks the item.
+    await presume_dead(nc, namespace, cluster.address("r-1"), one, two)
     assert (await forward("n2", "stock", b'{"type": "CheckIn", "count": 10}'))["status"] == "accepted"
     again = await forward("n2", "take", b'{"type": "Remove", "count": 5}')
     assert again["status"] == "rejected"
+    assert again["reason"] == "cannot remove 5: only 0 in stock"
+
+
+async def test_a_zombie_owner_gives_no_refusal_after_a_takeover(cluster: Cluster, nc: NATS, namespace: str) -> None:
+    """Once another node took the aggregate over, even without writing an event, the former owner (which
+    did not notice) can no longer refuse: its refusal is not recorded, so it answers an error, and the
+    command, sent again, is decided by the new owner alone."""
+    one = await cluster.start("n1", rebalance_batch=0)
+    two = await cluster.start("n2", rebalance_batch=0)
+    forward = await forwarder(nc, namespace, "r-2")
+    assert (await forward("n1", "make", b'{"type": "CreateItem", "name": "x"}'))["status"] == "accepted"
+    await presume_dead(nc, namespace, cluster.address("r-2"), one, two)
+    # The resent "make" activates r-2 on n2 (a takeover) and is answered from its commit: nothing is written.
+    assert (await forward("n2", "make", b'{"type": "CreateItem", "name": "x"}'))["status"] == "accepted"
+    assert one.is_live(cluster.address("r-2"))
+    zombie = await forward("n1", "take", b'{"type": "Remove", "count": 5}')
+    assert zombie["status"] == "error"
+    assert "could not be recorded" in str(zombie["reason"])
+    assert (await forward("n2", "stock", b'{"type": "CheckIn", "count": 10}'))["status"] == "accepted"
+    assert (await forward("n2", "take", b'{"type": "Remove", "count": 5}'))["status"] == "accepted"

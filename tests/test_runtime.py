@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
 import pytest
@@ -321,6 +322,47 @@ async def test_an_actor_failing_unexpectedly_does_not_stop_the_node(
         assert failures == []
         assert node.state == "running"
         assert (await client.send(CheckIn(count=1), aggregate_id="sku-e", timeout=10)).version == 2
+
+
+async def test_a_write_whose_answer_was_lost_is_not_applied_again(
+    nc: NATS, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group commit that landed although the store reported an error leaves the actor unsure. A retry
+    of its second command (which JetStream's message-id deduplication, naming the first, does not
+    catch) is answered from the stored commit once the actor has reloaded, never applied twice."""
+    address = Address(namespace, "inventory", "InventoryItem", "sku-l")
+    async with Node({namespace: [inventory]}, nats=nc) as node:
+        client = Client(nc, inventory, namespace=namespace)
+        await client.send(CreateItem(name="w"), aggregate_id="sku-l")
+        original = node.store.append
+        gate, held = asyncio.Event(), asyncio.Event()
+        lost: list[StoreError] = [StoreError("no answer from the stream (the write may have landed)")]
+
+        async def answer_lost(*args: Any, **kwargs: Any) -> Any:
+            if kwargs["command_id"] == "hold":  # keep the actor busy until two commands queue behind
+                held.set()
+                await gate.wait()
+            commit = await original(*args, **kwargs)
+            if kwargs["command_id"] == "in-a" and lost:
+                raise lost.pop()
+            return commit
+
+        monkeypatch.setattr(node.store, "append", answer_lost)
+        hold = asyncio.create_task(client.send(CheckIn(count=1), aggregate_id="sku-l", command_id="hold"))
+        await asyncio.wait_for(held.wait(), 5)
+        first = asyncio.create_task(client.send(CheckIn(count=2), aggregate_id="sku-l", command_id="in-a"))
+        second = asyncio.create_task(client.send(CheckIn(count=4), aggregate_id="sku-l", command_id="in-l"))
+        await eventually(lambda: node.queued(address) == 2, what="two commands queued behind the held one")
+        gate.set()
+        assert (await hold).version == 2
+        for landed in (first, second):
+            with pytest.raises(CommandFailedError, match="may have landed"):
+                await landed
+        again = await client.send(CheckIn(count=4), aggregate_id="sku-l", command_id="in-l")
+        assert again.version == 4
+        assert [e.count for e in again.events if isinstance(e, ItemsCheckedIn)] == [4]
+        commits = await node.store.read(address)
+        assert [e.command_id for c in commits for e in c.events][1:] == ["hold", "in-a", "in-l"]
 
 
 async def test_rejections_are_remembered_across_passivation(nc: NATS, namespace: str, client: Client) -> None:

@@ -57,5 +57,9 @@ def schedule(seed: int, *, count: int, kinds: tuple[str, ...], nodes: int, serve
         kind = round_.pop()
         target = rng.randrange(servers if kind in SERVER_KINDS else nodes)
         hold = rng.uniform(ttl + 0.5, ttl + 3.0)
+        if kind == "slow-node":
+            # What a slow node sends lands `hold` later: late enough that another node has taken its
+            # aggregates over (a TTL, then a client's retry) and written, so the fence must refuse it.
+            hold += ttl
         faults.append(Fault(kind, target, round(hold, 2), round(rng.uniform(0.5, 2.0), 2)))
     return faults

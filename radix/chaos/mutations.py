@@ -5,7 +5,8 @@
 Each mutation breaks one guarantee on purpose, and the chaos tests show that the matching
 invariant fails under the matching fault. Never run one in production.
 
-- `skip-fence`: appends are sent without `Nats-Expected-Last-Subject-Sequence`.
+- `skip-fence`: appends are sent unconditionally: without `Nats-Expected-Last-Subject-Sequence` (nor
+  `Nats-Msg-Id`, whose deduplication would hide some of the late writes).
 - `ack-before-publish`: a commit is acknowledged first and written a moment later.
 - `ignore-lease-loss`: a node that lost its liveness or lease goes on serving its aggregates.
 - `apply-twice`: command ids are forgotten, so a command sent again is applied again.
@@ -30,17 +31,19 @@ from radix.store._commit import prepare_commit
 __all__ = ["MUTATIONS", "mutate"]
 
 
-def _publish_without(header: str) -> None:
+def _publish_without(*dropped: str) -> None:
     original = JetStreamEventStore._publish
 
     async def publish(self: JetStreamEventStore, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
-        return await original(self, subject, payload, {k: v for k, v in headers.items() if k != header})
+        return await original(self, subject, payload, {k: v for k, v in headers.items() if k not in dropped})
 
     JetStreamEventStore._publish = publish  # type: ignore[method-assign]  # the mutation replaces it on purpose
 
 
 def _skip_fence() -> None:
-    _publish_without(wire.H_EXPECTED_LAST_SUBJECT_SEQ)
+    # Without its message id too: JetStream's deduplication would otherwise drop a zombie's late write
+    # whenever its first command had been sent again (and written) to the new owner, hiding the bug.
+    _publish_without(wire.H_EXPECTED_LAST_SUBJECT_SEQ, wire.H_MSG_ID)
 
 
 def _ack_before_publish() -> None:

@@ -27,8 +27,9 @@ from radix.domain import AggregateCodec, Event, EventData
 from radix.errors import CommitTooLargeError, DomainError, StoreError, VersionConflictError
 from radix.logs import logger
 from radix.names import Address
-from radix.runtime.placement import OwnedElsewhere
+from radix.runtime.placement import Claim, OwnedElsewhere
 from radix.store import Cause, Commit, EventStore, Writer
+from radix.store.refusals import Refusals, RefusalStore
 from radix.store.snapshots import Snapshot, SnapshotStore
 
 __all__ = [
@@ -136,11 +137,14 @@ class ActorHost(Protocol):
     def snapshots(self) -> SnapshotStore: ...
 
     @property
+    def refusals(self) -> RefusalStore: ...
+
+    @property
     def pace(self) -> asyncio.Semaphore:
         """Bounds the writes of stopping actors (snapshots, lease releases) in flight at once."""
         ...
 
-    async def acquire(self, actor: AggregateActor) -> int: ...
+    async def acquire(self, actor: AggregateActor) -> Claim: ...
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
         """None if the actor's lease is unchanged, else the node that holds it now."""
@@ -183,6 +187,9 @@ class Mailbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def __len__(self) -> int:
+        return len(self._items) if self._items else 0
 
     def put(self, item: Item) -> None:
         items = self._items
@@ -251,6 +258,7 @@ class AggregateActor:
         "moving",
         "position",
         "recent",
+        "refusals_revision",
         "revoked",
         "running",
         "settings",
@@ -258,7 +266,6 @@ class AggregateActor:
         "stale",
         "state",
         "tail",
-        "unsaved_replies",
         "version",
     )
 
@@ -277,8 +284,11 @@ class AggregateActor:
         self.position = 0
         self.snapshot_version = 0
         # Replies to the latest commands that were not accepted (rejected, conflict): they
-        # cannot be derived from the stream, so they are kept, and carried by snapshots.
+        # cannot be derived from the stream, so each is recorded (host.refusals) before it is given.
         self.recent: dict[str, wire.Reply] | None = None
+        # The revision of the aggregate's refusal record as this actor last wrote or read it; None:
+        # unknown (a write failed), read again (with the lease) before the next refusal is recorded.
+        self.refusals_revision: int | None = 0
         # Every command id applied within the dedup window, oldest first: (commit position,
         # version after it, when it was applied or learnt). A duplicate is answered by
         # reading its commit back.
@@ -287,7 +297,6 @@ class AggregateActor:
         self.tail: list[wire.RecordedEvent] | None = None
         self.stale = False
         self.busy = False
-        self.unsaved_replies = False
         self._snapshotting = False
         self.epoch = 0
         self.revoked = False
@@ -343,7 +352,7 @@ class AggregateActor:
     async def _start(self) -> bool:
         """Acquire the lease and activate; False (and how it ended) if that failed."""
         try:
-            self.epoch = await self.host.acquire(self)
+            self.epoch, taken_over = await self.host.acquire(self)
         except OwnedElsewhere as e:
             self.ended, self.hand_to = "elsewhere", e.owner.node
             return False
@@ -354,7 +363,7 @@ class AggregateActor:
             return False
         try:
             began = time.monotonic()
-            await self._activate()
+            await self._activate(taken_over)
             self.host.stats.activation_seconds.append(time.monotonic() - began)
             logger.debug("activated", epoch=self.epoch, version=self.version)
         except Exception as e:
@@ -467,9 +476,11 @@ class AggregateActor:
     async def _turn(self, batch: list[Envelope]) -> None:
         fresh: list[Envelope] = []
         for envelope in batch:
-            known = self.recent.get(envelope.command_id) if self.recent else None
-            if known is None and self.applied and envelope.command_id in self.applied:
+            known = None
+            if self.applied and envelope.command_id in self.applied:
                 known = await self._applied_reply(envelope.command_id)
+            elif self.recent:
+                known = self.recent.get(envelope.command_id)
             if known is not None:
                 await self.host.answer(self, envelope, known, True)
             else:
@@ -484,19 +495,52 @@ class AggregateActor:
             logger.exception("command failed")
             self.stale = True
             replies = [self._error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
+        refused = {r.command_id: r for r in replies if r.status in (wire.REJECTED, wire.CONFLICT)}
+        if refused and (why := await self._record_refusals(list(refused.values()))) is not None:
+            replies = [self._error(r.command_id, why) if r.command_id in refused else r for r in replies]
         answered: set[str] = set()
         for envelope, reply in zip(fresh, replies, strict=True):
-            if reply.status in (wire.REJECTED, wire.CONFLICT):  # accepted ones are in `applied`
-                self._remember(reply)
-                self.unsaved_replies = True
             await self.host.answer(self, envelope, reply, envelope.command_id in answered)
             answered.add(envelope.command_id)
 
+    async def _record_refusals(self, refused: list[wire.Reply]) -> str | None:
+        """Record the refusals (with the latest before them) before they are given; None once recorded,
+        else why not: they are then answered as errors, and the next turn reloads first.
+
+        The write is a compare-and-set on the record's revision: it fails once another node has
+        taken the aggregate over (it writes the record before answering anything), so no refusal
+        is given that the new owner would not give again.
+        """
+        latest = dict(self.recent) if self.recent else {}
+        for reply in refused:
+            latest.pop(reply.command_id, None)
+            latest[reply.command_id] = reply
+        while len(latest) > self.settings.recent_commands:
+            del latest[next(iter(latest))]
+        try:
+            if self.refusals_revision is None:
+                raise StoreError("the refusal record's revision is unknown")
+            self.refusals_revision = await self.host.refusals.save(
+                self.address, list(latest.values()), revision=self.refusals_revision
+            )
+        except Exception as e:
+            logger.warning("refusal not recorded; reloading before the next command", error=repr(e))
+            self.refusals_revision, self.stale = None, True
+            return f"the command was refused, but the refusal could not be recorded ({e}); retry"
+        self.recent = latest
+        return None
+
     # -- loading ---------------------------------------------------------------------------
 
-    async def _activate(self) -> None:
+    async def _activate(self, taken_over: bool) -> None:
+        """Load the latest snapshot and the refusal record (fencing the record first after a takeover,
+        so that the former owner can no longer refuse anything), then catch up with the stream."""
         self.state = self.aggregate.initial_state()
-        snapshot = await self._load_snapshot()
+        refusals = self.host.refusals
+        snapshot, recorded = await asyncio.gather(
+            self._load_snapshot(),
+            refusals.fence(self.address) if taken_over else refusals.load(self.address),
+        )
         self.host.stats.activations += 1
         ids_from = 0
         if snapshot is not None:
@@ -517,6 +561,14 @@ class AggregateActor:
             logger.warning("snapshot does not continue into the stream; replaying from the start")
             self.state, self.version, self.position, self.snapshot_version = self.aggregate.initial_state(), 0, 0, 0
             await self._catch_up()
+        self._adopt_refusals(recorded)
+
+    def _adopt_refusals(self, recorded: Refusals) -> None:
+        """Answer from the record's refusals from now on (but for commands since applied)."""
+        for reply in recorded.replies:
+            if not (self.applied and reply.command_id in self.applied):
+                self._remember(reply)
+        self.refusals_revision = recorded.revision
 
     async def _load_snapshot(self) -> Snapshot | None:
         if self.fingerprint is None or self.settings.snapshot_every <= 0:
@@ -621,10 +673,14 @@ class AggregateActor:
         of the batch (a former owner wrote them): those are answered as duplicates, never applied
         again; the rest are decided afresh.
         """
-        if self.stale:  # a failed write or read: others may have written (and taken over) meanwhile
-            await self._reload()
         settled: dict[str, wire.Reply] = {}
         todo = batch
+        if self.stale:
+            # A failed write or read: it may have landed, others may have written (and taken over)
+            # meanwhile. What the reloaded history holds is answered from it, not decided again.
+            todo = await self._reload_and_settle(todo, settled)
+            if not todo:
+                return _in_order(batch, todo, [], settled)
         for _ in range(self.settings.retries + 1):
             stored = await self._stored_after(
                 min((e.expected_version for e in todo if e.expected_version is not None), default=self.version)
@@ -724,6 +780,8 @@ class AggregateActor:
         """
         await self._catch_up()
         try:
+            if self.refusals_revision is None:  # read before the lease: a takeover after it fences it
+                self._adopt_refusals(await self.host.refusals.load(self.address))
             holder = await self.host.still_owner(self)
         except Exception as e:
             logger.warning("ownership could not be confirmed: stepping down", error=repr(e))
@@ -835,7 +893,7 @@ class AggregateActor:
             self.host.spawn(self._write_snapshot())
 
     async def _snapshot_if_moved(self) -> None:
-        moved = self.version > self.snapshot_version or self.unsaved_replies
+        moved = self.version > self.snapshot_version
         if self.settings.snapshot_every > 0 and moved and not self._snapshotting:
             self._snapshotting = True
             await self._write_snapshot()
@@ -853,7 +911,6 @@ class AggregateActor:
                 position=position,
                 fingerprint=self.fingerprint,
                 state=msgspec.Raw(msgspec.json.encode(self.state)),
-                recent=list(self.recent.values()) if self.recent else [],
                 taken_at=time.time(),
                 applied=window[-SNAPSHOT_IDS:],
                 # Too many ids to carry: the next activation reads them from the oldest one's commit on.
@@ -861,7 +918,6 @@ class AggregateActor:
             )
             await self.host.snapshots.save(self.address, snapshot)
             self.snapshot_version = version
-            self.unsaved_replies = False
             self.host.stats.snapshots_written += 1
         except Exception as e:  # a snapshot is an optimisation: log and go on
             logger.warning("snapshot not written", error=repr(e), version=version)

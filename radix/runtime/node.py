@@ -64,9 +64,10 @@ from radix.runtime._actor import (
 from radix.runtime._commandlog import CommandLog
 from radix.runtime._micro import MicroResponder
 from radix.runtime.metrics import Metrics, PrometheusCollector
-from radix.runtime.placement import LivenessLost, NodeRecord, Placement
+from radix.runtime.placement import Claim, LivenessLost, NodeRecord, Placement
 from radix.store import JetStreamEventStore, StoreConfig
 from radix.store.kv import KeyChanged
+from radix.store.refusals import RefusalStore
 from radix.store.snapshots import KVSnapshotStore
 
 __all__ = ["Node", "NodeConfig"]
@@ -147,6 +148,7 @@ class _Lease:
     """A lease this node holds: its epoch, the live actors under it, and a release in flight."""
 
     epoch: int
+    taken_over: bool = False  # from a node presumed dead, which may still be writing
     actors: list[AggregateActor] = field(default_factory=list)  # nearly always one: a list is lighter
     releasing: asyncio.Future[None] | None = None
 
@@ -268,6 +270,7 @@ class Node:
         replicas, timeout = self.config.store.replicas, self.config.store.timeout
         self.store = JetStreamEventStore(nc, config=self.config.store)
         self.snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)
+        self.refusals = RefusalStore(nc, replicas=replicas, timeout=timeout)
         self.command_log = CommandLog(nc, max_age=self.config.command_log_max_age, replicas=replicas)
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -290,6 +293,7 @@ class Node:
             await placement.nodes_ready.wait()
             await placement.leases_ready.wait()
             await placement.register()
+            await self.refusals.bucket(namespace)
             self._inbox_subs.append(await nc.subscribe(f"{node_inbox(namespace, self.node_id)}.>", cb=self._on_inbox))
         for (namespace, context), hosted in self._hosted.items():
             await self.store.ensure_stream(namespace, context)
@@ -318,6 +322,8 @@ class Node:
         await self._micro.start()
         if self.config.metrics_port is not None:
             self._serve_metrics(self.config.metrics_host, self.config.metrics_port)
+        # Subscriptions are live once the server has seen them: a command sent right after start is heard.
+        await nc.flush()
         self._state = "running"
         logger.info("node started", node=self.node_id, hosts=sorted(f"{ns}/{ctx}" for ns, ctx in self._hosted))
 
@@ -398,6 +404,7 @@ class Node:
                 await self.command_log.close()
                 await self.store.close()
                 await self.snapshots.close()
+                await self.refusals.close()
         finally:
             if self._tasks is not None:
                 try:
@@ -444,6 +451,11 @@ class Node:
 
     def is_live(self, address: Address) -> bool:
         return address in self._actors
+
+    def queued(self, address: Address) -> int:
+        """How many requests wait in the mailbox of the aggregate's live actor (0 if it is not live here)."""
+        actor = self._actors.get(address)
+        return len(actor.mailbox) if actor is not None else 0
 
     def placement(self, namespace: str) -> Placement:
         """This node's view of membership and leases in a namespace."""
@@ -844,7 +856,7 @@ class Node:
 
     # -- the ActorHost protocol ------------------------------------------------------------
 
-    async def acquire(self, actor: AggregateActor) -> int:
+    async def acquire(self, actor: AggregateActor) -> Claim:
         namespace, key = actor.address.namespace, self.lease_key(actor.address)
         lease = self._held.get((namespace, key))
         if lease is not None and lease.releasing is not None:
@@ -857,11 +869,11 @@ class Node:
                 # Presumed dead, or about to be: a lease taken now would name an incarnation
                 # others may already count as gone.
                 raise StoreUnavailableError(f"{self.node_id} is not confirmed live in {namespace}; retry")
-            epoch = await self._placements[namespace].acquire(key)
-            lease = self._held.setdefault((namespace, key), _Lease(epoch))
+            claim = await self._placements[namespace].acquire(key)
+            lease = self._held.setdefault((namespace, key), _Lease(claim.epoch, claim.taken_over))
         if actor not in lease.actors:
             lease.actors.append(actor)
-        return lease.epoch
+        return Claim(lease.epoch, lease.taken_over)
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
         placement = self._placements[actor.address.namespace]

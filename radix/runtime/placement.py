@@ -23,7 +23,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -34,7 +34,7 @@ from radix.names import leases_bucket, nodes_bucket
 from radix.store.kv import Entry, KeyChanged, KVBucket
 from radix.wire import timestamp
 
-__all__ = ["LivenessLost", "NodeRecord", "OwnedElsewhere", "Owner", "Placement"]
+__all__ = ["Claim", "LivenessLost", "NodeRecord", "OwnedElsewhere", "Owner", "Placement"]
 
 
 class NodeRecord(msgspec.Struct, frozen=True):
@@ -44,6 +44,14 @@ class NodeRecord(msgspec.Struct, frozen=True):
     incarnation: str
     contexts: list[str]
     started: str
+
+
+class Claim(NamedTuple):
+    """A lease as claimed: its epoch (the lease key's revision), and whether it was taken over from an
+    owner presumed dead (which may still be writing) rather than found free or handed over."""
+
+    epoch: int
+    taken_over: bool
 
 
 class _LeaseValue(msgspec.Struct, frozen=True):
@@ -288,14 +296,14 @@ class Placement:
     def _mine(self) -> bytes:
         return _encoder.encode(_LeaseValue(self.node_id, self.incarnation))
 
-    async def acquire(self, key: str) -> int:
-        """Claim the lease or take it over from a dead owner; return the epoch. Raises `OwnedElsewhere`."""
+    async def acquire(self, key: str) -> Claim:
+        """Claim the lease or take it over from a dead owner. Raises `OwnedElsewhere`."""
         entry: Entry | None = None
         if key not in self.leases:
             try:
                 revision = await self.leases_kv.put_if(key, self._mine(), revision=0)
                 self._note(Entry(key, self._mine(), revision))
-                return revision
+                return Claim(revision, taken_over=False)
             except KeyChanged:
                 pass
         for _ in range(5):
@@ -308,7 +316,7 @@ class Placement:
                 if owner is None:
                     revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
                 elif self.is_me(owner):
-                    return owner.revision
+                    return Claim(owner.revision, taken_over=False)
                 elif not await self.confirm_live(owner, leader=True):
                     revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
                     logger.info("lease taken over", lease=key, previous=owner.node)
@@ -318,7 +326,7 @@ class Placement:
                 entry = None
                 continue
             self._note(Entry(key, self._mine(), revision))
-            return revision
+            return Claim(revision, taken_over=owner is not None)
         raise StoreUnavailableError(f"the lease {key} kept changing while claiming it; retry")
 
     async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:

@@ -12,7 +12,7 @@ watches with an ordered consumer. Buckets are created as nats-py creates them, s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,9 +25,17 @@ from nats.js import errors as js_errors
 
 from radix import wire
 from radix.errors import StoreError, StoreUnavailableError
-from radix.store._streams import last_from_leader, publish_settled, while_unanswered, with_backoff, wrong_last_sequence
+from radix.names import Address
+from radix.store._streams import (
+    Once,
+    last_from_leader,
+    publish_settled,
+    while_unanswered,
+    with_backoff,
+    wrong_last_sequence,
+)
 
-__all__ = ["Entry", "KVBucket", "KeyChanged"]
+__all__ = ["Entry", "KVBucket", "KeyChanged", "NamespaceBuckets", "aggregate_key"]
 
 _DELETE_OPS: Final = ("DEL", "PURGE")
 MARKER_TTL: Final = 60  # how long the server keeps the marker of an expired key, in seconds
@@ -227,3 +235,29 @@ class KVBucket:
         finally:
             if not self._nc.is_closed:
                 await sub.unsubscribe()
+
+
+def aggregate_key(address: Address) -> str:
+    """An aggregate's key in a per-namespace bucket: `{ctx}.{Type}.{id}`."""
+    return f"{address.context}.{address.aggregate_type}.{address.aggregate_id}"
+
+
+class NamespaceBuckets:
+    """One bucket per namespace (snapshots, refusals), opened and created on first use."""
+
+    def __init__(self, nc: NATS, name: Callable[[str], str], *, replicas: int, timeout: float) -> None:
+        self._nc = nc
+        self._name = name
+        self._replicas = replicas
+        self._timeout = timeout
+        self._buckets: Once[str, KVBucket] = Once(self._open)
+
+    async def get(self, namespace: str) -> KVBucket:
+        return await self._buckets.get(namespace)
+
+    async def _open(self, namespace: str) -> KVBucket:
+        return await KVBucket(self._nc, self._name(namespace), replicas=self._replicas, timeout=self._timeout).open()
+
+    def close(self) -> None:
+        """Forget opened buckets. Safe to call twice."""
+        self._buckets.close()

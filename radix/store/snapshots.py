@@ -15,8 +15,7 @@ from nats.aio.client import Client as NATS
 
 from radix import wire
 from radix.names import Address, snapshots_bucket
-from radix.store._streams import Once
-from radix.store.kv import KVBucket
+from radix.store.kv import KVBucket, NamespaceBuckets, aggregate_key
 
 __all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStore"]
 
@@ -24,11 +23,12 @@ __all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStor
 class Snapshot(msgspec.Struct, frozen=True):
     """An aggregate's state after `version`, which the commit at stream `position` brought it to.
 
-    It also carries what answers a command sent again: the latest replies (`recent`) and
-    the command ids applied within the dedup window, as `[command_id, position, version]`
-    (`applied`). When there were more ids than it carries, `window_from` is the stream
-    position from which activation reads commits to learn the rest (0: none missing), while the
-    snapshot is younger than the dedup window (`taken_at`).
+    It also carries what answers a command sent again: the command ids applied within the
+    dedup window, as `[command_id, position, version]` (`applied`). When there were more ids
+    than it carries, `window_from` is the stream position from which activation reads commits
+    to learn the rest (0: none missing), while the snapshot is younger than the dedup window
+    (`taken_at`). Refusals have a record of their own (`radix.store.refusals`); `recent` is
+    read only from older snapshots.
     """
 
     version: int
@@ -71,29 +71,18 @@ class InMemorySnapshotStore:
         self.snapshots[address] = _encoder.encode(snapshot)
 
 
-def _key(address: Address) -> str:
-    return f"{address.context}.{address.aggregate_type}.{address.aggregate_id}"
-
-
 class KVSnapshotStore:
     """A `SnapshotStore` on JetStream KV: one bucket per namespace, history 1, direct gets."""
 
     def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> None:
-        self._nc = nc
-        self._replicas = replicas
-        self._timeout = timeout
-        self._buckets: Once[str, KVBucket] = Once(self._open)
+        self._buckets = NamespaceBuckets(nc, snapshots_bucket, replicas=replicas, timeout=timeout)
 
     async def bucket(self, namespace: str) -> KVBucket:
         """The namespace's snapshot bucket, created on first use."""
         return await self._buckets.get(namespace)
 
-    async def _open(self, namespace: str) -> KVBucket:
-        bucket = KVBucket(self._nc, snapshots_bucket(namespace), replicas=self._replicas, timeout=self._timeout)
-        return await bucket.open()
-
     async def load(self, address: Address) -> Snapshot | None:
-        entry = await (await self.bucket(address.namespace)).get(_key(address))
+        entry = await (await self.bucket(address.namespace)).get(aggregate_key(address))
         if entry.value is None:
             return None
         try:
@@ -102,7 +91,7 @@ class KVSnapshotStore:
             return None
 
     async def save(self, address: Address, snapshot: Snapshot) -> None:
-        await (await self.bucket(address.namespace)).put(_key(address), _encoder.encode(snapshot))
+        await (await self.bucket(address.namespace)).put(aggregate_key(address), _encoder.encode(snapshot))
 
     async def close(self) -> None:
         """Forget opened buckets. Safe to call twice."""

@@ -1,0 +1,96 @@
+"""Refusals: the latest commands an aggregate refused, so that one sent again gets the same answer.
+
+A refused command (rejected by the domain, or a true conflict) leaves nothing in the event
+stream, so its answer is recorded here before it is given: a JetStream KV bucket per
+namespace (`radix_{ns}_refusals`, key `{ctx}.{Type}.{id}`), one value per aggregate holding
+its latest refusals, written by compare-and-set on the key's revision. Reads come from the
+bucket's leader. A node that takes an aggregate over from one presumed dead writes the key
+once before it answers anything (`fence`): from then on the former owner can record, hence
+give, no refusal. Keys expire a day after their last write (refusals matter within the
+dedup window, minutes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+from radix import wire
+from radix.errors import StoreUnavailableError
+from radix.names import Address, refusals_bucket
+from radix.store.kv import KeyChanged, KVBucket, NamespaceBuckets, aggregate_key
+
+__all__ = ["REFUSALS_TTL", "RefusalStore", "Refusals"]
+
+#: Seconds a refusal record lives after its last write.
+REFUSALS_TTL = 86_400
+#: How many times a fence retries when the former owner writes meanwhile.
+_FENCE_ATTEMPTS = 5
+
+
+class _Record(msgspec.Struct, frozen=True):
+    replies: list[wire.Reply] = []
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_Record)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusals:
+    """An aggregate's recorded refusals (oldest first) and the record's revision (0: none yet)."""
+
+    replies: list[wire.Reply]
+    revision: int
+
+
+class RefusalStore:
+    """Refusal records on JetStream KV: one bucket per namespace, history 1."""
+
+    def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> None:
+        self._buckets = NamespaceBuckets(nc, refusals_bucket, replicas=replicas, timeout=timeout)
+
+    async def bucket(self, namespace: str) -> KVBucket:
+        """The namespace's refusal bucket, created on first use."""
+        return await self._buckets.get(namespace)
+
+    async def load(self, address: Address) -> Refusals:
+        """The aggregate's record, as the bucket's leader has it."""
+        entry = await (await self.bucket(address.namespace)).get(aggregate_key(address), leader=True)
+        if entry.value is None:
+            return Refusals([], entry.revision)
+        try:
+            return Refusals(_decoder.decode(entry.value).replies, entry.revision)
+        except msgspec.DecodeError:  # written by an incompatible version: nothing to answer from
+            return Refusals([], entry.revision)
+
+    async def save(self, address: Address, replies: list[wire.Reply], *, revision: int) -> int:
+        """Record `replies` if the key is still at `revision`; return the new revision.
+
+        Raises `KeyChanged` if it is not (another node wrote it: it took the aggregate over).
+        """
+        bucket = await self.bucket(address.namespace)
+        return await bucket.put_if(
+            aggregate_key(address), _encoder.encode(_Record(replies)), revision=revision, ttl=REFUSALS_TTL
+        )
+
+    async def fence(self, address: Address) -> Refusals:
+        """Write the aggregate's record anew (as it is) and return it with its new revision.
+
+        A node taking the aggregate over does so before answering anything: a write of the
+        former owner still in flight then fails, or lands first and is read here.
+        """
+        for _ in range(_FENCE_ATTEMPTS):
+            current = await self.load(address)
+            try:
+                revision = await self.save(address, current.replies, revision=current.revision)
+            except KeyChanged:
+                continue
+            return Refusals(current.replies, revision)
+        raise StoreUnavailableError(f"the refusals of {address} kept changing while taking them over; retry")
+
+    async def close(self) -> None:
+        """Forget opened buckets. Safe to call twice."""
+        self._buckets.close()
