@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -402,26 +401,43 @@ class _Bench:
     # -- density -----------------------------------------------------------------------------
 
     async def density(self) -> Result:
+        """Memory per idle live actor: the growth of a node process's RSS over the second half of its actors
+        (the first half warms the process up: buffers, caches, the allocator's free lists). The node runs
+        alone in its process, so the senders' own memory is not counted."""
         namespace = self.namespace("mem")
         count = self.sizes.density_actors
-        async with self.connection() as nc:
-            config = NodeConfig(snapshot_every=0, rebalance_batch=0, max_actors=count + 10)
-            async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
-                client = Client(nc, inventory, namespace=namespace)
+        with tempfile.TemporaryDirectory(prefix="radix-bench-") as workdir:
+            node = NodeProcess(
+                nats_url=self.url,
+                namespace=namespace,
+                context="radix.examples.inventory:inventory",
+                node_id="mem1",
+                log_dir=Path(workdir),
+                extra=[
+                    *("--snapshot-every", "0", "--idle-timeout", "86400", "--rebalance-interval", "3600"),
+                    *("--max-actors", str(count + 10)),
+                ],
+            )
+            try:
+                async with self.connection() as nc:
+                    node.start()
+                    await node.wait_running(nc)
+                    assert node.process is not None
+                    pid = node.process.pid
+                    client = Client(nc, inventory, namespace=namespace)
 
-                async def activate(first: int, last: int) -> int:
-                    await _gather_limited(
-                        (client.send(CreateItem(name="x"), aggregate_id=f"m{i}") for i in range(first, last)), 256
-                    )
-                    gc.collect()
-                    return _rss()
+                    async def activate(first: int, last: int) -> int:
+                        await _gather_limited(
+                            (client.send(CreateItem(name="x"), aggregate_id=f"m{i}") for i in range(first, last)), 256
+                        )
+                        return _rss(pid)
 
-                # The first half warms the process up (buffers, caches, the allocator's free lists);
-                # the growth over the second half is what each further idle actor costs.
-                half = count // 2
-                before = await activate(0, half)
-                after = await activate(half, count)
-                live = node.live_actors
+                    half = count // 2
+                    before = await activate(0, half)
+                    after = await activate(half, count)
+                    live = (await node.status(nc, timeout=5))["live_actors"]
+            finally:
+                node.stop(timeout=2)  # a throwaway namespace: no need to wait for 100k lease releases
         per_actor = (after - before) / max(1, count - half)
         return Result(
             f"density at {live} idle actors",
@@ -486,8 +502,9 @@ def _idle(node: Node) -> Callable[[], bool]:
     return lambda: node.live_actors == 0
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as statm:
+def _rss(pid: int) -> int:
+    """A process's resident memory in bytes."""
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -131,6 +131,7 @@ async def _node(args: argparse.Namespace) -> int:
         **({"node_id": args.node_id} if args.node_id else {}),
         liveness_ttl=args.liveness_ttl,
         idle_timeout=args.idle_timeout,
+        max_actors=args.max_actors,
         snapshot_every=args.snapshot_every,
         rebalance_interval=args.rebalance_interval,
         store=StoreConfig(replicas=args.replicas),
@@ -461,6 +462,9 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--node-id", help="this node's id (default: random)")
     node.add_argument("--liveness-ttl", type=int, default=3, help="seconds before a silent node is presumed dead")
     node.add_argument("--idle-timeout", type=float, default=300.0, help="seconds before an idle aggregate passivates")
+    node.add_argument(
+        "--max-actors", type=int, default=100_000, help="live aggregates past which the least recently used passivate"
+    )
     node.add_argument("--snapshot-every", type=int, default=100, help="events between snapshots (0: none)")
     node.add_argument("--rebalance-interval", type=float, default=2.0, help="seconds between rebalancing checks")
     node.add_argument("--replicas", type=int, default=1, choices=(1, 3, 5), help="replicas of streams and buckets")

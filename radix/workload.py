@@ -102,9 +102,10 @@ class Workload:
         return sum(1 for o in self.ops if o.aggregate == aggregate and o.outcome == "ok" and o.start > moment)
 
     def recovery(self, aggregate: str, moment: float) -> float:
-        """Seconds from `moment` until `aggregate` next accepted a command."""
+        """Seconds from `moment` until `aggregate` accepted a command sent after it (one answered just after
+        `moment` may have been answered by a node that was dying then)."""
         return (
-            min(o.end for o in self.ops if o.aggregate == aggregate and o.outcome == "ok" and o.end > moment) - moment
+            min(o.end for o in self.ops if o.aggregate == aggregate and o.outcome == "ok" and o.start > moment) - moment
         )
 
 

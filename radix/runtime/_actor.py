@@ -293,7 +293,8 @@ class AggregateActor:
         # version after it, when it was applied or learnt). A duplicate is answered by
         # reading its commit back.
         self.applied: dict[str, tuple[int, int, float]] | None = None
-        # The latest events (between `recent_events` and twice that), for conflict checks.
+        # The latest events (between `recent_events` and twice that), for conflict checks; dropped
+        # when the actor parks.
         self.tail: list[wire.RecordedEvent] | None = None
         self.stale = False
         self.busy = False
@@ -380,7 +381,9 @@ class AggregateActor:
             if self._held:
                 item, self._held = self._held[0], ()
             elif self.mailbox.empty():
+                # Parked: no queue, and no events kept (a conflict check reads them back from the store).
                 self.mailbox.release()
+                self.tail = None
                 return False
             else:
                 item = self.mailbox.get_nowait()

@@ -100,7 +100,7 @@ class NodeConfig:
     rebalance_interval: float = 2.0
     rebalance_threshold: float = 0.2
     rebalance_batch: int = 32
-    handoff_concurrency: int = 64
+    handoff_concurrency: int = 16
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -149,7 +149,7 @@ class _Lease:
 
     epoch: int
     taken_over: bool = False  # from a node presumed dead, which may still be writing
-    actors: list[AggregateActor] = field(default_factory=list)  # nearly always one: a list is lighter
+    actors: tuple[AggregateActor, ...] = ()  # nearly always one: a tuple is the lightest
     releasing: asyncio.Future[None] | None = None
 
 
@@ -213,7 +213,7 @@ class Node:
         self._settings = self.config.actor_settings()
         self._actors: dict[Address, AggregateActor] = {}
         self._actor_tasks: dict[AggregateActor, asyncio.Task[None]] = {}  # actors running now (not parked)
-        self._held: dict[tuple[str, str], _Lease] = {}
+        self._held: dict[str, dict[str, _Lease]] = {}  # namespace -> lease key -> lease held
         self._placements: dict[str, Placement] = {}
         self._command_subs: list[Subscription] = []
         self._inbox_subs: list[Subscription] = []
@@ -448,6 +448,13 @@ class Node:
     def live_actors(self) -> int:
         """How many aggregates are live on this node."""
         return len(self._actors)
+
+    def _leases(self, namespace: str) -> dict[str, _Lease]:
+        """The leases this node holds in a namespace, by key."""
+        held = self._held.get(namespace)
+        if held is None:
+            held = self._held[namespace] = {}
+        return held
 
     def is_live(self, address: Address) -> bool:
         return address in self._actors
@@ -744,7 +751,7 @@ class Node:
             target = next((r for r in placement.live_nodes(address.context) if r.node == to), None)
         if target is None or target.node == self.node_id:
             return {"ok": False, "reason": f"no live node {to or '(other)'} hosts {address.context}"}
-        lease = self._held.get((address.namespace, self.lease_key(address)))
+        lease = self._leases(address.namespace).get(self.lease_key(address))
         if lease is not None and len(lease.actors) > 1:
             return {"ok": False, "reason": f"{address} shares its placement key with other live aggregates"}
         actor.post(Move(target.node, target.incarnation, time.monotonic()))
@@ -792,7 +799,7 @@ class Node:
                 actor.post(STOP)  # wake it, so it hands on what it holds and ends
                 if self._actors.get(actor.address) is actor:
                     del self._actors[actor.address]
-                self._held.pop((namespace, self.lease_key(actor.address)), None)
+                self._leases(namespace).pop(self.lease_key(actor.address), None)
         if self._state not in ("running", "draining"):
             placement.lost = True  # stopping anyway: do not come back
             return
@@ -858,21 +865,21 @@ class Node:
 
     async def acquire(self, actor: AggregateActor) -> Claim:
         namespace, key = actor.address.namespace, self.lease_key(actor.address)
-        lease = self._held.get((namespace, key))
+        lease = self._leases(namespace).get(key)
         if lease is not None and lease.releasing is not None:
             # A passivated actor of this lease is giving it up: let that finish, then claim afresh,
             # so the release cannot delete the lease from under the new actor.
             await asyncio.shield(lease.releasing)
-            lease = self._held.get((namespace, key))
+            lease = self._leases(namespace).get(key)
         if lease is None:
             if not await self._confirmed_live(namespace):
                 # Presumed dead, or about to be: a lease taken now would name an incarnation
                 # others may already count as gone.
                 raise StoreUnavailableError(f"{self.node_id} is not confirmed live in {namespace}; retry")
             claim = await self._placements[namespace].acquire(key)
-            lease = self._held.setdefault((namespace, key), _Lease(claim.epoch, claim.taken_over))
+            lease = self._leases(namespace).setdefault(key, _Lease(claim.epoch, claim.taken_over))
         if actor not in lease.actors:
-            lease.actors.append(actor)
+            lease.actors += (actor,)
         return Claim(lease.epoch, lease.taken_over)
 
     async def still_owner(self, actor: AggregateActor) -> str | None:
@@ -903,7 +910,7 @@ class Node:
             await self._placements[namespace].transfer(key, actor.epoch, record)
         except KeyChanged:
             return False
-        self._held.pop((namespace, key), None)
+        self._leases(namespace).pop(key, None)
         return True
 
     async def answer(self, actor: AggregateActor, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
@@ -951,9 +958,9 @@ class Node:
         """Release the lease of an actor that ended, or hand on what it had queued."""
         leftovers = actor.take_leftovers()
         namespace, key = actor.address.namespace, self.lease_key(actor.address)
-        lease = self._held.get((namespace, key))
+        lease = self._leases(namespace).get(key)
         if lease is not None and actor in lease.actors:
-            lease.actors.remove(actor)
+            lease.actors = tuple(a for a in lease.actors if a is not actor)
         if actor.ended in ("idle", "stopped", "failed") and lease is not None and not lease.actors:
             lease.releasing = asyncio.get_running_loop().create_future()
             try:
@@ -962,11 +969,11 @@ class Node:
             except StoreUnavailableError as e:
                 logger.warning("lease not released; it passes on when this node's liveness expires", error=repr(e))
             finally:
-                if self._held.get((namespace, key)) is lease:
-                    del self._held[(namespace, key)]
+                if self._leases(namespace).get(key) is lease:
+                    del self._leases(namespace)[key]
                 lease.releasing.set_result(None)
         elif actor.ended in ("lost", "elsewhere", "revoked"):
-            self._held.pop((namespace, key), None)
+            self._leases(namespace).pop(key, None)
         codec = actor.codec
         for envelope in leftovers:
             if actor.hand_to:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -109,7 +110,10 @@ class Placement:
         self.nodes_kv = KVBucket(nc, nodes_bucket(namespace), replicas=replicas, timeout=timeout)
         self.leases_kv = KVBucket(nc, leases_bucket(namespace), replicas=replicas, timeout=timeout)
         self.nodes: dict[str, NodeRecord] = {}
-        self.leases: dict[str, Owner] = {}
+        self.leases: dict[str, Owner] = {}  # written through _hold and _forget only
+        # Leases per (context, node, incarnation), kept with `leases`: `counts` is asked for each handoff
+        # of a drain, and counting every lease each time made a drain quadratic.
+        self._tally: Counter[tuple[str, str, str]] = Counter()
         self.nodes_ready = asyncio.Event()
         self.leases_ready = asyncio.Event()
         self.changed = asyncio.Event()
@@ -271,13 +275,26 @@ class Placement:
         if entry.value is None:
             current = self.leases.get(entry.key)
             if current is not None and current.revision <= entry.revision:
-                del self.leases[entry.key]
+                self._forget(entry.key)
             return None
         owner = _owner(entry)
         current = self.leases.get(entry.key)
         if current is None or current.revision <= entry.revision:
-            self.leases[entry.key] = owner
+            self._hold(entry.key, owner)
         return owner
+
+    def _hold(self, key: str, owner: Owner) -> None:
+        self._forget(key)
+        self.leases[key] = owner
+        self._tally[(key.partition(".")[0], owner.node, owner.incarnation)] += 1
+
+    def _forget(self, key: str) -> None:
+        owner = self.leases.pop(key, None)
+        if owner is not None:
+            tally = (key.partition(".")[0], owner.node, owner.incarnation)
+            self._tally[tally] -= 1
+            if not self._tally[tally]:
+                del self._tally[tally]
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -289,7 +306,7 @@ class Placement:
         """The owner of a lease, read from the server (from the bucket's leader with `leader`: never stale)."""
         entry = await self.leases_kv.get(key, leader=leader)
         if entry.value is None:
-            self.leases.pop(key, None)
+            self._forget(key)
             return None
         return self._note(entry)
 
@@ -342,16 +359,10 @@ class Placement:
             await self.leases_kv.delete_if(key, revision=epoch)
             current = self.leases.get(key)
             if current is not None and current.revision == epoch:
-                del self.leases[key]
+                self._forget(key)
         except KeyChanged:
             pass
 
     def counts(self, context: str) -> dict[str, int]:
         """Leases per live node hosting `context` (zero for nodes with none)."""
-        prefix = f"{context}."
-        live = {r.node: r.incarnation for r in self.live_nodes(context)}
-        counts = dict.fromkeys(live, 0)
-        for key, owner in self.leases.items():
-            if key.startswith(prefix) and live.get(owner.node) == owner.incarnation:
-                counts[owner.node] += 1
-        return counts
+        return {r.node: self._tally[(context, r.node, r.incarnation)] for r in self.live_nodes(context)}
