@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,7 +36,6 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from radix import wire
 from radix.client import Client
@@ -108,6 +108,27 @@ class _Bench:
         self.run_id += 1
         return f"bench-{name}-{os.getpid()}-{self.run_id}"
 
+    @contextlib.asynccontextmanager
+    async def node_process(self, name: str, *extra: str) -> AsyncIterator[tuple[NodeProcess, NATS]]:
+        """A `radix node` serving the inventory example in a process of its own, as in production, and a
+        connection from this process to send it commands; the node is stopped on leaving."""
+        with tempfile.TemporaryDirectory(prefix="radix-bench-") as workdir:
+            node = NodeProcess(
+                nats_url=self.url,
+                namespace=self.namespace(name),
+                context="radix.examples.inventory:inventory",
+                node_id=f"{name}1",
+                log_dir=Path(workdir),
+                extra=["--rebalance-interval", "3600", *extra],
+            )
+            try:
+                async with self.connection() as nc:
+                    node.start()
+                    await node.wait_running(nc)
+                    yield node, nc
+            finally:
+                node.stop(timeout=2)  # a throwaway namespace: no need to wait for its leases' release
+
     # -- many aggregates ---------------------------------------------------------------------
 
     async def many_aggregates(self) -> Result:
@@ -153,63 +174,60 @@ class _Bench:
         )
 
     async def _radix_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
-        namespace = self.namespace("radix")
-        async with self.connection() as server_nc, self.connection() as client_nc:
-            config = NodeConfig(snapshot_every=1000, rebalance_batch=0)
-            async with Node({namespace: [inventory]}, nats=server_nc, config=config):
-                client = Client(client_nc, inventory, namespace=namespace)
-                ids = [f"a{i}" for i in range(aggregates)]
-                await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), in_flight)
-                latencies: list[float] = []
-
-                async def one(n: int) -> None:
-                    began = time.perf_counter()
-                    await client.send(CheckIn(count=1), aggregate_id=ids[n % aggregates], timeout=60)
-                    latencies.append(time.perf_counter() - began)
-
-                began = time.perf_counter()
-                await _senders(one, commands, in_flight, aggregates)
-                elapsed = time.perf_counter() - began
-        return commands / elapsed, latencies
-
-    async def _baseline_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
-        """A minimal hand-written responder: one fenced publish per request, then the reply."""
-        stream = f"BENCH_{os.getpid()}_{self.run_id}"
-        prefix = f"bench{os.getpid()}x{self.run_id}"
-        self.run_id += 1
-        async with self.connection() as server_nc, self.connection() as client_nc:
-            js = server_nc.jetstream()
-            await js.add_stream(name=stream, subjects=[f"{prefix}.evt.>"], allow_direct=True)
-            last: dict[str, int] = {}
-            tasks: set[asyncio.Task[None]] = set()
-
-            async def handle(msg: Msg) -> None:
-                subject = f"{prefix}.evt.{msg.subject.rpartition('.')[2]}"
-                reply = await server_nc.request(
-                    subject, msg.data, headers={wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(last.get(subject, 0))}
-                )
-                ack = json.loads(reply.data)
-                last[subject] = ack["seq"]
-                await server_nc.publish(msg.reply, b'{"status":"accepted"}')
-
-            async def on_request(msg: Msg) -> None:
-                task = asyncio.create_task(handle(msg))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-
-            await server_nc.subscribe(f"{prefix}.cmd.>", queue="q", cb=on_request)
-            await server_nc.flush()
+        """A `radix node` in a process of its own, sent commands from this one."""
+        async with self.node_process("radix", "--snapshot-every", "1000", "--idle-timeout", "3600") as (node, nc):
+            client = Client(nc, inventory, namespace=node.namespace)
+            ids = [f"a{i}" for i in range(aggregates)]
+            await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), in_flight)
             latencies: list[float] = []
 
             async def one(n: int) -> None:
                 began = time.perf_counter()
-                await client_nc.request(f"{prefix}.cmd.a{n % aggregates}", b'{"type":"CheckIn","count":1}', timeout=60)
+                await client.send(CheckIn(count=1), aggregate_id=ids[n % aggregates], timeout=60)
                 latencies.append(time.perf_counter() - began)
 
             began = time.perf_counter()
             await _senders(one, commands, in_flight, aggregates)
             elapsed = time.perf_counter() - began
-            await js.delete_stream(stream)
+        return commands / elapsed, latencies
+
+    async def _baseline_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
+        """A minimal hand-written responder (`radix._responder`, in a process of its own as the node is):
+        one fenced publish per request, then the reply."""
+        stream = f"BENCH_{os.getpid()}_{self.run_id}"
+        prefix = f"bench{os.getpid()}x{self.run_id}"
+        self.run_id += 1
+        responder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "radix._responder",
+            self.url,
+            stream,
+            prefix,
+            stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            assert responder.stdout is not None
+            ready = await asyncio.wait_for(responder.stdout.readline(), 30)
+            if ready.strip() != b"ready":
+                raise RuntimeError(f"the baseline responder did not start (exit code {responder.returncode})")
+            async with self.connection() as client_nc:
+                latencies: list[float] = []
+
+                async def one(n: int) -> None:
+                    began = time.perf_counter()
+                    subject = f"{prefix}.cmd.a{n % aggregates}"
+                    await client_nc.request(subject, b'{"type":"CheckIn","count":1}', timeout=60)
+                    latencies.append(time.perf_counter() - began)
+
+                began = time.perf_counter()
+                await _senders(one, commands, in_flight, aggregates)
+                elapsed = time.perf_counter() - began
+        finally:
+            if responder.returncode is None:
+                responder.terminate()
+            await asyncio.wait_for(responder.wait(), 20)
         return commands / elapsed, latencies
 
     async def _sequential_appends(self, count: int) -> tuple[float, list[float]]:
@@ -404,40 +422,23 @@ class _Bench:
         """Memory per idle live actor: the growth of a node process's RSS over the second half of its actors
         (the first half warms the process up: buffers, caches, the allocator's free lists). The node runs
         alone in its process, so the senders' own memory is not counted."""
-        namespace = self.namespace("mem")
         count = self.sizes.density_actors
-        with tempfile.TemporaryDirectory(prefix="radix-bench-") as workdir:
-            node = NodeProcess(
-                nats_url=self.url,
-                namespace=namespace,
-                context="radix.examples.inventory:inventory",
-                node_id="mem1",
-                log_dir=Path(workdir),
-                extra=[
-                    *("--snapshot-every", "0", "--idle-timeout", "86400", "--rebalance-interval", "3600"),
-                    *("--max-actors", str(count + 10)),
-                ],
-            )
-            try:
-                async with self.connection() as nc:
-                    node.start()
-                    await node.wait_running(nc)
-                    assert node.process is not None
-                    pid = node.process.pid
-                    client = Client(nc, inventory, namespace=namespace)
+        extra = ("--snapshot-every", "0", "--idle-timeout", "86400", "--max-actors", str(count + 10))
+        async with self.node_process("mem", *extra) as (node, nc):
+            assert node.process is not None
+            pid = node.process.pid
+            client = Client(nc, inventory, namespace=node.namespace)
 
-                    async def activate(first: int, last: int) -> int:
-                        await _gather_limited(
-                            (client.send(CreateItem(name="x"), aggregate_id=f"m{i}") for i in range(first, last)), 256
-                        )
-                        return _rss(pid)
+            async def activate(first: int, last: int) -> int:
+                await _gather_limited(
+                    (client.send(CreateItem(name="x"), aggregate_id=f"m{i}") for i in range(first, last)), 256
+                )
+                return _rss(pid)
 
-                    half = count // 2
-                    before = await activate(0, half)
-                    after = await activate(half, count)
-                    live = (await node.status(nc, timeout=5))["live_actors"]
-            finally:
-                node.stop(timeout=2)  # a throwaway namespace: no need to wait for 100k lease releases
+            half = count // 2
+            before = await activate(0, half)
+            after = await activate(half, count)
+            live = (await node.status(nc, timeout=5))["live_actors"]
         per_actor = (after - before) / max(1, count - half)
         return Result(
             f"density at {live} idle actors",

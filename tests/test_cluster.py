@@ -364,3 +364,39 @@ async def test_a_zombie_owner_gives_no_refusal_after_a_takeover(cluster: Cluster
     assert "could not be recorded" in str(zombie["reason"])
     assert (await forward("n2", "stock", b'{"type": "CheckIn", "count": 10}'))["status"] == "accepted"
     assert (await forward("n2", "take", b'{"type": "Remove", "count": 5}'))["status"] == "accepted"
+
+
+async def test_lease_counts_follow_claims_handoffs_and_releases(nc: NATS, namespace: str) -> None:
+    """The per-node lease counts that drains and rebalancing use stay equal to a count of the cached
+    leases through claims, handoffs and releases, as both nodes see them through their watches."""
+    one = Placement(nc, namespace, "n1", ["inventory"], ttl=5, replicas=1, timeout=2.0)
+    two = Placement(nc, namespace, "n2", ["inventory"], ttl=5, replicas=1, timeout=2.0)
+    placements = (one, two)
+    async with asyncio.TaskGroup() as tasks:
+        for p in placements:
+            await p.open()
+            await p.register()
+        watches = [tasks.create_task(w) for p in placements for w in (p.watch_nodes(), p.watch_leases())]
+        claims = {f"inventory.k{i}": await one.acquire(f"inventory.k{i}") for i in range(6)}
+        await eventually(lambda: len(one.live_nodes("inventory")) == 2, what="n1 seeing n2")
+        target = next(r for r in one.live_nodes("inventory") if r.node == "n2")
+        for key in ("inventory.k0", "inventory.k1"):
+            await one.transfer(key, claims[key].epoch, target)
+        await one.release("inventory.k2", claims["inventory.k2"].epoch)
+        await two.acquire("inventory.other")
+
+        def recount(p: Placement) -> dict[str, int]:
+            counted = dict.fromkeys(("n1", "n2"), 0)
+            for key, owner in p.leases.items():
+                if key.startswith("inventory."):
+                    counted[owner.node] += 1
+            return counted
+
+        expected = {"n1": 3, "n2": 3}
+        await eventually(lambda: all(p.counts("inventory") == expected for p in placements), what="counts")
+        for p in placements:
+            assert p.counts("inventory") == recount(p)
+        for task in watches:
+            task.cancel()
+    for p in placements:
+        await p.deregister()

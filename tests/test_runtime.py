@@ -38,7 +38,7 @@ from radix.examples.inventory import (
 )
 from radix.names import commands_stream, events_stream
 from radix.runtime._actor import AggregateActor
-from radix.store import Cause
+from radix.store import Cause, Commit
 from radix.testing import eventually
 from radix.wire import LogEntry, log_decoder
 
@@ -162,6 +162,31 @@ async def test_true_conflict_and_stale_but_compatible(node: Node, client: Client
     assert accepted.version == 4
     current = await client.send(Remove(count=2), aggregate_id="sku-3", expected_version=4)
     assert current.version == 5
+
+
+async def test_a_conflict_check_after_parking_reads_only_the_recent_commits(
+    node: Node, client: Client, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parked actor keeps no events; a stale command's conflict check reads them back from a commit it
+    remembers, not from the start of the aggregate's history."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-r")
+    for _ in range(20):
+        seen = (await client.send(CheckIn(count=5), aggregate_id="sku-r")).version
+    await client.send(Remove(count=3), aggregate_id="sku-r")
+    reads: list[int] = []
+    original = node.store.read
+
+    async def spy(address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
+        reads.append(start)
+        return await original(address, after=after, start=start)
+
+    monkeypatch.setattr(node.store, "read", spy)
+    with pytest.raises(CommandConflictError) as info:
+        await client.send(Remove(count=2), aggregate_id="sku-r", expected_version=seen)
+    assert [(e.type, e.version) for e in info.value.conflicts] == [("ItemsRemoved", 22)]
+    first = (await original(Address(namespace, "inventory", "InventoryItem", "sku-r")))[0].position
+    assert reads
+    assert all(start > first for start in reads)
 
 
 async def test_expected_version_ahead_is_an_error(node: Node, client: Client) -> None:

@@ -881,7 +881,18 @@ class AggregateActor:
             return []
         if self.tail and self.tail[0].version <= version + 1:  # in memory
             return [e for e in self.tail if e.version > version]
-        return [e for c in await self.host.store.read(self.address, after=version) for e in c.events]
+        start = self._position_before(version)
+        return [e for c in await self.host.store.read(self.address, after=version, start=start) for e in c.events]
+
+    def _position_before(self, version: int) -> int:
+        """A stream position no later than the commit holding event `version + 1`: that of a commit
+        remembered (within the dedup window) to hold an event at or before `version`; 0 if none is.
+        Without it, a read after a version scans the aggregate's history from its start."""
+        if self.applied:
+            for position, ended, _ in reversed(self.applied.values()):
+                if ended <= version:
+                    return position
+        return 0
 
     @staticmethod
     def _error(command_id: str, reason: str) -> wire.Reply:
