@@ -131,25 +131,45 @@ class _Bench:
 
     # -- many aggregates ---------------------------------------------------------------------
 
-    async def many_aggregates(self) -> Result:
+    async def many_aggregates(self) -> list[Result]:
+        """Closed loop at full speed, then an open loop at half the rate Radix reached (its latency is the
+        target's); the baseline is run at that same rate."""
         radix_rates, base_rates, latencies, base_latencies = [], [], [], []
+        paced, base_paced, half_rates = [], [], []
+        size = (self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight)
         for _ in range(self.sizes.runs):
-            rate, lat = await self._radix_throughput(self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight)
-            radix_rates.append(rate)
-            latencies.extend(lat)
-            rate, lat = await self._baseline_throughput(
-                self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight
-            )
-            base_rates.append(rate)
-            base_latencies.extend(lat)
-        return self._throughput_result("many aggregates", radix_rates, base_rates, latencies, base_latencies, "≥ 0.8x")
+            load = await self._radix_throughput(*size, pace=0.5)
+            radix_rates.append(load.rate)
+            latencies.extend(load.latencies)
+            paced.extend(load.paced)
+            half_rates.append(load.paced_rate)
+            base = await self._baseline_throughput(*size, paced_rate=load.paced_rate)
+            base_rates.append(base.rate)
+            base_latencies.extend(base.latencies)
+            base_paced.extend(base.paced)
+        p50, p99, _ = quantiles(paced)
+        b50, b99, _ = quantiles(base_paced)
+        return [
+            self._throughput_result("many aggregates", radix_rates, base_rates, latencies, base_latencies, "≥ 0.8x"),
+            Result(
+                "latency at half the maximum rate (many aggregates)",
+                "ms p99",
+                round(p99 * 1000, 3),
+                round(b99 * 1000, 3),
+                round(b99 / p99, 2),
+                "p99 ≤ 5 ms",
+                round(p50 * 1000, 3),
+                round(p99 * 1000, 3),
+                {"commands_per_s": round(_median(half_rates)), "baseline_p50_ms": round(b50 * 1000, 3)},
+            ),
+        ]
 
     async def hot_aggregate(self) -> Result:
         radix_rates, base_rates, latencies, base_latencies = [], [], [], []
         for _ in range(self.sizes.runs):
-            rate, lat = await self._radix_throughput(1, self.sizes.hot_commands, 64)
-            radix_rates.append(rate)
-            latencies.extend(lat)
+            load = await self._radix_throughput(1, self.sizes.hot_commands, 64)
+            radix_rates.append(load.rate)
+            latencies.extend(load.latencies)
             rate, lat = await self._sequential_appends(self.sizes.hot_commands)
             base_rates.append(rate)
             base_latencies.extend(lat)
@@ -173,27 +193,27 @@ class _Bench:
             {"baseline_p50_ms": round(b50 * 1000, 3), "baseline_p99_ms": round(b99 * 1000, 3)},
         )
 
-    async def _radix_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
-        """A `radix node` in a process of its own, sent commands from this one."""
+    async def _radix_throughput(self, aggregates: int, commands: int, in_flight: int, pace: float = 0.0) -> _Load:
+        """A `radix node` in a process of its own, sent commands from this one: at full speed, then (with
+        `pace`) at that fraction of the rate reached."""
         async with self.node_process("radix", "--snapshot-every", "1000", "--idle-timeout", "3600") as (node, nc):
             client = Client(nc, inventory, namespace=node.namespace)
             ids = [f"a{i}" for i in range(aggregates)]
             await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), in_flight)
-            latencies: list[float] = []
 
             async def one(n: int) -> None:
-                began = time.perf_counter()
                 await client.send(CheckIn(count=1), aggregate_id=ids[n % aggregates], timeout=60)
-                latencies.append(time.perf_counter() - began)
 
-            began = time.perf_counter()
-            await _senders(one, commands, in_flight, aggregates)
-            elapsed = time.perf_counter() - began
-        return commands / elapsed, latencies
+            load = await _Load.closed(one, commands, in_flight)
+            if pace:
+                await load.open(one, load.rate * pace, commands // 4)
+        return load
 
-    async def _baseline_throughput(self, aggregates: int, commands: int, in_flight: int) -> tuple[float, list[float]]:
+    async def _baseline_throughput(
+        self, aggregates: int, commands: int, in_flight: int, paced_rate: float = 0.0
+    ) -> _Load:
         """A minimal hand-written responder (`radix._responder`, in a process of its own as the node is):
-        one fenced publish per request, then the reply."""
+        one fenced publish per request, then the reply. At full speed, then (with `paced_rate`) at that rate."""
         stream = f"BENCH_{os.getpid()}_{self.run_id}"
         prefix = f"bench{os.getpid()}x{self.run_id}"
         self.run_id += 1
@@ -213,22 +233,19 @@ class _Bench:
             if ready.strip() != b"ready":
                 raise RuntimeError(f"the baseline responder did not start (exit code {responder.returncode})")
             async with self.connection() as client_nc:
-                latencies: list[float] = []
 
                 async def one(n: int) -> None:
-                    began = time.perf_counter()
                     subject = f"{prefix}.cmd.a{n % aggregates}"
                     await client_nc.request(subject, b'{"type":"CheckIn","count":1}', timeout=60)
-                    latencies.append(time.perf_counter() - began)
 
-                began = time.perf_counter()
-                await _senders(one, commands, in_flight, aggregates)
-                elapsed = time.perf_counter() - began
+                load = await _Load.closed(one, commands, in_flight)
+                if paced_rate:
+                    await load.open(one, paced_rate, commands // 4)
         finally:
             if responder.returncode is None:
                 responder.terminate()
             await asyncio.wait_for(responder.wait(), 20)
-        return commands / elapsed, latencies
+        return load
 
     async def _sequential_appends(self, count: int) -> tuple[float, list[float]]:
         """The ceiling for one aggregate: fenced appends to one subject, one after another."""
@@ -450,15 +467,50 @@ class _Bench:
         )
 
 
-async def _senders(one: Callable[[int], Awaitable[None]], commands: int, in_flight: int, aggregates: int) -> None:
-    """`in_flight` senders; sender k sends commands k, k + in_flight, ... so no two in flight share an aggregate
-    when there are at least as many aggregates as senders."""
+@dataclass
+class _Load:
+    """What one load generator measured: the closed loop's rate and latencies, and an open loop's."""
 
-    async def sender(k: int) -> None:
-        for n in range(k, commands, in_flight):
+    rate: float
+    latencies: list[float]
+    paced_rate: float = 0.0
+    paced: list[float] = field(default_factory=list)
+
+    @classmethod
+    async def closed(cls, one: Callable[[int], Awaitable[None]], commands: int, in_flight: int) -> _Load:
+        """`in_flight` senders, each sending its next command once the last is answered; sender k sends
+        commands k, k + in_flight, ..., so no two in flight share an aggregate when there are at least as
+        many aggregates as senders."""
+        latencies: list[float] = []
+
+        async def sender(k: int) -> None:
+            for n in range(k, commands, in_flight):
+                began = time.perf_counter()
+                await one(n)
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(sender(k) for k in range(min(in_flight, commands))))
+        return cls(commands / (time.perf_counter() - began), latencies)
+
+    async def open(self, one: Callable[[int], Awaitable[None]], rate: float, commands: int) -> None:
+        """Send `commands` at `rate` a second whether or not earlier ones were answered (an open loop, as
+        independent clients send), and record their latencies."""
+        self.paced_rate = rate
+        tasks: list[asyncio.Task[None]] = []
+
+        async def timed(n: int) -> None:
+            began = time.perf_counter()
             await one(n)
+            self.paced.append(time.perf_counter() - began)
 
-    await asyncio.gather(*(sender(k) for k in range(min(in_flight, commands))))
+        began = time.perf_counter()
+        for n in range(commands):
+            delay = began + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(timed(n)))
+        await asyncio.gather(*tasks)
 
 
 async def _gather_limited(coroutines: Any, limit: int) -> None:

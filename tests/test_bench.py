@@ -28,6 +28,7 @@ async def test_quick_bench_reports_every_scenario() -> None:
     names = [r["scenario"] for r in results]
     for prefix in (
         "many aggregates",
+        "latency at half the maximum rate",
         "hot aggregate",
         "activation, 10 events",
         "activation, 2000 events, no snapshot",

@@ -176,9 +176,9 @@ async def test_a_conflict_check_after_parking_reads_only_the_recent_commits(
     reads: list[int] = []
     original = node.store.read
 
-    async def spy(address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
+    async def spy(address: Address, *, after: int = 0, start: int = 0, leader: bool = False) -> list[Commit]:
         reads.append(start)
-        return await original(address, after=after, start=start)
+        return await original(address, after=after, start=start, leader=leader)
 
     monkeypatch.setattr(node.store, "read", spy)
     with pytest.raises(CommandConflictError) as info:
@@ -187,6 +187,29 @@ async def test_a_conflict_check_after_parking_reads_only_the_recent_commits(
     first = (await original(Address(namespace, "inventory", "InventoryItem", "sku-r")))[0].position
     assert reads
     assert all(start > first for start in reads)
+
+
+async def test_a_conflict_check_never_misses_events_a_lagging_replica_lacks(
+    node: Node, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads may be answered by a replica that lags. A conflict check whose read lacks events the actor has
+    applied reads the rest from the stream's leader: a stale withdrawal still meets the removal it raced."""
+    await client.send(CreateItem(name="w"), aggregate_id="sku-lag")
+    seen = (await client.send(CheckIn(count=10), aggregate_id="sku-lag")).version
+    await client.send(Remove(count=3), aggregate_id="sku-lag")
+    original = node.store.read
+    from_leader: list[bool] = []
+
+    async def lagging(address: Address, *, after: int = 0, start: int = 0, leader: bool = False) -> list[Commit]:
+        commits = await original(address, after=after, start=start, leader=leader)
+        from_leader.append(leader)
+        return commits if leader else commits[:-1]  # the latest commit has not reached this replica
+
+    monkeypatch.setattr(node.store, "read", lagging)
+    with pytest.raises(CommandConflictError) as info:
+        await client.send(Remove(count=2), aggregate_id="sku-lag", expected_version=seen)
+    assert [(e.type, e.version) for e in info.value.conflicts] == [("ItemsRemoved", 3)]
+    assert from_leader == [False, True]
 
 
 async def test_expected_version_ahead_is_an_error(node: Node, client: Client) -> None:

@@ -194,6 +194,20 @@ class StoreContract:
         await store.append(address, [event(2)], expected_version=1, command_id="c2")
         assert numbers(await store.read(address, after=1, start=first.position + 1)) == [2]
 
+    async def test_a_read_from_the_leader_gives_the_same_commits(self, store: EventStore, address: Address) -> None:
+        """`leader=True` reads the same commits, trimmed and hinted alike, with their writers."""
+        other = Address(address.namespace, address.context, address.aggregate_type, "other")
+        first = await store.append(address, [event(1), event(2)], expected_version=0, command_id="c1")
+        await store.append(other, [event(9)], expected_version=0, command_id="o1")
+        await store.append(address, [event(3)], expected_version=2, command_id="c2", writer=Writer("n1", 3))
+        for after, start in ((0, 0), (1, 0), (2, first.position + 1), (3, 0)):
+            read = await store.read(address, after=after, start=start)
+            from_leader = await store.read(address, after=after, start=start, leader=True)
+            assert [(c.position, c.events, c.writer) for c in from_leader] == [
+                (c.position, c.events, c.writer) for c in read
+            ]
+        assert numbers(await store.read(address, after=1, leader=True)) == [2, 3]
+
     async def test_long_history_reads_in_order(self, store: EventStore, address: Address) -> None:
         """A history longer than one read batch comes back complete and in order."""
         for i in range(120):

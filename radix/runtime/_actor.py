@@ -881,8 +881,14 @@ class AggregateActor:
             return []
         if self.tail and self.tail[0].version <= version + 1:  # in memory
             return [e for e in self.tail if e.version > version]
-        start = self._position_before(version)
-        return [e for c in await self.host.store.read(self.address, after=version, start=start) for e in c.events]
+        store, start = self.host.store, self._position_before(version)
+        commits = await store.read(self.address, after=version, start=start)
+        if not commits or commits[-1].version < self.version:
+            # A replica that lags answered, without events the actor has applied (so they are stored):
+            # read the rest from the leader, or the conflict check would miss them.
+            resume = commits[-1].position + 1 if commits else start
+            commits += await store.read(self.address, after=version, start=resume, leader=True)
+        return [e for c in commits for e in c.events]
 
     def _position_before(self, version: int) -> int:
         """A stream position no later than the commit holding event `version + 1`: that of a commit

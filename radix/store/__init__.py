@@ -49,12 +49,14 @@ class EventStore(Protocol):
         """
         ...
 
-    async def read(self, address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
+    async def read(self, address: Address, *, after: int = 0, start: int = 0, leader: bool = False) -> list[Commit]:
         """The commits holding the aggregate's events after version `after`, in order.
 
         `start` is a position hint: no commit before that stream position holds
         an event after `after` (a snapshot records it). Events at or before
-        `after` are trimmed from the first commit.
+        `after` are trimmed from the first commit. Reads may be answered by any replica, and
+        one that lags answers from the past; `leader=True` asks the stream's leader, one commit
+        per round trip: for the few commits a lagging replica did not have.
         """
         ...
 

@@ -297,10 +297,19 @@ class JetStreamEventStore:
         headers = msg.headers or {}
         return decode_commit(address, int(headers.get("Nats-Sequence", 0)), msg.data, writer_of(headers))
 
-    async def read(self, address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
+    async def read(self, address: Address, *, after: int = 0, start: int = 0, leader: bool = False) -> list[Commit]:
         stream = await self.ensure_stream(address.namespace, address.context)
         commits: list[Commit] = []
         position = max(start, 1)
+        while leader:  # one commit per round trip, from the leader
+            get = functools.partial(last_from_leader, self._js, stream, event_subject(address), from_seq=position)
+            raw = await self._retry(get)
+            if raw is None:
+                return commits
+            commit = decode_commit(address, raw.seq or 0, raw.data or b"", writer_of(raw.headers or {}))
+            if commit.version > after:
+                commits.append(commit.after(after))
+            position = commit.position + 1
         while True:
             batch, pending = await self._retry(functools.partial(self._batch, stream, address, position))
             commits.extend(c.after(after) for c in batch if c.version > after)

@@ -73,7 +73,7 @@ class InMemoryEventStore:
         self._by_command[(address, command_id)] = commit
         return commit
 
-    async def read(self, address: Address, *, after: int = 0, start: int = 0) -> list[Commit]:
+    async def read(self, address: Address, *, after: int = 0, start: int = 0, leader: bool = False) -> list[Commit]:
         return [c.after(after) for c in self._commits.get(address, ()) if c.version > after and c.position >= start]
 
     async def version(self, address: Address) -> int:
