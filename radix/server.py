@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -247,10 +248,34 @@ class EmbeddedNats:
 
 
 def _free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server to bind a moment later.
+
+    Drawn below the kernel's ephemeral range when it can be: a port from that range (what binding
+    port 0 gives) may be taken meanwhile by any outgoing connection, and a busy test run makes
+    thousands of them.
+    """
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = secrets.randbelow(low - 20_000) + 20_000
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+        bound: int = probe.getsockname()[1]
+        return bound
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (32768 where it cannot be read)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            return max(int(ports.read().split()[0]), 20_001)
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 class EmbeddedCluster:
