@@ -12,6 +12,7 @@ import pytest
 from radix.chaos import INVARIANTS, check, read_history, write_history
 from radix.chaos.checker import Result
 from radix.chaos.history import FaultRecord, History, Op, Read, Run, StoredCommit, StoredEvent
+from radix.chaos.soak import SoakReport
 
 SERVERS = ["s1", "s2", "s3"]
 
@@ -248,3 +249,21 @@ def test_results_carry_every_violation() -> None:
     every_read(history, lambda c: c.clear())
     result: Result = next(r for r in check(history, min_ok=1) if r.name == "NoLostAckedCommand")
     assert len(result.violations) == 4
+
+
+def test_a_soak_counts_a_run_stopped_before_its_faults_as_cut_short_not_failed() -> None:
+    """Stopped on request before any fault, a run proves nothing: the soak lists it as cut short and counts
+    no violation for it, while it still holds it to every safety invariant; unstopped, it failed."""
+    history = clean()
+    history.faults.clear()
+    results = check(history, min_ok=1)
+    assert {r.name for r in results if r.verdict != "pass"} == {"FaultsInjected"}
+    stopped, unstopped = SoakReport(), SoakReport()
+    stopped.add(5, history, results, stopped=True)
+    unstopped.add(5, history, results)
+    assert (stopped.cut_short, stopped.failed, stopped.violations, stopped.clean) == ([5], [], 0, True)
+    assert (unstopped.cut_short, unstopped.failed, unstopped.violations, unstopped.clean) == ([], [5], 1, False)
+    every_read(history, lambda commits: commits.append(copy.deepcopy(commits[-1])))
+    broken = SoakReport()
+    broken.add(6, history, check(history, min_ok=1), stopped=True)
+    assert broken.failed == [6]
