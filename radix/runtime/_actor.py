@@ -224,6 +224,11 @@ def _in_order(
     return [by_id[envelope.command_id] for envelope in batch]
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def state_fingerprint(codec: AggregateCodec) -> str | None:
     """A fingerprint of the aggregate's state type; None if the state cannot be snapshotted."""
     try:
@@ -536,35 +541,37 @@ class AggregateActor:
     # -- loading ---------------------------------------------------------------------------
 
     async def _activate(self, taken_over: bool) -> None:
-        """Load the latest snapshot and the refusal record (fencing the record first after a takeover,
-        so that the former owner can no longer refuse anything), then catch up with the stream."""
+        """Load the latest snapshot and catch up with the stream, while the refusal record is read (fenced
+        first after a takeover, so that the former owner can no longer refuse anything)."""
         self.state = self.aggregate.initial_state()
         refusals = self.host.refusals
-        snapshot, recorded = await asyncio.gather(
-            self._load_snapshot(),
-            refusals.fence(self.address) if taken_over else refusals.load(self.address),
-        )
-        self.host.stats.activations += 1
-        ids_from = 0
-        if snapshot is not None:
-            self.host.stats.snapshots_loaded += 1
-            self.state = msgspec.json.decode(snapshot.state, type=self.aggregate.state_type)
-            self.version = self.snapshot_version = snapshot.version
-            self.position = snapshot.position
-            for reply in snapshot.recent:
-                self._remember(reply)
-            # Its ids are as old as the snapshot at least, and the commits it points back to for the
-            # rest are still in the dedup window only while the snapshot is.
-            taken = snapshot.taken_at or time.time()
-            if snapshot.applied:
-                self.applied = {c: (position, version, taken) for c, position, version in snapshot.applied}
-            if time.time() - taken < self.settings.dedup_window:
-                ids_from = snapshot.window_from
-        if not await self._catch_up(ids_from) and snapshot is not None:
-            logger.warning("snapshot does not continue into the stream; replaying from the start")
-            self.state, self.version, self.position, self.snapshot_version = self.aggregate.initial_state(), 0, 0, 0
-            await self._catch_up()
-        self._adopt_refusals(recorded)
+        reading = asyncio.ensure_future(refusals.fence(self.address) if taken_over else refusals.load(self.address))
+        reading.add_done_callback(_retrieved)  # if the activation fails first, the read's own error is no news
+        try:
+            snapshot = await self._load_snapshot()
+            self.host.stats.activations += 1
+            ids_from = 0
+            if snapshot is not None:
+                self.host.stats.snapshots_loaded += 1
+                self.state = msgspec.json.decode(snapshot.state, type=self.aggregate.state_type)
+                self.version = self.snapshot_version = snapshot.version
+                self.position = snapshot.position
+                for reply in snapshot.recent:
+                    self._remember(reply)
+                # Its ids are as old as the snapshot at least, and the commits it points back to for the
+                # rest are still in the dedup window only while the snapshot is.
+                taken = snapshot.taken_at or time.time()
+                if snapshot.applied:
+                    self.applied = {c: (position, version, taken) for c, position, version in snapshot.applied}
+                if time.time() - taken < self.settings.dedup_window:
+                    ids_from = snapshot.window_from
+            if not await self._catch_up(ids_from) and snapshot is not None:
+                logger.warning("snapshot does not continue into the stream; replaying from the start")
+                self.state, self.version, self.position, self.snapshot_version = self.aggregate.initial_state(), 0, 0, 0
+                await self._catch_up()
+            self._adopt_refusals(await reading)
+        finally:
+            reading.cancel()  # a no-op once it is done
 
     def _adopt_refusals(self, recorded: Refusals) -> None:
         """Answer from the record's refusals from now on (but for commands since applied)."""

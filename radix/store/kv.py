@@ -86,6 +86,7 @@ class KVBucket:
         self._prefix = f"$KV.{name}."
         self._replicas = replicas
         self._timeout = timeout
+        self._one_copy = False  # one replica: a direct get is the leader's answer
 
     async def open(self) -> KVBucket:
         """Create the bucket unless it exists (with per-key TTLs and expiry markers on)."""
@@ -109,6 +110,8 @@ class KVBucket:
                     await js.key_value(self.name)  # created meanwhile by another node
 
         await while_unanswered(setup)
+        info = await while_unanswered(lambda: js.stream_info(self.stream))
+        self._one_copy = info.config.num_replicas == 1
         return self
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
@@ -129,9 +132,10 @@ class KVBucket:
 
         By default any replica answers (a direct get: fast, but a replica that lags, as one cut off
         from its peers does, answers from the past). `leader=True` asks the bucket's leader: what a
-        decision that must not act on stale ownership needs.
+        decision that must not act on stale ownership needs (with a single replica, a direct get is
+        the leader's answer, and is used).
         """
-        if leader:
+        if leader and not self._one_copy:
             return await self._get_from_leader(key)
         msg = await self._request(f"$JS.API.DIRECT.GET.{self.stream}.{self._prefix}{key}", b"", None)
         headers = msg.headers or {}
