@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from radix import Client, ConnectOptions, EmbeddedCluster, Node, NodeConfig, StoreConfig
+from radix import Address, Client, ConnectOptions, EmbeddedCluster, JetStreamEventStore, Node, NodeConfig, StoreConfig
+from radix.domain import EventData
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import events_stream
 from radix.testing import eventually
@@ -20,6 +22,34 @@ from radix.workload import Workload, check_histories, quantiles
 async def cluster() -> AsyncIterator[EmbeddedCluster]:
     async with EmbeddedCluster() as servers:
         yield servers
+
+
+async def test_reads_meant_for_the_leader_are_current_on_three_replicas(
+    cluster: EmbeddedCluster, namespace: str
+) -> None:
+    """With three replicas, `head` and `read(leader=True)` ask the stream's leader: right after the appends
+    they give every commit, trimmed and hinted as a direct read is."""
+    nc: NATS = await nats.connect(cluster.urls)
+    try:
+        async with JetStreamEventStore(nc, config=StoreConfig(replicas=3)) as store:
+            address = Address(namespace, "inventory", "InventoryItem", "lead-1")
+            data = EventData("ItemsCheckedIn", "1.0", msgspec.Raw(b'{"count":1}'))
+            written = [
+                await store.append(address, [data, data], expected_version=0, command_id="c1"),
+                await store.append(address, [data], expected_version=2, command_id="c2"),
+                await store.append(address, [data], expected_version=3, command_id="c3"),
+            ]
+            assert await store.head(address) == written[-1].position
+            from_leader = await store.read(address, after=1, leader=True)
+            assert [(c.position, [e.version for e in c.events]) for c in from_leader] == [
+                (written[0].position, [2]),
+                (written[1].position, [3]),
+                (written[2].position, [4]),
+            ]
+            hinted = await store.read(address, after=2, start=written[1].position, leader=True)
+            assert [c.position for c in hinted] == [written[1].position, written[2].position]
+    finally:
+        await nc.close()
 
 
 async def test_a_stream_leader_killed_under_load_loses_nothing(cluster: EmbeddedCluster, namespace: str) -> None:

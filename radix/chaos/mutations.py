@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from radix import wire
@@ -96,7 +96,7 @@ def _apply_twice() -> None:
         last = await self._last(address)
         raise VersionConflictError(str(address), expected=expected_version, actual=last.version if last else 0)
 
-    def remember(self: AggregateActor, reply: wire.Reply) -> None:
+    def remember(self: AggregateActor, replies: Iterable[wire.Reply]) -> None:
         return None
 
     def note_applied(self: AggregateActor, commit: Commit) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -519,12 +519,7 @@ class AggregateActor:
         taken the aggregate over (it writes the record before answering anything), so no refusal
         is given that the new owner would not give again.
         """
-        latest = dict(self.recent) if self.recent else {}
-        for reply in refused:
-            latest.pop(reply.command_id, None)
-            latest[reply.command_id] = reply
-        while len(latest) > self.settings.recent_commands:
-            del latest[next(iter(latest))]
+        latest = self._with_refusals(refused)
         try:
             if self.refusals_revision is None:
                 raise StoreError("the refusal record's revision is unknown")
@@ -556,8 +551,7 @@ class AggregateActor:
                 self.state = msgspec.json.decode(snapshot.state, type=self.aggregate.state_type)
                 self.version = self.snapshot_version = snapshot.version
                 self.position = snapshot.position
-                for reply in snapshot.recent:
-                    self._remember(reply)
+                self._remember(snapshot.recent)
                 # Its ids are as old as the snapshot at least, and the commits it points back to for the
                 # rest are still in the dedup window only while the snapshot is.
                 taken = snapshot.taken_at or time.time()
@@ -575,9 +569,8 @@ class AggregateActor:
 
     def _adopt_refusals(self, recorded: Refusals) -> None:
         """Answer from the record's refusals from now on (but for commands since applied)."""
-        for reply in recorded.replies:
-            if not (self.applied and reply.command_id in self.applied):
-                self._remember(reply)
+        applied = self.applied or {}
+        self._remember(r for r in recorded.replies if r.command_id not in applied)
         self.refusals_revision = recorded.revision
 
     async def _load_snapshot(self) -> Snapshot | None:
@@ -665,14 +658,19 @@ class AggregateActor:
     def _decode(self, recorded: wire.RecordedEvent) -> Event:
         return self.codec.decode_event(recorded.type, recorded.schema, recorded.data)
 
-    def _remember(self, reply: wire.Reply) -> None:
-        recent = self.recent
-        if recent is None:
-            recent = self.recent = {}
-        recent.pop(reply.command_id, None)
-        recent[reply.command_id] = reply
-        while len(recent) > self.settings.recent_commands:
-            del recent[next(iter(recent))]
+    def _remember(self, replies: Iterable[wire.Reply]) -> None:
+        """Answer these refusals from memory from now on (the latest `recent_commands` are kept)."""
+        self.recent = self._with_refusals(replies)
+
+    def _with_refusals(self, replies: Iterable[wire.Reply]) -> dict[str, wire.Reply]:
+        """`recent` with `replies` added as the newest, cut to the latest `recent_commands`."""
+        latest = dict(self.recent) if self.recent else {}
+        for reply in replies:
+            latest.pop(reply.command_id, None)
+            latest[reply.command_id] = reply
+        while len(latest) > self.settings.recent_commands:
+            del latest[next(iter(latest))]
+        return latest
 
     # -- the command algorithm -------------------------------------------------------------
 

@@ -70,10 +70,10 @@ async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 3
     return await with_backoff(setup, retry_on=NOT_ANSWERING, wait=wait, delay=0.1)
 
 
-async def last_from_leader(
+async def get_from_leader(
     js: JetStreamContext, stream: str, subject: str, *, from_seq: int | None = None
 ) -> js_api.RawStreamMsg | None:
-    """The last message on `subject` (with `from_seq`: the first at or after that sequence), as the
+    """The last message on `subject`, or with `from_seq` the first at or after that sequence, as the
     stream's leader has it; None if there is none.
 
     A direct get may be answered by a replica that lags; this read is not. Not answering is a

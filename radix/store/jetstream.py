@@ -31,7 +31,7 @@ from radix.store._commit import Cause, Commit, Writer, decode_commit, prepare_co
 from radix.store._streams import (
     Once,
     ensure_stream,
-    last_from_leader,
+    get_from_leader,
     publish_settled,
     with_backoff,
     wrong_last_sequence,
@@ -93,6 +93,9 @@ class JetStreamEventStore:
         self._js = nc.jetstream(timeout=(config or StoreConfig()).timeout)
         self.config = config or StoreConfig()
         self._streams: Once[tuple[str, str], str] = Once(self._create_stream)
+        # Streams with a single replica: a direct get is the leader's answer, so reads meant for the
+        # leader are direct gets (faster than a JetStream API request).
+        self._one_copy: set[str] = set()
         # Last known (version, stream sequence) per aggregate: the fence for the
         # next append. A stale entry costs one refused publish, never a wrong write.
         self._positions: dict[Address, tuple[int, int]] = {}
@@ -147,6 +150,8 @@ class JetStreamEventStore:
                 f"allow_direct {info.config.allow_direct}); expected subjects {config.subjects} with "
                 "allow_direct: fix or remove the stream"
             )
+        if info.config.num_replicas == 1:
+            self._one_copy.add(name)
         return name
 
     # -- appending ---------------------------------------------------------------------------
@@ -265,7 +270,10 @@ class JetStreamEventStore:
 
     async def head(self, address: Address) -> int:
         stream = await self.ensure_stream(address.namespace, address.context)
-        raw = await self._retry(lambda: last_from_leader(self._js, stream, event_subject(address)))
+        if stream in self._one_copy:
+            last = await self._last(address)
+            return last.position if last is not None else 0
+        raw = await self._retry(lambda: get_from_leader(self._js, stream, event_subject(address)))
         return (raw.seq or 0) if raw is not None else 0
 
     async def commit_at(self, address: Address, position: int) -> Commit | None:
@@ -299,17 +307,10 @@ class JetStreamEventStore:
 
     async def read(self, address: Address, *, after: int = 0, start: int = 0, leader: bool = False) -> list[Commit]:
         stream = await self.ensure_stream(address.namespace, address.context)
+        if leader and stream not in self._one_copy:
+            return await self._read_from_leader(stream, address, after, max(start, 1))
         commits: list[Commit] = []
         position = max(start, 1)
-        while leader:  # one commit per round trip, from the leader
-            get = functools.partial(last_from_leader, self._js, stream, event_subject(address), from_seq=position)
-            raw = await self._retry(get)
-            if raw is None:
-                return commits
-            commit = decode_commit(address, raw.seq or 0, raw.data or b"", writer_of(raw.headers or {}))
-            if commit.version > after:
-                commits.append(commit.after(after))
-            position = commit.position + 1
         while True:
             batch, pending = await self._retry(functools.partial(self._batch, stream, address, position))
             commits.extend(c.after(after) for c in batch if c.version > after)
@@ -322,6 +323,19 @@ class JetStreamEventStore:
         if commits:
             self._remember(commits[-1])
         return commits
+
+    async def _read_from_leader(self, stream: str, address: Address, after: int, position: int) -> list[Commit]:
+        """The commits from `position` on, as the stream's leader has them: one per round trip."""
+        commits: list[Commit] = []
+        while True:
+            get = functools.partial(get_from_leader, self._js, stream, event_subject(address), from_seq=position)
+            raw = await self._retry(get)
+            if raw is None:
+                return commits
+            commit = decode_commit(address, raw.seq or 0, raw.data or b"", writer_of(raw.headers or {}))
+            if commit.version > after:
+                commits.append(commit.after(after))
+            position = commit.position + 1
 
     async def _batch(self, stream: str, address: Address, position: int) -> tuple[list[Commit], int]:
         """One batched direct get: the commits from `position` on, and how many remain after them."""

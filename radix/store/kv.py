@@ -28,7 +28,7 @@ from radix.errors import StoreError, StoreUnavailableError
 from radix.names import Address
 from radix.store._streams import (
     Once,
-    last_from_leader,
+    get_from_leader,
     publish_settled,
     while_unanswered,
     with_backoff,
@@ -149,7 +149,7 @@ class KVBucket:
     async def _get_from_leader(self, key: str) -> Entry:
         js = self._nc.jetstream(timeout=self._timeout)
         raw = await with_backoff(
-            lambda: last_from_leader(js, self.stream, self._prefix + key),
+            lambda: get_from_leader(js, self.stream, self._prefix + key),
             retry_on=(StoreUnavailableError,),
             wait=self._timeout,
         )
