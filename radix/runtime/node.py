@@ -549,6 +549,7 @@ class Node:
             payload=payload,
             headers=headers,
             hops=hops,
+            received=time.monotonic(),
         )
         return envelope, address, codec
 
