@@ -48,6 +48,7 @@ from radix.names import (
 from radix.runtime import Node, NodeConfig
 from radix.server import EmbeddedNats
 from radix.store import StoreConfig
+from radix.store._streams import all_streams
 from radix.store.kv import KVBucket
 
 __all__ = ["load_context", "main"]
@@ -285,7 +286,7 @@ async def _tail(args: argparse.Namespace) -> int:
     async with _connected(args) as nc:
         if args.from_start:
             js = nc.jetstream()
-            streams = [s for s in await js.streams_info() if s.config.name and s.config.name.startswith(f"{PREFIX}_")]
+            streams = [s for s in await all_streams(js) if s.config.name and s.config.name.startswith(f"{PREFIX}_")]
             for stream in streams:
                 for subjects in stream.config.subjects or []:
                     if (filter_subject := intersect(args.pattern, subjects)) is not None:
@@ -312,7 +313,7 @@ async def _tail(args: argparse.Namespace) -> int:
 async def _namespaces(nc: NATS, given: Sequence[str] | None) -> list[str]:
     if given:
         return [validate_namespace(n) for n in given]
-    names = await nc.jetstream().streams_info()
+    names = await all_streams(nc.jetstream())
     suffix = "_nodes"
     return sorted(
         n.config.name[len(f"KV_{PREFIX}_") : -len(suffix)]

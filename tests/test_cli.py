@@ -177,6 +177,33 @@ async def test_tail_shows_the_command_log(
     assert f"{namespace} inventory InventoryItem/t-3 accepted CreateItem v1 (command k-3, node " in out
 
 
+async def test_tail_finds_streams_past_the_first_page_of_the_listing(
+    two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
+) -> None:
+    """The server lists streams 256 at a time, by name: `--from-start` finds a stream on a later page."""
+    await Client(nc, inventory, namespace=namespace).send(CreateItem(name="far"), aggregate_id="t-4")
+    js = nc.jetstream()
+    earlier = [f"radix_0{namespace}_{i:03}" for i in range(257)]  # each sorts before the namespace's streams
+    try:
+        for name in earlier:
+            await js.add_stream(name=name, subjects=[f"{name}.x"], storage="memory")
+        code, out, err = await radix(
+            "tail",
+            f"radix.{namespace}.inventory.evt.>",
+            "--from-start",
+            "--count",
+            "1",
+            "--nats",
+            nats_server.url,
+            timeout=30,
+        )
+    finally:
+        for name in earlier:
+            await js.delete_stream(name)
+    assert code == 0, err
+    assert f"{namespace} inventory InventoryItem/t-4 v1 ItemCreated" in out
+
+
 async def test_status_migrate_and_drain(
     two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
 ) -> None:

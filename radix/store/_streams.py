@@ -70,6 +70,14 @@ async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 3
     return await with_backoff(setup, retry_on=NOT_ANSWERING, wait=wait, delay=0.1)
 
 
+async def all_streams(js: JetStreamContext) -> list[js_api.StreamInfo]:
+    """Every stream of the account: the server lists them a page (256) at a time."""
+    streams: list[js_api.StreamInfo] = []
+    while page := await js.streams_info(offset=len(streams)):
+        streams.extend(page)
+    return streams
+
+
 async def get_from_leader(
     js: JetStreamContext, stream: str, subject: str, *, from_seq: int | None = None
 ) -> js_api.RawStreamMsg | None:
