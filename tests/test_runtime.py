@@ -25,6 +25,7 @@ from radix import (
     Node,
     NodeConfig,
     StoreConfig,
+    wire,
 )
 from radix.errors import StoreError
 from radix.examples.inventory import (
@@ -38,6 +39,7 @@ from radix.examples.inventory import (
 )
 from radix.names import commands_stream, events_stream
 from radix.runtime._actor import AggregateActor
+from radix.runtime._commandlog import CommandLog
 from radix.store import Cause, Commit
 from radix.testing import eventually
 from radix.wire import LogEntry, log_decoder
@@ -674,3 +676,30 @@ async def test_group_commit(nc: NATS, namespace: str, client: Client) -> None:
         await eventually(lambda: node.live_actors == 0, what="passivation")
         again = await client.send(CheckIn(count=1), aggregate_id="g", command_id="g-7")
         assert (again.version, again.command_id) == (seventh.version, "g-7")
+
+
+async def test_the_command_log_writes_every_entry_of_a_burst_and_counts_what_fails(nc: NATS, namespace: str) -> None:
+    """Entries recorded in one turn of the loop go out as one burst per stream, acknowledged by its last
+    entry: every one is stored in order, and a refused burst or an oversized entry is counted as failed."""
+
+    def entry(command_id: str, reason: str | None = None) -> LogEntry:
+        return LogEntry(command_id, "CheckIn", "accepted", reason, None, None, None, 1, "n", wire.timestamp())
+
+    log = CommandLog(nc, max_age=3600, replicas=1)
+    await log.ensure_stream(namespace, "inventory")
+    await log.start()
+    try:
+        subject = f"radix.{namespace}.inventory.log.InventoryItem.b-1"
+        for n in range(50):
+            log.record(subject, entry(f"c-{n}"))
+        assert await log.flush(5)
+        assert (log.written, log.failed) == (50, 0)
+        assert [e.command_id for e in await log_entries(nc, namespace, 50)] == [f"c-{n}" for n in range(50)]
+        # No stream takes this context's log: the burst's acknowledgement says so.
+        for n in range(3):
+            log.record(f"radix.{namespace}.nowhere.log.T.x", entry(f"d-{n}"))
+        log.record(subject, entry("big", reason="x" * nc.max_payload))
+        assert await log.flush(5)
+        assert (log.written, log.failed) == (50, 4)
+    finally:
+        await log.close()

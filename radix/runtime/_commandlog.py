@@ -1,9 +1,12 @@
 """The command log: every command's outcome, written off the hot path.
 
-Entries are published to JetStream with pipelined acknowledgements: `record` only
-queues the publish and never waits for the server, so a command is answered before
-its log entry is acknowledged, and a failing log never changes a command's outcome
-(failures are counted and logged). `flush` waits for outstanding acknowledgements.
+`record` only buffers an entry: a command is answered before its entry is written, and a
+failing log never changes a command's outcome (failures are counted and logged). At the
+end of each turn of the event loop the entries recorded in it are published, one message
+per entry on its aggregate's log subject, and only the last entry for each stream asks
+for an acknowledgement: JetStream takes a connection's messages to one stream in order,
+so that acknowledgement answers for the entries before it. `flush` waits for every
+acknowledgement outstanding.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ _ack_decoder = msgspec.json.Decoder(_Ack)
 
 
 class CommandLog:
-    """Publishes command-log entries and counts their acknowledgements."""
+    """Publishes command-log entries in bursts and counts their acknowledgements."""
 
     def __init__(self, nc: NATS, *, max_age: float, replicas: int) -> None:
         self._nc = nc
@@ -42,7 +45,9 @@ class CommandLog:
         self._inbox = nc.new_inbox()
         self._sub: Subscription | None = None
         self._tokens = itertools.count()
-        self._pending: set[str] = set()
+        self._bursts: dict[str, list[tuple[str, bytes]]] = {}  # stream prefix -> entries not yet sent
+        self._sending: asyncio.Task[None] | None = None
+        self._pending: dict[str, int] = {}  # ack token -> how many entries it answers for
         self._settled = asyncio.Event()
         self._settled.set()
         self.written = 0
@@ -67,45 +72,73 @@ class CommandLog:
         if self._sub is None:
             self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
 
-    async def record(self, subject: str, entry: wire.LogEntry) -> None:
-        """Queue one entry for publishing; returns without waiting for the server."""
-        token = str(next(self._tokens))
-        self._pending.add(token)
+    def record(self, subject: str, entry: wire.LogEntry) -> None:
+        """Buffer one entry (for `radix.{ns}.{ctx}.log.…`); it is published at the end of this turn of the loop."""
+        stream = subject[: subject.find(".log.")]
+        self._bursts.setdefault(stream, []).append((subject, _encoder.encode(entry)))
         self._settled.clear()
+        if self._sending is None:
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        """Publish what was buffered, one burst per stream, each acknowledged by its last entry."""
         try:
-            await self._nc.publish(subject, _encoder.encode(entry), reply=f"{self._inbox}.{token}")
-        except Exception as e:  # a log failure must never fail the command
-            self._settle(token, failed=True)
-            logger.warning("command log entry not written", subject=subject, error=repr(e))
+            while self._bursts:
+                bursts, self._bursts = self._bursts, {}
+                for entries in bursts.values():
+                    await self._publish(entries)
+        finally:
+            self._sending = None
+            self._check_settled()
+
+    async def _publish(self, entries: list[tuple[str, bytes]]) -> None:
+        limit = self._nc.max_payload
+        if any(len(data) > limit for _, data in entries):
+            for subject, data in entries:
+                if len(data) > limit:
+                    logger.warning("command log entry too large", subject=subject, size=len(data), limit=limit)
+            self.failed += sum(len(data) > limit for _, data in entries)
+            entries = [(subject, data) for subject, data in entries if len(data) <= limit]
+            if not entries:
+                return
+        token = str(next(self._tokens))
+        *unacknowledged, (last_subject, last) = entries
+        try:
+            for subject, data in unacknowledged:
+                await self._nc.publish(subject, data)
+            self._pending[token] = len(entries)
+            await self._nc.publish(last_subject, last, reply=f"{self._inbox}.{token}")
+        except Exception as e:  # a log failure must never fail the command; unconfirmed counts as failed
+            self._pending.pop(token, None)
+            self.failed += len(entries)
+            logger.warning("command log entries not written", subject=last_subject, count=len(entries), error=repr(e))
 
     async def _on_ack(self, msg: Msg) -> None:
-        token = msg.subject.rpartition(".")[2]
+        count = self._pending.pop(msg.subject.rpartition(".")[2], None)
+        if count is None:
+            return
         try:
             failed = _ack_decoder.decode(msg.data).error is not None
         except msgspec.DecodeError:
             failed = True
         if failed:
-            logger.warning("command log entry refused", reply=msg.data.decode(errors="replace"))
-        self._settle(token, failed=failed)
-
-    def _settle(self, token: str, *, failed: bool) -> None:
-        if token not in self._pending:
-            return
-        self._pending.discard(token)
-        if failed:
-            self.failed += 1
+            self.failed += count
+            logger.warning("command log entries refused", count=count, reply=msg.data.decode(errors="replace"))
         else:
-            self.written += 1
-        if not self._pending:
+            self.written += count
+        self._check_settled()
+
+    def _check_settled(self) -> None:
+        if not self._pending and not self._bursts and self._sending is None:
             self._settled.set()
 
     async def flush(self, timeout: float) -> bool:
-        """Wait until every entry is acknowledged; False if some were not within `timeout`."""
+        """Wait until every entry is published and acknowledged; False if some were not within `timeout`."""
         try:
             async with asyncio.timeout(timeout):
                 await self._settled.wait()
         except TimeoutError:
-            logger.warning("command log entries unacknowledged at flush", pending=len(self._pending))
+            logger.warning("command log entries unacknowledged at flush", pending=sum(self._pending.values()))
             return False
         return True
 

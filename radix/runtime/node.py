@@ -566,7 +566,7 @@ class Node:
             log_to = invalid_log_subject(tokens[1], tokens[2])
         else:
             return
-        await self._log(
+        self._log(
             log_to,
             reply,
             type_name=bad.type_name,
@@ -923,7 +923,7 @@ class Node:
             time.monotonic() - envelope.received,
             reply.reason,
         )
-        await self._log(
+        self._log(
             log_subject(actor.address),
             reply,
             type_name=envelope.type_name,
@@ -996,7 +996,7 @@ class Node:
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))
 
-    async def _log(
+    def _log(
         self,
         subject: str,
         reply: wire.Reply,
@@ -1022,7 +1022,7 @@ class Node:
             aggregate=aggregate,
             duplicate=duplicate,
         )
-        await self.command_log.record(subject, entry)
+        self.command_log.record(subject, entry)
 
     def _endpoint_info(self) -> list[EndpointInfo]:
         return [
