@@ -22,6 +22,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from radix import wire
+from radix._inbox import Inbox
 from radix.connection import ConnectOptions, connect
 from radix.domain import BoundedContext, Command, Event, encode_command
 from radix.errors import (
@@ -78,7 +79,7 @@ async def request_command(
         if remaining <= 0:
             raise CommandTimeoutError(command_id, subject, timeout)
         try:
-            msg = await nc.request(subject, payload, timeout=min(attempt_timeout, remaining), headers=headers)
+            msg = await Inbox.of(nc).request(subject, payload, timeout=min(attempt_timeout, remaining), headers=headers)
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)

@@ -15,10 +15,11 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from radix._inbox import Inbox
 from radix.names import Address, leases_bucket
 from radix.store.kv import KVBucket
 
-__all__ = ["NodeProcess", "TcpProxy", "eventually", "lease_owners"]
+__all__ = ["NodeProcess", "TcpProxy", "eventually", "lease_owners", "open_inboxes"]
 
 
 async def eventually(
@@ -37,6 +38,13 @@ async def eventually(
             raise TimeoutError(f"{what} did not hold within {timeout}s")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+async def open_inboxes(nc: NATS) -> None:
+    """Open the connection's request inboxes (nats-py's and Radix's): they belong to the connection and
+    outlive any node, so a test counting the tasks a node leaves behind opens them first."""
+    await nc.jetstream().account_info()
+    await Inbox.of(nc).listen()
 
 
 class NodeProcess:

@@ -17,7 +17,7 @@ from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import leases_bucket
 from radix.runtime.placement import Placement
 from radix.store.kv import KVBucket
-from radix.testing import eventually
+from radix.testing import eventually, open_inboxes
 from radix.wire import H_COMMAND_ID, H_HOPS, H_REPLY_TO, H_SUBJECT
 
 FAST = {"liveness_ttl": 2, "rebalance_interval": 0.2, "forward_timeout": 0.5}
@@ -286,7 +286,7 @@ async def test_a_node_id_in_use_is_refused(cluster: Cluster) -> None:
     """A second node with the id of a live node waits for it to expire, then refuses to start, saying why."""
     first = await cluster.start("same", liveness_ttl=1)
     nc = await nats.connect(cluster.server.url)
-    await nc.jetstream().account_info()  # the connection's own request inbox
+    await open_inboxes(nc)
     tasks_before = asyncio.all_tasks()
     second = Node({cluster.namespace: [inventory]}, nats=nc, config=NodeConfig(node_id="same", liveness_ttl=1))
     with pytest.raises(RadixError, match="node id 'same' is in use"):

@@ -41,7 +41,7 @@ from radix.names import commands_stream, events_stream
 from radix.runtime._actor import AggregateActor
 from radix.runtime._commandlog import CommandLog
 from radix.store import Cause, Commit
-from radix.testing import eventually
+from radix.testing import eventually, open_inboxes
 from radix.wire import LogEntry, log_decoder
 
 # -- a context whose code misbehaves on request ------------------------------------------------
@@ -611,7 +611,7 @@ async def test_namespaces_are_separate(nc: NATS, namespace: str) -> None:
 
 async def test_shutdown_answers_everything_queued_and_is_idempotent(nc: NATS, namespace: str, client: Client) -> None:
     """Stopping a node under load answers every command it took, stopping twice is harmless, no task is left."""
-    await nc.jetstream().account_info()  # the connection's own request inbox, which outlives any node
+    await open_inboxes(nc)
     tasks_before = asyncio.all_tasks()
     node = Node({namespace: [inventory]}, nats=nc)
     await node.start()

@@ -37,6 +37,7 @@ from nats.micro.service import EndpointInfo, EndpointStats
 from prometheus_client import CollectorRegistry, start_http_server
 
 from radix import wire
+from radix._inbox import Inbox
 from radix.connection import ConnectOptions, connect
 from radix.domain import AggregateCodec, BoundedContext
 from radix.errors import DecodeError, InvalidNameError, RadixError, StoreError, StoreUnavailableError
@@ -666,7 +667,7 @@ class Node:
         delay = 0.02
         while True:
             try:
-                await self.nc.request(
+                await Inbox.of(self.nc).request(
                     f"{node_inbox(address.namespace, node)}.fwd",
                     envelope.payload,
                     headers=headers,

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import api as js_api
 
 from radix import wire
+from radix._inbox import Inbox, status_of
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
 from radix.names import Address, context_filter, event_subject, events_stream
@@ -99,10 +98,7 @@ class JetStreamEventStore:
         # Last known (version, stream sequence) per aggregate: the fence for the
         # next append. A stale entry costs one refused publish, never a wrong write.
         self._positions: dict[Address, tuple[int, int]] = {}
-        self._inbox = nc.new_inbox()
-        self._reply_sub: Subscription | None = None
-        self._replies: dict[str, asyncio.Queue[Msg]] = {}
-        self._tokens = itertools.count()
+        self._inbox = Inbox.of(nc)
 
     async def __aenter__(self) -> JetStreamEventStore:
         return self
@@ -111,10 +107,7 @@ class JetStreamEventStore:
         await self.close()
 
     async def close(self) -> None:
-        """Release the reply subscription. Safe to call twice."""
-        sub, self._reply_sub = self._reply_sub, None
-        if sub is not None and not self._nc.is_closed:
-            await sub.unsubscribe()
+        """Stop creating streams. Safe to call twice (the reply inbox is the connection's)."""
         self._streams.close()
 
     # -- streams ---------------------------------------------------------------------------
@@ -229,7 +222,7 @@ class JetStreamEventStore:
         # timed out but landed is refused (or deduplicated) when sent again.
         async def attempt() -> _PubAck:
             try:
-                reply = await self._nc.request(subject, payload, timeout=self.config.timeout, headers=headers)
+                reply = await self._inbox.request(subject, payload, timeout=self.config.timeout, headers=headers)
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
                 raise StoreUnavailableError(
                     f"JetStream did not acknowledge a commit on {subject} within {self.config.unavailable_for}s "
@@ -262,7 +255,7 @@ class JetStreamEventStore:
     async def _last(self, address: Address) -> Commit | None:
         stream = await self.ensure_stream(address.namespace, address.context)
         msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}.{event_subject(address)}", b"")
-        if _status(msg) == "404":
+        if status_of(msg) == "404":
             return None
         commit = self._commit(address, msg)
         self._remember(commit)
@@ -279,23 +272,23 @@ class JetStreamEventStore:
     async def commit_at(self, address: Address, position: int) -> Commit | None:
         stream = await self.ensure_stream(address.namespace, address.context)
         msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))
-        if _status(msg) == "404" or (msg.headers or {}).get("Nats-Subject") != event_subject(address):
+        if status_of(msg) == "404" or (msg.headers or {}).get("Nats-Subject") != event_subject(address):
             return None
-        if _status(msg) is not None:
+        if status_of(msg) is not None:
             raise StoreError(f"message {position} of {stream} could not be read: {_describe(msg)}")
         return self._commit(address, msg)
 
     async def _get(self, address: Address, position: int) -> Commit:
         stream = await self.ensure_stream(address.namespace, address.context)
         msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))
-        if _status(msg) is not None:
+        if status_of(msg) is not None:
             raise StoreError(f"message {position} of {stream} could not be read: {_describe(msg)}")
         return self._commit(address, msg)
 
     async def _direct(self, subject: str, payload: bytes) -> Msg:
         async def attempt() -> Msg:
             try:
-                return await self._nc.request(subject, payload, timeout=self.config.timeout)
+                return await self._inbox.request(subject, payload, timeout=self.config.timeout)
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
                 raise StoreUnavailableError(f"JetStream did not answer {subject}: {e!r}") from e
 
@@ -340,23 +333,17 @@ class JetStreamEventStore:
     async def _batch(self, stream: str, address: Address, position: int) -> tuple[list[Commit], int]:
         """One batched direct get: the commits from `position` on, and how many remain after them."""
         subject = event_subject(address)
-        if self._reply_sub is None:
-            self._reply_sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
-        token = str(next(self._tokens))
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._replies[token] = queue
+        await self._inbox.listen()
         request = {"seq": position, "next_by_subj": subject, "batch": self.config.batch}
         commits: list[Commit] = []
-        try:
-            await self._nc.publish(
-                f"$JS.API.DIRECT.GET.{stream}", _json.encode(request), reply=f"{self._inbox}.{token}"
-            )
+        with self._inbox.replies() as (reply, queue):
+            await self._nc.publish(f"$JS.API.DIRECT.GET.{stream}", _json.encode(request), reply=reply)
             while True:
                 try:
                     msg = await asyncio.wait_for(queue.get(), self.config.timeout)
                 except TimeoutError as e:
                     raise StoreUnavailableError(f"JetStream did not answer a read of {subject}") from e
-                status = _status(msg)
+                status = status_of(msg)
                 if status == "404":
                     return commits, 0
                 if status == "204":
@@ -366,13 +353,6 @@ class JetStreamEventStore:
                 if status is not None:
                     raise StoreError(f"reading {subject} failed: {_describe(msg)}")
                 commits.append(self._commit(address, msg))
-        finally:
-            del self._replies[token]
-
-    async def _on_reply(self, msg: Msg) -> None:
-        queue = self._replies.get(msg.subject.rpartition(".")[2])
-        if queue is not None:
-            queue.put_nowait(msg)
 
     async def _replay(self, address: Address, position: int, count: int, after: int) -> list[Commit]:
         """Read `count` commits from `position` on with an ordered consumer: fastest for long histories."""
@@ -397,13 +377,6 @@ class JetStreamEventStore:
         finally:
             await sub.unsubscribe()
         return commits
-
-
-def _status(msg: Msg) -> str | None:
-    if msg.data or not msg.headers:
-        return None
-    status: Any = msg.headers.get("Status")
-    return str(status) if status is not None else None
 
 
 def _describe(msg: Msg) -> str:

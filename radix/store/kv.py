@@ -24,6 +24,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 
 from radix import wire
+from radix._inbox import Inbox
 from radix.errors import StoreError, StoreUnavailableError
 from radix.names import Address
 from radix.store._streams import (
@@ -120,7 +121,7 @@ class KVBucket:
         # request may have been carried out.
         try:
             return await with_backoff(
-                lambda: self._nc.request(subject, payload, timeout=self._timeout, headers=headers),
+                lambda: Inbox.of(self._nc).request(subject, payload, timeout=self._timeout, headers=headers),
                 retry_on=(nats.errors.NoRespondersError,),
                 wait=self._timeout,
             )
