@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -703,3 +704,29 @@ async def test_the_command_log_writes_every_entry_of_a_burst_and_counts_what_fai
         assert (log.written, log.failed) == (50, 4)
     finally:
         await log.close()
+
+
+def test_the_dedup_window_keeps_the_newest_ids_within_its_bounds() -> None:
+    """An actor remembers applied command ids oldest first: at most `dedup_max`, none older than
+    `dedup_window`; a snapshot carries the newest `SNAPSHOT_IDS` and points back to the oldest's commit."""
+    settings = NodeConfig(dedup_max=300, dedup_window=60).actor_settings()
+    address = Address("unit", "inventory", "InventoryItem", "w-1")
+    actor = AggregateActor(cast(Any, None), address, inventory.codec("InventoryItem"), settings, None)
+
+    def note(n: int) -> None:
+        event = wire.RecordedEvent("ItemsCheckedIn", "1.0", n, msgspec.Raw(b"{}"), f"c-{n}")
+        actor._note_applied(Commit(address, 10 + n, (event,)))
+
+    for n in range(1, 401):
+        note(n)
+    assert actor.applied is not None
+    assert list(actor.applied) == [f"c-{n}" for n in range(101, 401)]  # dedup_max: the newest 300
+    carried, window_from = actor._window_ids()
+    assert [c for c, _, _ in carried] == [f"c-{n}" for n in range(145, 401)]
+    assert window_from == 10 + 101  # the oldest remembered id's commit
+    long_ago = time.time() - 61
+    actor.applied = {c: (p, v, long_ago if v <= 350 else at) for c, (p, v, at) in actor.applied.items()}
+    assert [c for c, _, _ in actor._window_ids()[0]] == [f"c-{n}" for n in range(351, 401)]
+    assert actor._window_ids()[1] == 0  # the window fits in a snapshot
+    note(401)
+    assert list(actor.applied) == [f"c-{n}" for n in range(351, 402)]  # past dedup_window: forgotten

@@ -637,12 +637,16 @@ class AggregateActor:
             applied = self.applied = {}
         for recorded in commit.events:
             applied[recorded.command_id] = (commit.position, recorded.version, now)
-        horizon = now - self.settings.dedup_window
-        while applied:
-            oldest = next(iter(applied))
-            if applied[oldest][2] >= horizon and len(applied) <= self.settings.dedup_max:
+        # Oldest first, in one pass: `next(iter(applied))` per id dropped would step over every slot
+        # dropped before it, again and again.
+        horizon, excess = now - self.settings.dedup_window, len(applied) - self.settings.dedup_max
+        dropped: list[str] = []
+        for command_id, (_, _, at) in applied.items():
+            if at >= horizon and len(dropped) >= excess:
                 break
-            del applied[oldest]
+            dropped.append(command_id)
+        for command_id in dropped:
+            del applied[command_id]
 
     async def _applied_reply(self, command_id: str) -> wire.Reply:
         """The original answer to an applied command older than `recent`: its events, read back."""
@@ -923,23 +927,36 @@ class AggregateActor:
             self._snapshotting = True
             await self._write_snapshot()
 
+    def _window_ids(self) -> tuple[list[tuple[str, int, int]], int]:
+        """The command ids of the dedup window a snapshot carries (the latest `SNAPSHOT_IDS`, oldest first)
+        and, if the window holds more, the position of its oldest id's commit (the next activation reads
+        them from there on); else 0. Reads the latest ids only: a hot aggregate remembers thousands."""
+        applied = self.applied or {}
+        horizon = time.time() - self.settings.dedup_window
+        latest: list[tuple[str, int, int]] = []
+        for command_id, (position, version, at) in reversed(applied.items()):
+            if at < horizon:
+                break
+            if len(latest) == SNAPSHOT_IDS:
+                oldest = next(position for position, _, at in applied.values() if at >= horizon)
+                return latest[::-1], oldest
+            latest.append((command_id, position, version))
+        return latest[::-1], 0
+
     async def _write_snapshot(self) -> None:
         if self.fingerprint is None:
             return
         version, position = self.version, self.position
         try:
-            horizon = time.time() - self.settings.dedup_window
-            applied = self.applied or {}
-            window = [(c, p, v) for c, (p, v, at) in applied.items() if at >= horizon and v <= version]
+            carried, window_from = self._window_ids()
             snapshot = Snapshot(
                 version=version,
                 position=position,
                 fingerprint=self.fingerprint,
                 state=msgspec.Raw(msgspec.json.encode(self.state)),
                 taken_at=time.time(),
-                applied=window[-SNAPSHOT_IDS:],
-                # Too many ids to carry: the next activation reads them from the oldest one's commit on.
-                window_from=window[0][1] if len(window) > SNAPSHOT_IDS else 0,
+                applied=carried,
+                window_from=window_from,
             )
             await self.host.snapshots.save(self.address, snapshot)
             self.snapshot_version = version
