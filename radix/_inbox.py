@@ -19,6 +19,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from radix._publish import publish
+
 __all__ = ["Inbox", "status_of"]
 
 _ATTRIBUTE = "_radix_inbox"
@@ -56,7 +58,7 @@ class Inbox:
         self._answers[token] = answer
         timer = loop.call_later(timeout, _expire, answer)
         try:
-            await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+            await publish(self._nc, subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
             msg = await answer
         finally:
             timer.cancel()

@@ -21,6 +21,7 @@ from nats.aio.subscription import Subscription
 from nats.js import api as js_api
 
 from radix import wire
+from radix._publish import publish
 from radix.logs import logger
 from radix.names import commands_stream, context_filter
 from radix.store._streams import ensure_stream
@@ -105,9 +106,9 @@ class CommandLog:
         *unacknowledged, (last_subject, last) = entries
         try:
             for subject, data in unacknowledged:
-                await self._nc.publish(subject, data)
+                await publish(self._nc, subject, data)
             self._pending[token] = len(entries)
-            await self._nc.publish(last_subject, last, reply=f"{self._inbox}.{token}")
+            await publish(self._nc, last_subject, last, reply=f"{self._inbox}.{token}")
         except Exception as e:  # a log failure must never fail the command; unconfirmed counts as failed
             self._pending.pop(token, None)
             self.failed += len(entries)

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from radix import wire
 from radix._inbox import Inbox
+from radix._publish import encode_headers, publish
 from radix.connection import ConnectOptions, connect
 from radix.domain import AggregateCodec, BoundedContext
 from radix.errors import DecodeError, InvalidNameError, RadixError, StoreError, StoreUnavailableError
@@ -229,6 +230,7 @@ class Node:
         # Stopping many actors at once must not flood JetStream and starve the liveness heartbeat.
         self.pace = asyncio.Semaphore(self.config.handoff_concurrency)
         self.counts: Counter[str] = Counter()
+        self._reply_headers: dict[str, bytes] = {}  # by status: encoded once
         self.stats = Stats()
         self.metrics = Metrics()
         self._micro: MicroResponder | None = None
@@ -989,11 +991,12 @@ class Node:
         self.counts[reply.status] += 1
         if reply_to:
             try:
-                await self.nc.publish(
-                    reply_to,
-                    wire.reply_encoder.encode(reply),
-                    headers={wire.H_STATUS: reply.status, wire.H_NODE: self.node_id},
-                )
+                headers = self._reply_headers.get(reply.status)
+                if headers is None:
+                    headers = self._reply_headers[reply.status] = encode_headers(
+                        {wire.H_STATUS: reply.status, wire.H_NODE: self.node_id}
+                    )
+                await publish(self.nc, reply_to, wire.reply_encoder.encode(reply), headers=headers)
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))
 
