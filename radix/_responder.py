@@ -19,6 +19,7 @@ import uvloop
 from nats.aio.msg import Msg
 
 from radix import wire
+from radix.runtime import tune_gc
 
 
 async def serve(url: str, stream: str, prefix: str) -> None:
@@ -43,6 +44,7 @@ async def serve(url: str, stream: str, prefix: str) -> None:
 
     await nc.subscribe(f"{prefix}.cmd.>", queue="q", cb=on_request)
     await nc.flush()
+    tune_gc()  # as `radix node` does: both sides of the comparison run with the same collector settings
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)

@@ -45,7 +45,7 @@ from radix.names import (
     validate_namespace,
     validate_node_id,
 )
-from radix.runtime import Node, NodeConfig
+from radix.runtime import Node, NodeConfig, tune_gc
 from radix.server import EmbeddedNats
 from radix.store import StoreConfig
 from radix.store._streams import all_streams
@@ -157,6 +157,7 @@ async def _node(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         await node.start()
+        tune_gc()
         print(f"radix: node {node.node_id} serving {', '.join(node.status().hosts)}", file=sys.stderr, flush=True)
         await node.wait_stopped()
     return 0
@@ -538,6 +539,7 @@ async def _bench(args: argparse.Namespace) -> int:
     unknown = set(only) - set(SCENARIOS)
     if unknown:
         raise RadixError(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose from {', '.join(SCENARIOS)}")
+    tune_gc()  # the load generator, as the node and the baseline's responder: both sides pay its costs
     results = await run_bench(
         url=args.nats,
         quick=args.quick,

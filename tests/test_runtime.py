@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
@@ -39,8 +40,10 @@ from radix.examples.inventory import (
     inventory,
 )
 from radix.names import commands_stream, events_stream
+from radix.runtime import tune_gc
 from radix.runtime._actor import AggregateActor
 from radix.runtime._commandlog import CommandLog
+from radix.runtime.tuning import GC_THRESHOLD
 from radix.store import Cause, Commit
 from radix.testing import eventually, open_inboxes
 from radix.wire import LogEntry, log_decoder
@@ -730,3 +733,14 @@ def test_the_dedup_window_keeps_the_newest_ids_within_its_bounds() -> None:
     assert actor._window_ids()[1] == 0  # the window fits in a snapshot
     note(401)
     assert list(actor.applied) == [f"c-{n}" for n in range(351, 402)]  # past dedup_window: forgotten
+
+
+def test_tune_gc_freezes_what_is_alive_and_collects_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (GC_THRESHOLD, 20, 100)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
