@@ -11,6 +11,7 @@ the runtime applies at most once, so a retry is always safe.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -106,6 +107,10 @@ class Client:
         self.context = context
         self.namespace = validate_namespace(namespace)
         self.attempt_timeout = attempt_timeout
+        # Command ids this client makes: its own random prefix and a count (unique without a system call
+        # for random bytes per command, as uuid4 makes).
+        self._ids = f"{uuid.uuid4().hex[:16]}-"
+        self._sent = itertools.count(1)
 
     async def __aenter__(self) -> Self:
         if self._nc is None and self._options is not None:
@@ -142,7 +147,7 @@ class Client:
         """
         aggregate_type = self.context.aggregate_type_of(type(command))
         address = Address(self.namespace, self.context.name, aggregate_type, aggregate_id)
-        command_id = command_id or uuid.uuid4().hex
+        command_id = command_id or f"{self._ids}{next(self._sent):x}"
         headers = command_headers(
             command_id, expected_version=expected_version, issuer=issuer, correlation_id=correlation_id
         )

@@ -144,6 +144,17 @@ async def test_commands_accepted_with_contiguous_versions(node: Node, client: Cl
     assert removed.version == 5
 
 
+async def test_each_command_sent_gets_an_id_of_its_own(node: Node, client: Client, nc: NATS, namespace: str) -> None:
+    """Ids the client makes are unique per command and per client (a prefix of its own, then a count)."""
+    other = Client(nc, inventory, namespace=namespace)
+    sent = [
+        await c.send(CreateItem(name="x"), aggregate_id=f"sku-id-{n}") for n, c in enumerate([client, client, other])
+    ]
+    ids = [a.command_id for a in sent]
+    assert len(set(ids)) == 3
+    assert ids[0].split("-")[0] == ids[1].split("-")[0] != ids[2].split("-")[0]
+
+
 async def test_domain_rejection(node: Node, client: Client, nc: NATS, namespace: str) -> None:
     """A command the domain refuses is rejected with its reason, and nothing is appended."""
     with pytest.raises(CommandRejectedError) as info:
