@@ -40,6 +40,7 @@ from radix.examples.inventory import (
     inventory,
 )
 from radix.names import commands_stream, events_stream
+from radix.runtime import node as node_module
 from radix.runtime import tune_gc
 from radix.runtime._actor import AggregateActor
 from radix.runtime._commandlog import CommandLog
@@ -755,3 +756,17 @@ def test_tune_gc_freezes_what_is_alive_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+async def test_commands_past_the_route_cache_are_served(
+    nc: NATS, namespace: str, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache of validated command subjects starts again when full; every command is still served."""
+    monkeypatch.setattr(node_module, "ROUTES_KEPT", 4)
+    async with Node({namespace: [inventory]}, nats=nc):
+        for round_ in (1, 2):
+            for n in range(10):
+                accepted = await client.send(
+                    CreateItem(name="r") if round_ == 1 else CheckIn(count=1), aggregate_id=f"r-{n}"
+                )
+                assert accepted.version == round_
