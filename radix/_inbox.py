@@ -33,6 +33,7 @@ class Inbox:
         self._nc = nc
         self._prefix = nc.new_inbox()
         self._sub: Subscription | None = None
+        self._subscribing = asyncio.Lock()
         self._tokens = itertools.count()
         self._answers: dict[str, asyncio.Future[Msg]] = {}  # one message answers the request
         self._queues: dict[str, asyncio.Queue[Msg]] = {}  # a request answered by many messages
@@ -80,9 +81,12 @@ class Inbox:
             del self._queues[token]
 
     async def listen(self) -> None:
-        """Subscribe to the inbox unless it is already."""
+        """Subscribe to the inbox unless it is already (once, however many ask at the same time: a second
+        subscription would deliver every reply twice)."""
         if self._sub is None:
-            self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+            async with self._subscribing:
+                if self._sub is None:
+                    self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
 
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix) + 1 :]

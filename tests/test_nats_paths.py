@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import nats
 import nats.errors
 import pytest
@@ -13,7 +14,10 @@ from nats.aio.msg import Msg
 
 from radix._inbox import Inbox
 from radix._publish import encode_headers, publish
+from radix.domain import EventData
+from radix.names import Address
 from radix.server import EmbeddedNats
+from radix.store import JetStreamEventStore
 
 
 async def test_a_published_message_arrives_as_nats_py_would_send_it(nc: NATS, namespace: str) -> None:
@@ -71,3 +75,22 @@ async def test_requests_share_the_connection_inbox(nc: NATS, namespace: str) -> 
     await nc.subscribe(f"{namespace}.silent")
     with pytest.raises(nats.errors.TimeoutError):
         await inbox.request(f"{namespace}.silent", b"", timeout=0.2)
+
+
+async def test_reads_started_together_on_a_new_connection_see_each_commit_once(
+    nats_server: EmbeddedNats, nc: NATS, namespace: str
+) -> None:
+    """The inbox subscribes once however many requests start at the same time: a second subscription
+    would deliver every reply twice, and a batched read would see each commit twice."""
+    address = Address(namespace, "inventory", "InventoryItem", "once")
+    data = [EventData("ItemsCheckedIn", "1.0", msgspec.Raw(b'{"count":1}'))]
+    async with JetStreamEventStore(nc) as store:
+        for version in range(3):
+            await store.append(address, data, expected_version=version, command_id=f"c-{version}")
+    fresh = await nats.connect(nats_server.url)
+    try:
+        async with JetStreamEventStore(fresh) as store:
+            reads = await asyncio.gather(*(store.read(address) for _ in range(20)))
+        assert all([c.version for c in commits] == [1, 2, 3] for commits in reads)
+    finally:
+        await fresh.close()

@@ -94,11 +94,9 @@ class CommandLog:
 
     async def _publish(self, entries: list[tuple[str, bytes]]) -> None:
         limit = self._nc.max_payload
-        if any(len(data) > limit for _, data in entries):
-            for subject, data in entries:
-                if len(data) > limit:
-                    logger.warning("command log entry too large", subject=subject, size=len(data), limit=limit)
-            self.failed += sum(len(data) > limit for _, data in entries)
+        if oversized := [subject for subject, data in entries if len(data) > limit]:
+            logger.warning("command log entries larger than the server takes", subjects=oversized, limit=limit)
+            self.failed += len(oversized)
             entries = [(subject, data) for subject, data in entries if len(data) <= limit]
             if not entries:
                 return

@@ -83,8 +83,8 @@ _json: Final = msgspec.json.Encoder()
 class JetStreamEventStore:
     """An `EventStore` on JetStream, over a connected nats-py client.
 
-    Use it as an async context manager (or call `close()`): it holds one
-    subscription, the inbox that direct-get replies arrive on.
+    Use it as an async context manager (or call `close()`). Its requests (appends, direct gets) are
+    answered on the connection's shared inbox (`radix._inbox`), which stays with the connection.
     """
 
     def __init__(self, nc: NATS, *, config: StoreConfig | None = None) -> None:
