@@ -151,6 +151,13 @@ class _Bench:
             finally:
                 node.stop(timeout=2)  # a throwaway namespace: no need to wait for its leases' release
 
+    def _cpu(self, serving: int) -> _CpuMeter:
+        """The CPU time of the process serving, nats-server (if this process started it) and this one."""
+        pids = {"serving": serving, "generator": os.getpid()}
+        if self.server_pid is not None:
+            pids["nats"] = self.server_pid
+        return _CpuMeter(pids)
+
     # -- many aggregates ---------------------------------------------------------------------
 
     async def many_aggregates(self) -> list[Result]:
@@ -160,6 +167,8 @@ class _Bench:
         radix_rates, base_rates, latencies, base_latencies = [], [], [], []
         paced, base_paced, half_rates = [], [], []
         alone, base_alone, alone_rates = [], [], []
+        cpu: list[dict[str, float]] = []
+        base_cpu: list[dict[str, float]] = []
         size = (self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight)
         cores = _isolation(self.server_pid)
         for _ in range(self.sizes.runs):
@@ -169,6 +178,8 @@ class _Bench:
             paced.extend(load.paced)
             half_rates.append(load.paced_rate)
             base = await self._baseline_throughput(*size, paced_rate=load.paced_rate)
+            cpu.append(load.cpu_us)
+            base_cpu.append(base.cpu_us)
             base_rates.append(base.rate)
             base_latencies.extend(base.latencies)
             base_paced.extend(base.paced)
@@ -178,8 +189,10 @@ class _Bench:
                 alone_rates.append(load.paced_rate)
                 base = await self._baseline_throughput(*size, paced_rate=load.paced_rate, cores=cores)
                 base_alone.extend(base.paced)
+        many = self._throughput_result("many aggregates", radix_rates, base_rates, latencies, base_latencies, "≥ 0.8x")
+        many.extra.update(_cpu_extra(cpu, "") | _cpu_extra(base_cpu, "baseline_"))
         results = [
-            self._throughput_result("many aggregates", radix_rates, base_rates, latencies, base_latencies, "≥ 0.8x"),
+            many,
             _latency_result(
                 "latency at half the maximum rate, cores shared (many aggregates)",
                 paced,
@@ -204,14 +217,18 @@ class _Bench:
 
     async def hot_aggregate(self) -> Result:
         radix_rates, base_rates, latencies, base_latencies = [], [], [], []
+        cpu: list[dict[str, float]] = []
         for _ in range(self.sizes.runs):
             load = await self._radix_throughput(1, self.sizes.hot_commands, 64)
             radix_rates.append(load.rate)
             latencies.extend(load.latencies)
+            cpu.append(load.cpu_us)
             rate, lat = await self._sequential_appends(self.sizes.hot_commands)
             base_rates.append(rate)
             base_latencies.extend(lat)
-        return self._throughput_result("hot aggregate", radix_rates, base_rates, latencies, base_latencies, "≥ 3x")
+        hot = self._throughput_result("hot aggregate", radix_rates, base_rates, latencies, base_latencies, "≥ 3x")
+        hot.extra.update(_cpu_extra(cpu, ""))
+        return hot
 
     def _throughput_result(
         self, name: str, radix: list[float], base: list[float], lat: list[float], base_lat: list[float], target: str
@@ -246,7 +263,9 @@ class _Bench:
                 await client.send(CheckIn(count=1), aggregate_id=ids[n % aggregates], timeout=60)
 
             with cores.apart(node.process.pid) if cores is not None else contextlib.nullcontext():
-                load = await _Load.closed(one, commands, in_flight)
+                with self._cpu(node.process.pid) as cpu:
+                    load = await _Load.closed(one, commands, in_flight)
+                load.cpu_us = cpu.per(commands)
                 if pace:
                     await load.open(one, load.rate * pace, commands // 4)
         return load
@@ -281,7 +300,9 @@ class _Bench:
                     await client_nc.request(subject, b'{"type":"CheckIn","count":1}', timeout=60)
 
                 with cores.apart(responder.pid) if cores is not None else contextlib.nullcontext():
-                    load = await _Load.closed(one, commands, in_flight)
+                    with self._cpu(responder.pid) as cpu:
+                        load = await _Load.closed(one, commands, in_flight)
+                    load.cpu_us = cpu.per(commands)
                     if paced_rate:
                         await load.open(one, paced_rate, commands // 4)
         finally:
@@ -504,6 +525,7 @@ class _Load:
     latencies: list[float]
     paced_rate: float = 0.0
     paced: list[float] = field(default_factory=list)
+    cpu_us: dict[str, float] = field(default_factory=dict)  # CPU per command in the closed loop, by process
 
     @classmethod
     async def closed(cls, one: Callable[[int], Awaitable[None]], commands: int, in_flight: int) -> _Load:
@@ -540,6 +562,41 @@ class _Load:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(timed(n)))
         await asyncio.gather(*tasks)
+
+
+class _CpuMeter:
+    """CPU time (user and system) that processes spend while the `with` block runs."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent: dict[str, float] = {}
+
+    def __enter__(self) -> _CpuMeter:
+        self._before = {role: _cpu_seconds(pid) for role, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.spent = {role: _cpu_seconds(pid) - self._before[role] for role, pid in self.pids.items()}
+
+    def per(self, commands: int) -> dict[str, float]:
+        """Microseconds of CPU per command, by process."""
+        return {role: seconds * 1e6 / commands for role, seconds in self.spent.items()}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (Linux; 0 where /proc is not there)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_extra(runs: list[dict[str, float]], prefix: str) -> dict[str, float]:
+    """The median CPU per command of each process over the runs, as result figures."""
+    roles = runs[0].keys() if runs else ()
+    return {f"{prefix}{role}_cpu_us": round(_median([run[role] for run in runs])) for role in roles}
 
 
 @dataclass(frozen=True)
