@@ -62,8 +62,12 @@ H_MSG_ID: Final = "Nats-Msg-Id"
 H_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 
 
-class RecordedEvent(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One stored event: its type, schema, version in the aggregate, data, and what caused it."""
+class RecordedEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """One stored event: its type, schema, version in the aggregate, data, and what caused it.
+
+    Not tracked by the garbage collector (`gc=False`): it holds only strings, numbers and bytes, so it
+    can be in no reference cycle, and live actors keep many (their latest events).
+    """
 
     type: str
     schema: str
@@ -108,7 +112,7 @@ class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
     conflicts: list[RecordedEvent] = []
 
 
-class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True):
+class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """One command-log entry: what happened to a command, whatever the outcome."""
 
     command_id: str

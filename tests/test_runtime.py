@@ -42,7 +42,7 @@ from radix.examples.inventory import (
 from radix.names import commands_stream, events_stream
 from radix.runtime import node as node_module
 from radix.runtime import tune_gc
-from radix.runtime._actor import AggregateActor
+from radix.runtime._actor import AggregateActor, Applied
 from radix.runtime._commandlog import CommandLog
 from radix.runtime.tuning import GC_THRESHOLD
 from radix.store import Cause, Commit
@@ -740,7 +740,9 @@ def test_the_dedup_window_keeps_the_newest_ids_within_its_bounds() -> None:
     assert [c for c, _, _ in carried] == [f"c-{n}" for n in range(145, 401)]
     assert window_from == 10 + 101  # the oldest remembered id's commit
     long_ago = time.time() - 61
-    actor.applied = {c: (p, v, long_ago if v <= 350 else at) for c, (p, v, at) in actor.applied.items()}
+    actor.applied = {
+        c: Applied(e.position, e.version, long_ago if e.version <= 350 else e.at) for c, e in actor.applied.items()
+    }
     assert [c for c, _, _ in actor._window_ids()[0]] == [f"c-{n}" for n in range(351, 401)]
     assert actor._window_ids()[1] == 0  # the window fits in a snapshot
     note(401)
