@@ -5,6 +5,8 @@ holds even on a noisy machine. Figures are medians over `--runs` repetitions.
 
 - many aggregates: 1,000 aggregates, 256 commands in flight, end to end through the wire.
   Baseline: a minimal nats-py responder doing one fenced publish per request, then replying.
+  Then the latency at half the rate reached (an open loop), with cores shared, and with the
+  node (and the responder) on a core of its own where the machine has one to spare.
 - hot aggregate: every command to one aggregate, 64 in flight. Baseline: sequential fenced
   appends to one subject.
 - activation: activating a 10-event aggregate (p50, p99), and a long aggregate with and
@@ -13,8 +15,9 @@ holds even on a noisy machine. Figures are medians over `--runs` repetitions.
   (the floor is the liveness TTL), and the pause per aggregate in a drain.
 - density: memory per idle live actor.
 
-The load generator and the node (or the baseline responder) share this process: both sides
-of each comparison pay the same client costs.
+The node runs as `radix node` and the baseline's responder as `radix._responder`, each in a
+process of its own; this process is the load generator for both. The throughput scenarios
+also report the CPU each process spent per command.
 """
 
 from __future__ import annotations
