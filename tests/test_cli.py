@@ -55,6 +55,11 @@ async def two_namespaces(nats_server: EmbeddedNats, namespace: str) -> AsyncIter
         yield nodes[0], nodes[1]
 
 
+async def tail_from_start(pattern: str, url: str) -> tuple[int, str, str]:
+    """`radix tail PATTERN --from-start --count 1`: the first stored message the pattern matches."""
+    return await radix("tail", pattern, "--from-start", "--count", "1", "--nats", url, timeout=30)
+
+
 async def test_demo_runs_to_a_verified_finish() -> None:
     """`radix demo`: three node processes, a kill -9 and a drain under load, every history verified."""
     code, out, err = await radix("demo", "--items", "12", "--seconds", "3", timeout=120)
@@ -126,16 +131,7 @@ async def test_tail_follows_wildcards_across_namespaces(
     one, two = Client(nc, inventory, namespace=namespace), Client(nc, inventory, namespace=f"{namespace}-2")
     await one.send(CreateItem(name="first"), aggregate_id="t-1")
     await two.send(CreateItem(name="other"), aggregate_id="t-2")
-    replay = await radix(
-        "tail",
-        f"radix.{namespace}.inventory.evt.>",
-        "--from-start",
-        "--count",
-        "1",
-        "--nats",
-        nats_server.url,
-        timeout=30,
-    )
+    replay = await tail_from_start(f"radix.{namespace}.inventory.evt.>", nats_server.url)
     assert replay[0] == 0, replay[2]
     assert replay[1].startswith(f'{namespace} inventory InventoryItem/t-1 v1 ItemCreated {{"name":"first"}}')
     live = asyncio.create_task(
@@ -163,16 +159,7 @@ async def test_tail_shows_the_command_log(
 ) -> None:
     """Command-log entries show status, type, command id and node."""
     await Client(nc, inventory, namespace=namespace).send(CreateItem(name="x"), aggregate_id="t-3", command_id="k-3")
-    code, out, _ = await radix(
-        "tail",
-        f"radix.{namespace}.inventory.log.>",
-        "--from-start",
-        "--count",
-        "1",
-        "--nats",
-        nats_server.url,
-        timeout=30,
-    )
+    code, out, _ = await tail_from_start(f"radix.{namespace}.inventory.log.>", nats_server.url)
     assert code == 0
     assert f"{namespace} inventory InventoryItem/t-3 accepted CreateItem v1 (command k-3, node " in out
 
@@ -187,16 +174,7 @@ async def test_tail_finds_streams_past_the_first_page_of_the_listing(
     try:
         for name in earlier:
             await js.add_stream(name=name, subjects=[f"{name}.x"], storage="memory")
-        code, out, err = await radix(
-            "tail",
-            f"radix.{namespace}.inventory.evt.>",
-            "--from-start",
-            "--count",
-            "1",
-            "--nats",
-            nats_server.url,
-            timeout=30,
-        )
+        code, out, err = await tail_from_start(f"radix.{namespace}.inventory.evt.>", nats_server.url)
     finally:
         for name in earlier:
             await js.delete_stream(name)
