@@ -1,4 +1,5 @@
-"""Requests answered on one inbox subscription per connection, shared by every part that uses it.
+"""Replies on one inbox subscription per connection, shared by every part that uses it: requests
+(appends, reads, KV writes, commands sent), and acknowledgements only counted (the command log).
 
 nats-py's `request` makes an inbox token (a NUID and random bytes) and runs `asyncio.wait_for` for
 every request: on the hot paths (an append per command, a request per command sent) that was over
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import nats.errors
@@ -37,6 +38,7 @@ class Inbox:
         self._tokens = itertools.count()
         self._answers: dict[str, asyncio.Future[Msg]] = {}  # one message answers the request
         self._queues: dict[str, asyncio.Queue[Msg]] = {}  # a request answered by many messages
+        self._handlers: dict[str, Callable[[Msg], None]] = {}  # a reply nothing waits for
 
     @classmethod
     def of(cls, nc: NATS) -> Inbox:
@@ -80,6 +82,16 @@ class Inbox:
         finally:
             del self._queues[token]
 
+    def expect(self, handle: Callable[[Msg], None]) -> str:
+        """A reply subject whose one reply goes to `handle`, for replies nothing waits for (acknowledgements
+        that are only counted); no time-out. Call `listen()` first; `forget` drops it unanswered."""
+        token = str(next(self._tokens))
+        self._handlers[token] = handle
+        return f"{self._prefix}.{token}"
+
+    def forget(self, reply: str) -> None:
+        self._handlers.pop(reply[len(self._prefix) + 1 :], None)
+
     async def listen(self) -> None:
         """Subscribe to the inbox unless it is already (once, however many ask at the same time: a second
         subscription would deliver every reply twice)."""
@@ -94,6 +106,10 @@ class Inbox:
         if answer is not None:
             if not answer.done():
                 answer.set_result(msg)
+            return
+        handle = self._handlers.pop(token, None)
+        if handle is not None:
+            handle(msg)
             return
         queue = self._queues.get(token)
         if queue is not None:

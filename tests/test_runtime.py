@@ -704,21 +704,18 @@ async def test_the_command_log_writes_every_entry_of_a_burst_and_counts_what_fai
     log = CommandLog(nc, max_age=3600, replicas=1)
     await log.ensure_stream(namespace, "inventory")
     await log.start()
-    try:
-        subject = f"radix.{namespace}.inventory.log.InventoryItem.b-1"
-        for n in range(50):
-            log.record(subject, entry(f"c-{n}"))
-        assert await log.flush(5)
-        assert (log.written, log.failed) == (50, 0)
-        assert [e.command_id for e in await log_entries(nc, namespace, 50)] == [f"c-{n}" for n in range(50)]
-        # No stream takes this context's log: the burst's acknowledgement says so.
-        for n in range(3):
-            log.record(f"radix.{namespace}.nowhere.log.T.x", entry(f"d-{n}"))
-        log.record(subject, entry("big", reason="x" * nc.max_payload))
-        assert await log.flush(5)
-        assert (log.written, log.failed) == (50, 4)
-    finally:
-        await log.close()
+    subject = f"radix.{namespace}.inventory.log.InventoryItem.b-1"
+    for n in range(50):
+        log.record(subject, entry(f"c-{n}"))
+    assert await log.flush(5)
+    assert (log.written, log.failed) == (50, 0)
+    assert [e.command_id for e in await log_entries(nc, namespace, 50)] == [f"c-{n}" for n in range(50)]
+    # No stream takes this context's log: the burst's acknowledgement says so.
+    for n in range(3):
+        log.record(f"radix.{namespace}.nowhere.log.T.x", entry(f"d-{n}"))
+    log.record(subject, entry("big", reason="x" * nc.max_payload))
+    assert await log.flush(5)
+    assert (log.written, log.failed) == (50, 4)
 
 
 def test_the_dedup_window_keeps_the_newest_ids_within_its_bounds() -> None:

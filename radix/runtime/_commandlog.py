@@ -12,15 +12,15 @@ acknowledgement outstanding.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import functools
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import api as js_api
 
 from radix import wire
+from radix._inbox import Inbox
 from radix._publish import publish
 from radix.logs import logger
 from radix.names import commands_stream, context_filter
@@ -43,12 +43,10 @@ class CommandLog:
         self._nc = nc
         self._max_age = max_age
         self._replicas = replicas
-        self._inbox = nc.new_inbox()
-        self._sub: Subscription | None = None
-        self._tokens = itertools.count()
+        self._inbox = Inbox.of(nc)  # acknowledgements arrive on the connection's shared inbox
         self._bursts: dict[str, list[tuple[str, bytes]]] = {}  # stream prefix -> entries not yet sent
         self._sending: asyncio.Task[None] | None = None
-        self._pending: dict[str, int] = {}  # ack token -> how many entries it answers for
+        self._unacknowledged = 0  # entries sent whose burst's acknowledgement has not come
         self._settled = asyncio.Event()
         self._settled.set()
         self.written = 0
@@ -70,8 +68,7 @@ class CommandLog:
         await ensure_stream(self._nc.jetstream(), config)
 
     async def start(self) -> None:
-        if self._sub is None:
-            self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        await self._inbox.listen()
 
     def record(self, subject: str, entry: wire.LogEntry) -> None:
         """Buffer one entry (for `radix.{ns}.{ctx}.log.…`); it is published at the end of this turn of the loop."""
@@ -100,22 +97,21 @@ class CommandLog:
             entries = [(subject, data) for subject, data in entries if len(data) <= limit]
             if not entries:
                 return
-        token = str(next(self._tokens))
         *unacknowledged, (last_subject, last) = entries
+        reply = self._inbox.expect(functools.partial(self._acknowledged, len(entries)))
+        self._unacknowledged += len(entries)
         try:
             for subject, data in unacknowledged:
                 await publish(self._nc, subject, data)
-            self._pending[token] = len(entries)
-            await publish(self._nc, last_subject, last, reply=f"{self._inbox}.{token}")
+            await publish(self._nc, last_subject, last, reply=reply)
         except Exception as e:  # a log failure must never fail the command; unconfirmed counts as failed
-            self._pending.pop(token, None)
+            self._inbox.forget(reply)
+            self._unacknowledged -= len(entries)
             self.failed += len(entries)
             logger.warning("command log entries not written", subject=last_subject, count=len(entries), error=repr(e))
 
-    async def _on_ack(self, msg: Msg) -> None:
-        count = self._pending.pop(msg.subject.rpartition(".")[2], None)
-        if count is None:
-            return
+    def _acknowledged(self, count: int, msg: Msg) -> None:
+        self._unacknowledged -= count
         try:
             failed = _ack_decoder.decode(msg.data).error is not None
         except msgspec.DecodeError:
@@ -128,7 +124,7 @@ class CommandLog:
         self._check_settled()
 
     def _check_settled(self) -> None:
-        if not self._pending and not self._bursts and self._sending is None:
+        if not self._unacknowledged and not self._bursts and self._sending is None:
             self._settled.set()
 
     async def flush(self, timeout: float) -> bool:
@@ -137,12 +133,6 @@ class CommandLog:
             async with asyncio.timeout(timeout):
                 await self._settled.wait()
         except TimeoutError:
-            logger.warning("command log entries unacknowledged at flush", pending=sum(self._pending.values()))
+            logger.warning("command log entries unacknowledged at flush", pending=self._unacknowledged)
             return False
         return True
-
-    async def close(self) -> None:
-        """Stop listening for acknowledgements. Safe to call twice."""
-        sub, self._sub = self._sub, None
-        if sub is not None and not self._nc.is_closed:
-            await sub.unsubscribe()

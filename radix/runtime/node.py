@@ -409,7 +409,6 @@ class Node:
                 await placement.deregister()
             if hasattr(self, "command_log"):
                 await self.command_log.flush(5.0)
-                await self.command_log.close()
                 await self.store.close()
                 await self.snapshots.close()
                 await self.refusals.close()
