@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,9 +37,8 @@ class Inbox:
         self._sub: Subscription | None = None
         self._subscribing = asyncio.Lock()
         self._tokens = itertools.count()
-        self._answers: dict[str, asyncio.Future[Msg]] = {}  # one message answers the request
+        self._handlers: dict[str, Callable[[Msg], None]] = {}  # one message answers: the first goes here
         self._queues: dict[str, asyncio.Queue[Msg]] = {}  # a request answered by many messages
-        self._handlers: dict[str, Callable[[Msg], None]] = {}  # a reply nothing waits for
 
     @classmethod
     def of(cls, nc: NATS) -> Inbox:
@@ -55,17 +55,16 @@ class Inbox:
         """Publish a request and return its reply; raises nats-py's `TimeoutError` and `NoRespondersError`
         as `Client.request` does."""
         await self.listen()
-        token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Msg] = loop.create_future()
-        self._answers[token] = answer
+        reply = self.expect(functools.partial(_settle, answer))
         timer = loop.call_later(timeout, _expire, answer)
         try:
-            await publish(self._nc, subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+            await publish(self._nc, subject, payload, reply=reply, headers=headers)
             msg = await answer
         finally:
             timer.cancel()
-            del self._answers[token]
+            self.forget(reply)
         if status_of(msg) == "503":
             raise nats.errors.NoRespondersError
         return msg
@@ -83,8 +82,8 @@ class Inbox:
             del self._queues[token]
 
     def expect(self, handle: Callable[[Msg], None]) -> str:
-        """A reply subject whose one reply goes to `handle`, for replies nothing waits for (acknowledgements
-        that are only counted); no time-out. Call `listen()` first; `forget` drops it unanswered."""
+        """A reply subject whose one reply goes to `handle` (no time-out: `request` adds one; the command
+        log's acknowledgements are only counted). Call `listen()` first; `forget` drops it unanswered."""
         token = str(next(self._tokens))
         self._handlers[token] = handle
         return f"{self._prefix}.{token}"
@@ -102,11 +101,6 @@ class Inbox:
 
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject[len(self._prefix) + 1 :]
-        answer = self._answers.get(token)
-        if answer is not None:
-            if not answer.done():
-                answer.set_result(msg)
-            return
         handle = self._handlers.pop(token, None)
         if handle is not None:
             handle(msg)
@@ -122,6 +116,11 @@ def status_of(msg: Msg) -> str | None:
         return None
     status: Any = msg.headers.get("Status")
     return str(status) if status is not None else None
+
+
+def _settle(answer: asyncio.Future[Msg], msg: Msg) -> None:
+    if not answer.done():  # it may have timed out a moment before
+        answer.set_result(msg)
 
 
 def _expire(answer: asyncio.Future[Msg]) -> None:

@@ -235,7 +235,10 @@ class Node:
         # Stopping many actors at once must not flood JetStream and starve the liveness heartbeat.
         self.pace = asyncio.Semaphore(self.config.handoff_concurrency)
         self.counts: Counter[str] = Counter()
-        self._reply_headers: dict[str, bytes] = {}  # by status: encoded once
+        self._reply_headers = {  # by status, encoded once
+            status: encode_headers({wire.H_STATUS: status, wire.H_NODE: self.node_id})
+            for status in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR)
+        }
         self.stats = Stats()
         self.metrics = Metrics()
         self._micro: MicroResponder | None = None
@@ -995,11 +998,7 @@ class Node:
         self.counts[reply.status] += 1
         if reply_to:
             try:
-                headers = self._reply_headers.get(reply.status)
-                if headers is None:
-                    headers = self._reply_headers[reply.status] = encode_headers(
-                        {wire.H_STATUS: reply.status, wire.H_NODE: self.node_id}
-                    )
+                headers = self._reply_headers[reply.status]
                 await publish(self.nc, reply_to, wire.reply_encoder.encode(reply), headers=headers)
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))

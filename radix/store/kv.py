@@ -24,7 +24,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 
 from radix import wire
-from radix._inbox import Inbox
+from radix._inbox import Inbox, status_of
 from radix.errors import StoreError, StoreUnavailableError
 from radix.names import Address
 from radix.store._streams import (
@@ -140,9 +140,10 @@ class KVBucket:
             return await self._get_from_leader(key)
         msg = await self._request(f"$JS.API.DIRECT.GET.{self.stream}.{self._prefix}{key}", b"", None)
         headers = msg.headers or {}
-        if headers.get("Status") == "404":
+        status = status_of(msg)
+        if status == "404":
             return Entry(key, None, 0)
-        if "Status" in headers and not msg.data:
+        if status is not None:
             raise StoreError(f"reading {key} from {self.name} failed: {headers.get('Description', '')}")
         revision = int(headers.get("Nats-Sequence", 0))
         return Entry(key, None if _is_absent(msg.headers, msg.data) else msg.data, revision)
