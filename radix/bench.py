@@ -265,13 +265,7 @@ class _Bench:
             async def one(n: int) -> None:
                 await client.send(CheckIn(count=1), aggregate_id=ids[n % aggregates], timeout=60)
 
-            with cores.apart(node.process.pid) if cores is not None else contextlib.nullcontext():
-                with self._cpu(node.process.pid) as cpu:
-                    load = await _Load.closed(one, commands, in_flight)
-                load.cpu_us = cpu.per(commands)
-                if pace:
-                    await load.open(one, load.rate * pace, commands // 4)
-        return load
+            return await self._drive(one, node.process.pid, commands, in_flight, cores, lambda rate: rate * pace)
 
     async def _baseline_throughput(
         self, aggregates: int, commands: int, in_flight: int, paced_rate: float = 0.0, cores: _Cores | None = None
@@ -302,16 +296,30 @@ class _Bench:
                     subject = f"{prefix}.cmd.a{n % aggregates}"
                     await client_nc.request(subject, b'{"type":"CheckIn","count":1}', timeout=60)
 
-                with cores.apart(responder.pid) if cores is not None else contextlib.nullcontext():
-                    with self._cpu(responder.pid) as cpu:
-                        load = await _Load.closed(one, commands, in_flight)
-                    load.cpu_us = cpu.per(commands)
-                    if paced_rate:
-                        await load.open(one, paced_rate, commands // 4)
+                return await self._drive(one, responder.pid, commands, in_flight, cores, lambda _: paced_rate)
         finally:
             if responder.returncode is None:
                 responder.terminate()
             await asyncio.wait_for(responder.wait(), 20)
+
+    async def _drive(
+        self,
+        one: Callable[[int], Awaitable[None]],
+        serving: int,
+        commands: int,
+        in_flight: int,
+        cores: _Cores | None,
+        open_rate: Callable[[float], float],
+    ) -> _Load:
+        """The closed loop against process `serving` (and the CPU each process spends on it), then, if
+        `open_rate(closed loop's rate)` is not 0, an open loop at that rate; with `cores`, `serving` runs
+        on a core of its own throughout."""
+        with cores.apart(serving) if cores is not None else contextlib.nullcontext():
+            with self._cpu(serving) as cpu:
+                load = await _Load.closed(one, commands, in_flight)
+            load.cpu_us = cpu.per(commands)
+            if rate := open_rate(load.rate):
+                await load.open(one, rate, commands // 4)
         return load
 
     async def _sequential_appends(self, count: int) -> tuple[float, list[float]]:
