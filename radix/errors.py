@@ -141,12 +141,15 @@ class CommandRejectedError(CommandError):
 class CommandConflictError(CommandError):
     """Events committed after the version the issuer saw conflict with the command.
 
-    `conflicts` holds those events. Look at the current state and decide again.
+    `conflicts` holds those events: the first of them, as many as fit in one message, and
+    `conflicts_omitted` counts the ones after them (read them from the aggregate's events).
+    Look at the current state and decide again.
     """
 
     def __init__(self, reply: Reply) -> None:
         super().__init__(reply)
         self.conflicts = tuple(reply.conflicts)
+        self.conflicts_omitted = reply.conflicts_omitted
 
 
 class CommandFailedError(CommandError):

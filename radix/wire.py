@@ -100,8 +100,9 @@ class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
 
     `accepted`: the command's events are committed and `version` is the aggregate's
     version after them. `rejected`: the domain said no (`reason`). `conflict`: events
-    committed after `expected_version` conflict with it (`conflicts`). `error`: bad
-    input or a failure (`reason` says which, and whether to retry).
+    committed after `expected_version` conflict with it (`conflicts`: the first of them,
+    as many as fit in a message; `conflicts_omitted`: how many more follow them). `error`:
+    bad input or a failure (`reason` says which, and whether to retry).
     """
 
     status: Status
@@ -110,6 +111,7 @@ class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
     events: list[RecordedEvent] = []
     reason: str | None = None
     conflicts: list[RecordedEvent] = []
+    conflicts_omitted: int = 0
 
 
 class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):

@@ -22,6 +22,7 @@ from radix import (
     CommandFailedError,
     CommandRejectedError,
     CommandTimeoutError,
+    DomainError,
     Event,
     JetStreamEventStore,
     Node,
@@ -68,6 +69,14 @@ class Corrupt(GadgetCommand):
     pass
 
 
+class Scribble(GadgetCommand):
+    size: int
+
+
+class Refuse(GadgetCommand):
+    size: int
+
+
 class GadgetEvent(Event):
     pass
 
@@ -78,6 +87,10 @@ class Poked(GadgetEvent):
 
 class Corrupted(GadgetEvent):
     pass
+
+
+class Scribbled(GadgetEvent):
+    text: str
 
 
 class Gadget(Aggregate[int, GadgetCommand, GadgetEvent]):
@@ -94,6 +107,10 @@ class Gadget(Aggregate[int, GadgetCommand, GadgetEvent]):
             raise ZeroDivisionError("boom")
         if isinstance(command, Corrupt):
             return [Corrupted()]
+        if isinstance(command, Scribble):
+            return [Scribbled(text="x" * command.size)]
+        if isinstance(command, Refuse):
+            raise DomainError("no" * (command.size // 2))
         return [Poked()]
 
 
@@ -584,6 +601,34 @@ async def test_user_code_exceptions_are_error_replies(node: Node, nc: NATS, name
         await client.send(Corrupt(), aggregate_id="g-1")
     assert (await client.send(Poke(), aggregate_id="g-1")).version == 2
     assert await commit_count(nc, namespace, "gadgets") == 2
+
+
+async def test_refusals_too_large_for_a_message_are_cut_to_fit(node: Node, nc: NATS, namespace: str) -> None:
+    """A conflict whose concurrent events would not fit in one message is answered with the first of them
+    that fit and the count of those left out; a reason too long is cut. Sent again, each gets the same
+    answer (from the refusal record, which holds the cut reply), and the aggregate goes on."""
+    client = Client(nc, gadgets, namespace=namespace)
+    seen = (await client.send(Poke(), aggregate_id="g-big")).version
+    for _ in range(3):
+        await client.send(Scribble(size=5_000), aggregate_id="g-big")
+    for _ in range(12):  # 1.2 MB of events: over the server's max_payload of 1 MiB
+        await client.send(Scribble(size=100_000), aggregate_id="g-big")
+    answers: list[wire.Reply] = []
+    for _ in range(2):
+        with pytest.raises(CommandConflictError) as conflict:
+            await client.send(Poke(), aggregate_id="g-big", expected_version=seen, command_id="late", timeout=5)
+        answers.append(conflict.value.reply)
+    first, again = answers
+    assert first == again
+    assert [e.version for e in first.conflicts] == [2, 3, 4]  # the first ones, as many as fit
+    assert first.conflicts_omitted == 12
+    assert (first.reason or "").startswith("15 event(s) were committed")
+    for _ in range(2):
+        with pytest.raises(CommandRejectedError) as rejected:
+            await client.send(Refuse(size=2_000_000), aggregate_id="g-big", command_id="wordy", timeout=5)
+        assert rejected.value.reason.startswith("nono")
+        assert rejected.value.reason.endswith("(1998000 more characters)")
+    assert (await client.send(Poke(), aggregate_id="g-big")).version == 17
 
 
 async def test_command_of_another_aggregate_type(node: Node, nc: NATS, namespace: str) -> None:

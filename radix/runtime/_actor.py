@@ -29,7 +29,7 @@ from radix.logs import logger
 from radix.names import Address
 from radix.runtime.placement import Claim, OwnedElsewhere
 from radix.store import Cause, Commit, EventStore, Writer
-from radix.store.refusals import Refusals, RefusalStore
+from radix.store.refusals import Refusals, RefusalStore, fitted
 from radix.store.snapshots import Snapshot, SnapshotStore
 
 __all__ = [
@@ -102,6 +102,7 @@ class ActorSettings:
     group_commit: int
     dedup_window: float
     dedup_max: int
+    refusal_bytes: int  # the most a refusal's answer takes (its share of the record of refusals)
 
 
 @dataclass
@@ -516,6 +517,8 @@ class AggregateActor:
             logger.exception("command failed")
             self.stale = True
             replies = [self._error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
+        budget = self.settings.refusal_bytes
+        replies = [fitted(r, budget) if r.status in (wire.REJECTED, wire.CONFLICT) else r for r in replies]
         refused = {r.command_id: r for r in replies if r.status in (wire.REJECTED, wire.CONFLICT)}
         if refused and (why := await self._record_refusals(list(refused.values()))) is not None:
             replies = [self._error(r.command_id, why) if r.command_id in refused else r for r in replies]

@@ -69,7 +69,8 @@ from radix.runtime.metrics import Metrics, PrometheusCollector
 from radix.runtime.placement import Claim, LivenessLost, NodeRecord, Placement
 from radix.store import JetStreamEventStore, StoreConfig
 from radix.store.kv import KeyChanged
-from radix.store.refusals import RefusalStore
+from radix.store.memory import DEFAULT_MAX_PAYLOAD
+from radix.store.refusals import RefusalStore, refusal_budget
 from radix.store.snapshots import KVSnapshotStore
 
 __all__ = ["Node", "NodeConfig"]
@@ -129,7 +130,8 @@ class NodeConfig:
         if self.rebalance_threshold < 0 or self.rebalance_batch < 0 or self.handoff_concurrency < 1:
             raise ValueError("rebalance_threshold and rebalance_batch must be 0 or more, handoff_concurrency positive")
 
-    def actor_settings(self) -> ActorSettings:
+    def actor_settings(self, max_payload: int = DEFAULT_MAX_PAYLOAD) -> ActorSettings:
+        """What actors need of this configuration, on a server whose messages carry `max_payload` bytes."""
         return ActorSettings(
             idle_timeout=self.idle_timeout,
             snapshot_every=self.snapshot_every,
@@ -140,6 +142,7 @@ class NodeConfig:
             group_commit=self.group_commit,
             dedup_window=self.dedup_window,
             dedup_max=self.dedup_max,
+            refusal_bytes=refusal_budget(max_payload, self.recent_commands),
         )
 
 
@@ -278,6 +281,7 @@ class Node:
             self._nc = await connect(self._connect, name=f"radix {self.node_id}")
         nc = self._nc
         await _check_server(nc)
+        self._settings = self.config.actor_settings(nc.max_payload)
         replicas, timeout = self.config.store.replicas, self.config.store.timeout
         self.store = JetStreamEventStore(nc, config=self.config.store)
         self.snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)

@@ -8,6 +8,11 @@ bucket's leader. A node that takes an aggregate over from one presumed dead writ
 once before it answers anything (`fence`): from then on the former owner can record, hence
 give, no refusal. Keys expire a day after their last write (refusals matter within the
 dedup window, minutes).
+
+The record is one message, so each refusal gets its share of the server's max_payload
+(`refusal_budget`), and one larger is cut to it before it is recorded and given (`fitted`):
+a reason to its first `MAX_REASON` characters, a conflict's events to the first that fit,
+with the count of those left out. A refusal sent again then gets the same answer.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from radix.errors import StoreUnavailableError
 from radix.names import Address, refusals_bucket
 from radix.store.kv import KeyChanged, KVBucket, NamespaceBuckets, aggregate_key
 
-__all__ = ["REFUSALS_TTL", "RefusalStore", "Refusals"]
+__all__ = ["MAX_REASON", "REFUSALS_TTL", "RefusalStore", "Refusals", "fitted", "refusal_budget"]
 
 #: Seconds a refusal record lives after its last write.
 REFUSALS_TTL = 86_400
 #: How many times a fence retries when the former owner writes meanwhile.
 _FENCE_ATTEMPTS = 5
+#: The characters of a refusal's reason that are kept (the rest is cut, and counted).
+MAX_REASON = 2_000
 
 
 class _Record(msgspec.Struct, frozen=True):
@@ -36,6 +43,31 @@ class _Record(msgspec.Struct, frozen=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(_Record)
+
+
+def refusal_budget(max_payload: int, kept: int) -> int:
+    """The bytes each refusal may take in a record of the latest `kept` (and in its reply), for a
+    server's `max_payload`: an equal share, with room for the record's own framing."""
+    return max_payload // (kept + 1)
+
+
+def fitted(reply: wire.Reply, budget: int) -> wire.Reply:
+    """`reply` cut to `budget` bytes, as JSON: its reason to `MAX_REASON` characters, its conflicting
+    events to the first that fit (`conflicts_omitted` counts the others). Unchanged if it fits."""
+    reason = reply.reason
+    if reason is not None and len(reason) > MAX_REASON:
+        reason = f"{reason[:MAX_REASON]}… ({len(reason) - MAX_REASON} more characters)"
+    if reason == reply.reason and len(_encoder.encode(reply)) <= budget:
+        return reply
+    bare = msgspec.structs.replace(reply, reason=reason, conflicts=[], conflicts_omitted=0)
+    room = budget - len(_encoder.encode(bare)) - len(',"conflicts":[],"conflicts_omitted":') - 20
+    kept: list[wire.RecordedEvent] = []
+    for event in reply.conflicts:
+        room -= len(_encoder.encode(event)) + 1
+        if room < 0:
+            break
+        kept.append(event)
+    return msgspec.structs.replace(bare, conflicts=kept, conflicts_omitted=len(reply.conflicts) - len(kept))
 
 
 @dataclass(frozen=True, slots=True)
