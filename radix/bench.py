@@ -4,7 +4,8 @@ Every scenario runs its baseline in the same run, on the same server, so the rat
 holds even on a noisy machine. Figures are medians over `--runs` repetitions.
 
 - many aggregates: 1,000 aggregates, 256 commands in flight, end to end through the wire.
-  Baseline: a minimal nats-py responder doing one fenced publish per request, then replying.
+  Baseline: a minimal nats-py responder doing one fenced publish per request, then replying;
+  and beside it, the same responder writing a command-log entry per request too, as Radix does.
   Then the latency at half the rate reached (an open loop), with cores shared, and with the
   node (and the responder) on a core of its own where the machine has one to spare.
 - hot aggregate: every command to one aggregate, as many in flight as in many aggregates (256).
@@ -184,6 +185,7 @@ class _Bench:
         radix_rates, base_rates, latencies, base_latencies = [], [], [], []
         paced, base_paced, half_rates = [], [], []
         alone, base_alone, alone_rates = [], [], []
+        logged_rates, logged_latencies = [], []
         cpu: list[dict[str, float]] = []
         base_cpu: list[dict[str, float]] = []
         size = (self.sizes.aggregates, self.sizes.commands, self.sizes.in_flight)
@@ -195,6 +197,9 @@ class _Bench:
             paced.append(load.paced)
             half_rates.append(load.paced_rate)
             base = await self._baseline_throughput(*size, paced_rate=load.paced_rate)
+            logged = await self._baseline_throughput(*size, log=True)
+            logged_rates.append(logged.rate)
+            logged_latencies.extend(logged.latencies)
             cpu.append(load.cpu_us)
             base_cpu.append(base.cpu_us)
             base_rates.append(base.rate)
@@ -210,6 +215,14 @@ class _Bench:
         many.extra.update(_cpu_extra(cpu, "") | _cpu_extra(base_cpu, "baseline_"))
         results = [
             many,
+            self._throughput_result(
+                "many aggregates, against a responder that also writes a log entry",
+                radix_rates,
+                logged_rates,
+                latencies,
+                logged_latencies,
+                "",
+            ),
             _latency_result(
                 "latency at half the maximum rate, cores shared (many aggregates)",
                 paced,
@@ -282,10 +295,18 @@ class _Bench:
             return await self._drive(one, node.process.pid, commands, in_flight, cores, lambda rate: rate * pace)
 
     async def _baseline_throughput(
-        self, aggregates: int, commands: int, in_flight: int, paced_rate: float = 0.0, cores: _Cores | None = None
+        self,
+        aggregates: int,
+        commands: int,
+        in_flight: int,
+        paced_rate: float = 0.0,
+        cores: _Cores | None = None,
+        *,
+        log: bool = False,
     ) -> _Load:
         """A minimal hand-written responder (`radix._responder`, in a process of its own as the node is):
-        one fenced publish per request, then the reply. At full speed, then (with `paced_rate`) at that rate."""
+        one fenced publish per request, then the reply (and with `log`, a command-log entry). At full
+        speed, then (with `paced_rate`) at that rate."""
         stream = f"BENCH_{os.getpid()}_{self.run_id}"
         prefix = f"bench{os.getpid()}x{self.run_id}"
         self.run_id += 1
@@ -296,6 +317,7 @@ class _Bench:
             self.url,
             stream,
             prefix,
+            *(["log"] if log else []),
             stdout=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL,
         )

@@ -47,6 +47,7 @@ from radix.runtime._actor import AggregateActor, Applied
 from radix.runtime._commandlog import CommandLog
 from radix.runtime.tuning import GC_THRESHOLD
 from radix.store import Cause, Commit
+from radix.store.refusals import fitted
 from radix.testing import eventually, open_inboxes
 from radix.wire import LogEntry, log_decoder
 
@@ -629,6 +630,21 @@ async def test_refusals_too_large_for_a_message_are_cut_to_fit(node: Node, nc: N
         assert rejected.value.reason.startswith("nono")
         assert rejected.value.reason.endswith("(1998000 more characters)")
     assert (await client.send(Poke(), aggregate_id="g-big")).version == 17
+
+
+def test_a_refusal_is_cut_to_its_budget_and_no_further() -> None:
+    """`fitted` keeps the first conflicting events that fit the budget, one more would not, and counts the rest."""
+    text = msgspec.Raw(b'"' + b"x" * 500 + b'"')
+    events = [wire.RecordedEvent("Scribbled", "1.0", v, text, "c") for v in range(1, 41)]
+    reply = wire.Reply(status=wire.CONFLICT, command_id="late", version=40, reason="r", conflicts=events)
+    assert fitted(reply, 100_000) is reply
+    for budget in (300, 2_000, 10_000):
+        cut = fitted(reply, budget)
+        kept = len(cut.conflicts)
+        assert len(wire.reply_encoder.encode(cut)) <= budget
+        assert (cut.conflicts, cut.conflicts_omitted) == (events[:kept], 40 - kept)
+        more = msgspec.structs.replace(cut, conflicts=events[: kept + 1], conflicts_omitted=39 - kept)
+        assert len(wire.reply_encoder.encode(more)) > budget
 
 
 async def test_command_of_another_aggregate_type(node: Node, nc: NATS, namespace: str) -> None:

@@ -59,8 +59,9 @@ def fitted(reply: wire.Reply, budget: int) -> wire.Reply:
         reason = f"{reason[:MAX_REASON]}… ({len(reason) - MAX_REASON} more characters)"
     if reason == reply.reason and len(_encoder.encode(reply)) <= budget:
         return reply
-    bare = msgspec.structs.replace(reply, reason=reason, conflicts=[], conflicts_omitted=0)
-    room = budget - len(_encoder.encode(bare)) - len(',"conflicts":[],"conflicts_omitted":') - 20
+    # With every event counted as omitted, the count is as long as it gets: room is not overestimated.
+    bare = msgspec.structs.replace(reply, reason=reason, conflicts=[], conflicts_omitted=len(reply.conflicts))
+    room = budget - len(_encoder.encode(bare)) - len(',"conflicts":[]')
     kept: list[wire.RecordedEvent] = []
     for event in reply.conflicts:
         room -= len(_encoder.encode(event)) + 1
