@@ -227,8 +227,8 @@ class TcpProxy:
                     continue  # swallowed: neither side hears of the other
                 if delay := self.delay + (self.upstream_delay if upstream else 0.0):
                     await asyncio.sleep(delay)
-                    if sink.is_closing():  # cut (a partition) while the data was held back
-                        break
+                if sink.is_closing():  # cut meanwhile (a reset, or the other direction ended): uvloop raises
+                    break
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):
