@@ -36,7 +36,10 @@ from radix.errors import (
 )
 from radix.names import Address, command_subject, validate_namespace
 
-__all__ = ["Accepted", "Client", "command_headers", "request_command"]
+__all__ = ["SUBJECTS_KEPT", "Accepted", "Client", "command_headers", "request_command"]
+
+#: How many aggregates' validated command subjects a client keeps.
+SUBJECTS_KEPT = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,7 @@ class Client:
         # for random bytes per command, as uuid4 makes).
         self._ids = f"{uuid.uuid4().hex[:16]}-"
         self._sent = itertools.count(1)
+        self._subjects: dict[tuple[str, str], str] = {}  # (aggregate type, id) -> validated subject
 
     async def __aenter__(self) -> Self:
         if self._nc is None and self._options is not None:
@@ -146,7 +150,7 @@ class Client:
         and `CommandTimeoutError` if no node answered within `timeout`.
         """
         aggregate_type = self.context.aggregate_type_of(type(command))
-        address = Address(self.namespace, self.context.name, aggregate_type, aggregate_id)
+        subject = self._subject(aggregate_type, aggregate_id)
         command_id = command_id or f"{self._ids}{next(self._sent):x}"
         headers = command_headers(
             command_id, expected_version=expected_version, issuer=issuer, correlation_id=correlation_id
@@ -155,17 +159,29 @@ class Client:
             raise RadixError("the client is not connected: use it in `async with`")
         reply = await request_command(
             self._nc,
-            command_subject(address),
+            subject,
             encode_command(command),
             headers,
             timeout=timeout,
             attempt_timeout=self.attempt_timeout,
         )
-        return self._outcome(address, reply)
+        return self._outcome(aggregate_type, reply)
 
-    def _outcome(self, address: Address, reply: wire.Reply) -> Accepted:
+    def _subject(self, aggregate_type: str, aggregate_id: str) -> str:
+        """The command subject of an aggregate; `InvalidNameError` if its id is not valid. Those of the
+        latest `SUBJECTS_KEPT` aggregates sent to are kept, so a busy client validates each id once."""
+        key = (aggregate_type, aggregate_id)
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = command_subject(Address(self.namespace, self.context.name, aggregate_type, aggregate_id))
+            if len(self._subjects) >= SUBJECTS_KEPT:
+                self._subjects.clear()
+            self._subjects[key] = subject
+        return subject
+
+    def _outcome(self, aggregate_type: str, reply: wire.Reply) -> Accepted:
         if reply.status == wire.ACCEPTED:
-            codec = self.context.codec(address.aggregate_type)
+            codec = self.context.codec(aggregate_type)
             return Accepted(
                 command_id=reply.command_id,
                 version=reply.version or 0,

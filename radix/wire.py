@@ -6,6 +6,7 @@ client can read a stored commit or send a command. Extend them; do not change th
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -136,6 +137,17 @@ reply_decoder: Final = msgspec.json.Decoder(Reply)
 log_decoder: Final = msgspec.json.Decoder(LogEntry)
 
 
+class _Second:
+    """The date and time of the current second, formatted once a second (a log entry per command)."""
+
+    at = -1
+    text = ""
+
+
 def timestamp() -> str:
-    """The current time as it appears on the wire: ISO 8601 in UTC."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    """The current time as it appears on the wire: ISO 8601 in UTC, to the microsecond."""
+    now = time.time()
+    second = int(now)
+    if second != _Second.at:
+        _Second.text, _Second.at = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"), second
+    return f"{_Second.text}.{int((now - second) * 1_000_000):06d}+00:00"

@@ -6,12 +6,13 @@ import asyncio
 import json
 import urllib.request
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
 from nats.aio.client import Client as NATS
 
-from radix import Client, CommandRejectedError, Node, NodeConfig
+from radix import Client, CommandRejectedError, Node, NodeConfig, wire
 from radix.examples.inventory import CheckIn, CreateItem, Remove, inventory
 from tests.test_runtime import gadgets
 
@@ -89,3 +90,14 @@ async def test_logs_carry_bound_context(nc: NATS, namespace: str) -> None:
         "command_id": "logged-1",
     }
     assert [e["node"] for e in logs if e["event"] == "node started"] == ["obs-2"]
+
+
+def test_wire_timestamps_are_iso_8601_in_utc_to_the_microsecond() -> None:
+    """Log entries and node records carry the time as ISO 8601 in UTC, as `datetime.isoformat` writes it."""
+    before = datetime.now(UTC)
+    stamps = [wire.timestamp() for _ in range(1_000)]
+    after = datetime.now(UTC)
+    times = [datetime.fromisoformat(s) for s in stamps]
+    assert all(s == t.isoformat(timespec="microseconds") for s, t in zip(stamps, times, strict=True))
+    assert before - timedelta(microseconds=1) <= times[0] <= times[-1] <= after
+    assert times == sorted(times)

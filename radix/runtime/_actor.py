@@ -54,9 +54,11 @@ SNAPSHOT_IDS = 256
 REPLAY_IDS = SNAPSHOT_IDS // 2
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A decoded command, and the message it came in (to forward it unchanged)."""
+class Envelope(msgspec.Struct, frozen=True):
+    """A decoded command, and the message it came in (to forward it unchanged).
+
+    A struct, not a frozen dataclass: one is made per command, and a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__` (4.4 µs here, against 0.2)."""
 
     command: Any
     type_name: str

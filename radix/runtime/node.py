@@ -16,7 +16,6 @@ aggregate never holds up the others.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import importlib.metadata
 import secrets
 import time
@@ -703,7 +702,7 @@ class Node:
                 node = owner.node
                 continue
             if self._state == "running":  # unowned, ours, or its owner is gone: take it here
-                await self._route(address, self._codec(address), dataclasses.replace(envelope, hops=hops))
+                await self._route(address, self._codec(address), msgspec.structs.replace(envelope, hops=hops))
                 return
 
     def _codec(self, address: Address) -> AggregateCodec:

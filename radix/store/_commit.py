@@ -1,9 +1,12 @@
-"""A commit: one command's events as one stored message. Shared by both stores."""
+"""A commit: one command's events as one stored message. Shared by both stores.
+
+Its types are structs rather than frozen dataclasses: several are made per command, and a frozen
+dataclass's `__init__` sets each field through `object.__setattr__`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import msgspec
 
@@ -17,16 +20,14 @@ from radix.names import Address, event_subject
 _HEADER_OVERHEAD = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Writer:
+class Writer(msgspec.Struct, frozen=True):
     """Who wrote a commit: the node, and the lease epoch under which it owned the aggregate."""
 
     node: str
     epoch: int
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(msgspec.Struct, frozen=True):
     """One stored commit: the events one command produced, with their stream position and writer."""
 
     address: Address
@@ -62,8 +63,7 @@ class Commit:
         return Commit(self.address, self.position, tuple(e for e in self.events if e.version > version), self.writer)
 
 
-@dataclass(frozen=True, slots=True)
-class Cause:
+class Cause(msgspec.Struct, frozen=True):
     """The command that caused an event: its id, correlation id and issuer."""
 
     command_id: str
@@ -71,8 +71,7 @@ class Cause:
     issuer: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedCommit:
+class PreparedCommit(msgspec.Struct, frozen=True):
     """A commit encoded for writing: its events, JSON body and headers."""
 
     events: tuple[wire.RecordedEvent, ...]
