@@ -28,6 +28,7 @@ async def test_quick_bench_reports_every_scenario() -> None:
     names = [r["scenario"] for r in results]
     for prefix in (
         "many aggregates",
+        "many aggregates, against a responder that also writes a log entry",
         "latency at half the maximum rate, cores shared",
         "hot aggregate",
         "activation, 10 events",
@@ -43,6 +44,7 @@ async def test_quick_bench_reports_every_scenario() -> None:
         assert any(n.startswith("latency at half the maximum rate, node on a core of its own") for n in names)
     for result in results:
         assert result["radix"] > 0
+        assert result["extra"]["host_steal_s"] >= 0
         if result["baseline"] is not None:
             assert result["ratio"] == round(result["ratio"], 2)
             assert result["ratio"] > 0
