@@ -519,11 +519,13 @@ class AggregateActor:
             logger.exception("command failed")
             self.stale = True
             replies = [self._error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
+        # Refusals are cut to their share of the record before they are recorded, and given as recorded.
         budget = self.settings.refusal_bytes
-        replies = [fitted(r, budget) if r.status in (wire.REJECTED, wire.CONFLICT) else r for r in replies]
-        refused = {r.command_id: r for r in replies if r.status in (wire.REJECTED, wire.CONFLICT)}
-        if refused and (why := await self._record_refusals(list(refused.values()))) is not None:
-            replies = [self._error(r.command_id, why) if r.command_id in refused else r for r in replies]
+        refused = {r.command_id: fitted(r, budget) for r in replies if r.status in (wire.REJECTED, wire.CONFLICT)}
+        if refused:
+            why = await self._record_refusals(list(refused.values()))
+            given = refused if why is None else {command_id: self._error(command_id, why) for command_id in refused}
+            replies = [given.get(r.command_id, r) for r in replies]
         answered: set[str] = set()
         for envelope, reply in zip(fresh, replies, strict=True):
             await self.host.answer(self, envelope, reply, envelope.command_id in answered)
@@ -669,14 +671,13 @@ class AggregateActor:
     async def _applied_reply(self, command_id: str) -> wire.Reply:
         """The original answer to an applied command older than `recent`: its events, read back."""
         assert self.applied is not None
-        entry = self.applied[command_id]
-        position, version = entry.position, entry.version
+        applied = self.applied[command_id]
         try:
-            commit = await self.host.store.commit_at(self.address, position)
+            commit = await self.host.store.commit_at(self.address, applied.position)
         except StoreError as e:
             return self._error(command_id, f"{command_id} was applied, but its events could not be read: {e}; retry")
         events = [e for e in commit.events if e.command_id == command_id] if commit is not None else []
-        return wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=version, events=events)
+        return wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=applied.version, events=events)
 
     def _decode(self, recorded: wire.RecordedEvent) -> Event:
         return self.codec.decode_event(recorded.type, recorded.schema, recorded.data)

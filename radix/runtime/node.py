@@ -219,7 +219,7 @@ class Node:
             raise ValueError("a node needs at least one namespace with at least one context")
         self._connect = nats
         self._nc: NATS | None = nats if not isinstance(nats, ConnectOptions) else None
-        self._settings = self.config.actor_settings()
+        self._settings: ActorSettings  # at start, once the server's max_payload is known
         self._actors: dict[Address, AggregateActor] = {}
         self._actor_tasks: dict[AggregateActor, asyncio.Task[None]] = {}  # actors running now (not parked)
         self._held: dict[str, dict[str, _Lease]] = {}  # namespace -> lease key -> lease held
