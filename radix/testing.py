@@ -126,13 +126,23 @@ class NodeProcess:
 
         async def running() -> bool:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"node {self.node_id} exited with {self.process.returncode}: see {self.log_path}")
+                raise RuntimeError(
+                    f"node {self.node_id} exited with {self.process.returncode}; the end of {self.log_path}:\n"
+                    + self.log_tail()
+                )
             try:
                 return bool((await self.status(nc, timeout=0.5))["state"] == "running")
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
                 return False
 
         await eventually(running, timeout=timeout, what=f"node {self.node_id} running")
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last `lines` lines of the node's log (where an exit says why)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
 
     def drained(self) -> dict[str, Any] | None:
         """The summary the node logged when it finished draining (handoffs, pauses), if it did."""

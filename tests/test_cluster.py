@@ -11,8 +11,18 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from radix import Address, Client, ConnectOptions, EmbeddedNats, JetStreamEventStore, Node, NodeConfig, RadixError
-from radix.errors import StoreUnavailableError
+from radix import (
+    Address,
+    Client,
+    ConnectOptions,
+    EmbeddedNats,
+    JetStreamEventStore,
+    Node,
+    NodeConfig,
+    RadixError,
+    StoreConfig,
+)
+from radix.errors import StoreError, StoreUnavailableError
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.names import leases_bucket
 from radix.runtime.placement import Placement
@@ -302,6 +312,19 @@ async def test_a_server_without_jetstream_is_refused() -> None:
     async with EmbeddedNats(jetstream=False) as plain:
         with pytest.raises(RadixError, match=r"JetStream is not available on this NATS: enable it on the servers"):
             await Node({"ns": [inventory]}, nats=ConnectOptions(servers=[plain.url])).start()
+
+
+async def test_replicas_a_single_server_cannot_hold_are_refused_clearly(nats_server: EmbeddedNats) -> None:
+    """Three replicas asked of a NATS that is no cluster: the node refuses to start with JetStream's reason."""
+    node = Node(
+        {"ns": [inventory]},
+        nats=ConnectOptions(servers=[nats_server.url]),
+        config=NodeConfig(store=StoreConfig(replicas=3)),
+    )
+    with pytest.raises(
+        StoreError, match=r"JetStream refused to create bucket radix_ns_nodes: replicas > 1 not supported"
+    ):
+        await node.start()
 
 
 async def test_a_node_takes_a_new_incarnation_only_once_registered(

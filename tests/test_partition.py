@@ -1,15 +1,23 @@
-"""A node cut off from NATS by a partition: others take its aggregates over; when it heals, it steps down."""
+"""Partitions: a node cut off from NATS (others take its aggregates over; when it heals, it steps down),
+and a NATS server cut off from its peers while a node starts."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import itertools
 import time
 
 import nats
+import structlog
 from nats.aio.client import Client as NATS
+from nats.js import errors as js_errors
 
-from radix import Client, ConnectOptions, EmbeddedNats, Node, NodeConfig
+from radix import Client, ConnectOptions, EmbeddedNats, Node, NodeConfig, StoreConfig
+from radix.chaos import chaos_servers
 from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.names import events_stream
+from radix.store._streams import ERR_NO_SUITABLE_PEERS, NOT_ANSWERING
 from radix.testing import TcpProxy, eventually
 from radix.workload import Workload, check_histories
 
@@ -68,3 +76,52 @@ async def test_a_partitioned_node_is_replaced_and_steps_down(
         await cut.stop()
         await other_nc.close()
         await proxy.stop()
+
+
+async def test_a_node_started_while_a_server_is_cut_off_from_its_peers_waits_and_starts(namespace: str) -> None:
+    """While one of three servers is cut off, JetStream answers that it cannot place three replicas; a node
+    starting then (R3) waits, saying so, and starts and serves once the server is back."""
+    async with chaos_servers() as servers:
+        urls = servers.urls[:2]  # the node and the test talk to the two servers that stay connected
+        nc = await nats.connect(urls)
+        node = Node(
+            {namespace: [inventory]},
+            nats=ConnectOptions(servers=urls),
+            config=NodeConfig(node_id="patient", store=StoreConfig(replicas=3)),
+        )
+        probes = itertools.count()
+        try:
+            servers.isolate(2)
+
+            async def placement_refused() -> bool:
+                name = f"PROBE_{next(probes)}"
+                try:
+                    await nc.jetstream(timeout=2).add_stream(name=name, subjects=[f"{name}.>"], num_replicas=3)
+                except js_errors.BadRequestError as e:
+                    return e.err_code == ERR_NO_SUITABLE_PEERS
+                except NOT_ANSWERING:
+                    return False
+                return False
+
+            await eventually(placement_refused, timeout=60, what="JetStream refusing to place three replicas")
+            with structlog.testing.capture_logs() as logs:
+                starting = asyncio.create_task(node.start())
+                await eventually(
+                    lambda: (
+                        any(e["event"] == "waiting for jetstream to place replicas" for e in logs) or starting.done()
+                    ),
+                    timeout=30,
+                    what="the node saying it waits",
+                )
+                assert not starting.done(), starting.exception()  # waiting, not failed
+                servers.reconnect()
+                await asyncio.wait_for(starting, timeout=60)
+            result = await Client(nc, inventory, namespace=namespace).send(
+                CreateItem(name="patient"), aggregate_id="p-1"
+            )
+            assert result.version == 1
+            info = await nc.jetstream().stream_info(events_stream(namespace, "inventory"))
+            assert info.config.num_replicas == 3
+        finally:
+            await node.stop()
+            await nc.close()

@@ -12,7 +12,8 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 
-from radix.errors import StoreUnavailableError
+from radix.errors import StoreError, StoreUnavailableError
+from radix.logs import logger
 
 T = TypeVar("T")
 
@@ -64,10 +65,49 @@ async def with_backoff(
             delay = min(delay * 2, 1.0)
 
 
-async def while_unanswered(setup: Callable[[], Awaitable[T]], *, wait: float = 30.0) -> T:
-    """Run an idempotent setup request, again for up to `wait` seconds while JetStream does not answer
-    (several nodes creating R3 streams at once, a server restarting)."""
-    return await with_backoff(setup, retry_on=NOT_ANSWERING, wait=wait, delay=0.1)
+#: A replicated stream could not be placed: a peer is offline, or back (a restart, a healed
+#: partition) but not yet current with the meta leader. It clears once the leader sees the peer.
+ERR_NO_SUITABLE_PEERS = 10005
+#: A stream of that name exists with another configuration.
+ERR_STREAM_NAME_IN_USE = 10058
+
+
+class _NotPlacedYet(Exception):
+    """JetStream answered that it cannot place the replicas yet (`ERR_NO_SUITABLE_PEERS`)."""
+
+
+async def while_unanswered(setup: Callable[[], Awaitable[T]], *, what: str, wait: float = 30.0) -> T:
+    """Run an idempotent setup request (`what`, to say what waits), again for up to `wait` seconds while
+    JetStream does not answer or cannot place replicas yet: several nodes creating R3 streams at once,
+    a server restarting, a peer just back from a partition.
+
+    Still failing so after `wait` seconds is a `StoreUnavailableError` that says what to check; any other
+    refusal (a replicated stream on a single server, an account's limits) is a `StoreError` at once.
+    """
+    waiting = False
+
+    async def attempt() -> T:
+        nonlocal waiting
+        try:
+            return await setup()
+        except js_errors.BadRequestError as e:
+            if e.err_code != ERR_NO_SUITABLE_PEERS:
+                raise
+            if not waiting:
+                logger.warning("waiting for jetstream to place replicas", what=what, answer=e.description)
+            waiting = True
+            raise _NotPlacedYet(e.description) from e
+
+    try:
+        return await with_backoff(attempt, retry_on=(*NOT_ANSWERING, _NotPlacedYet), wait=wait, delay=0.1)
+    except (*NOT_ANSWERING, _NotPlacedYet) as e:
+        answer = str(e) or type(e).__name__
+        raise StoreUnavailableError(
+            f"JetStream could not {what} within {wait:g}s ({answer}): check that the servers are up and "
+            "routed to each other, and that as many run JetStream as the replicas asked for (--replicas)"
+        ) from e
+    except js_errors.APIError as e:
+        raise StoreError(f"JetStream refused to {what}: {e.description} (error {e.err_code})") from e
 
 
 async def all_streams(js: JetStreamContext) -> list[js_api.StreamInfo]:
@@ -109,10 +149,12 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js
             pass
         try:
             return await js.add_stream(config)
-        except js_errors.BadRequestError:
-            return await js.stream_info(name)  # created meanwhile by another node
+        except js_errors.BadRequestError as e:
+            if e.err_code != ERR_STREAM_NAME_IN_USE:
+                raise
+            return await js.stream_info(name)  # created meanwhile by another node, or by an older version
 
-    return await while_unanswered(setup)
+    return await while_unanswered(setup, what=f"create stream {name}")
 
 
 K = TypeVar("K")

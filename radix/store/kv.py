@@ -28,6 +28,7 @@ from radix._inbox import Inbox, status_of
 from radix.errors import StoreError, StoreUnavailableError
 from radix.names import Address
 from radix.store._streams import (
+    ERR_STREAM_NAME_IN_USE,
     Once,
     get_from_leader,
     publish_settled,
@@ -107,11 +108,13 @@ class KVBucket:
                 )
                 try:
                     await js.create_key_value(config)
-                except js_errors.BadRequestError:
+                except js_errors.BadRequestError as e:
+                    if e.err_code != ERR_STREAM_NAME_IN_USE:
+                        raise
                     await js.key_value(self.name)  # created meanwhile by another node
 
-        await while_unanswered(setup)
-        info = await while_unanswered(lambda: js.stream_info(self.stream))
+        await while_unanswered(setup, what=f"create bucket {self.name}")
+        info = await while_unanswered(lambda: js.stream_info(self.stream), what=f"read bucket {self.name}")
         self._one_copy = info.config.num_replicas == 1
         return self
 
