@@ -22,6 +22,11 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 #: The same answer from a replicated stream while another write to the subject is still being
 #: proposed (nats-server 2.14 on): nothing was stored, and the same write may be sent again.
 ERR_WRITE_IN_FLIGHT = 10164
+#: A replicated stream could not be placed: a peer is offline, or back (a restart, a healed
+#: partition) but not yet current with the meta leader. It clears once the leader sees the peer.
+ERR_NO_SUITABLE_PEERS = 10005
+#: A stream of that name exists with another configuration.
+ERR_STREAM_NAME_IN_USE = 10058
 _IN_FLIGHT_PAUSES = (0.004, 0.008, 0.016, 0.032, 0.064)
 
 
@@ -63,13 +68,6 @@ async def with_backoff(
                 raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
-
-
-#: A replicated stream could not be placed: a peer is offline, or back (a restart, a healed
-#: partition) but not yet current with the meta leader. It clears once the leader sees the peer.
-ERR_NO_SUITABLE_PEERS = 10005
-#: A stream of that name exists with another configuration.
-ERR_STREAM_NAME_IN_USE = 10058
 
 
 class _NotPlacedYet(Exception):
