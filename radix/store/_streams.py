@@ -138,21 +138,31 @@ async def get_from_leader(
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js_api.StreamInfo:
     """The stream named in `config`, created with it unless it exists (as created by anyone)."""
     assert config.name is not None
-    name = config.name
+    return await existing_or_created(
+        js, config.name, lambda: js.add_stream(config), what=f"create stream {config.name}"
+    )
+
+
+async def existing_or_created(
+    js: JetStreamContext, stream: str, create: Callable[[], Awaitable[object]], *, what: str
+) -> js_api.StreamInfo:
+    """The stream `stream` as it is, made first with `create()` unless it exists: a stream of that
+    name made meanwhile (by another node, or an older version) is taken as it is. Waited for while
+    JetStream does not answer or cannot place it yet (`while_unanswered`, saying `what` waits)."""
 
     async def setup() -> js_api.StreamInfo:
         try:
-            return await js.stream_info(name)
+            return await js.stream_info(stream)
         except js_errors.NotFoundError:
             pass
         try:
-            return await js.add_stream(config)
+            await create()
         except js_errors.BadRequestError as e:
             if e.err_code != ERR_STREAM_NAME_IN_USE:
                 raise
-            return await js.stream_info(name)  # created meanwhile by another node, or by an older version
+        return await js.stream_info(stream)
 
-    return await while_unanswered(setup, what=f"create stream {name}")
+    return await while_unanswered(setup, what=what)
 
 
 K = TypeVar("K")

@@ -21,18 +21,16 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api as js_api
-from nats.js import errors as js_errors
 
 from radix import wire
 from radix._inbox import Inbox, status_of
 from radix.errors import StoreError, StoreUnavailableError
 from radix.names import Address
 from radix.store._streams import (
-    ERR_STREAM_NAME_IN_USE,
     Once,
+    existing_or_created,
     get_from_leader,
     publish_settled,
-    while_unanswered,
     with_backoff,
     wrong_last_sequence,
 )
@@ -93,28 +91,17 @@ class KVBucket:
     async def open(self) -> KVBucket:
         """Create the bucket unless it exists (with per-key TTLs and expiry markers on)."""
         js = self._nc.jetstream(timeout=self._timeout)
-
-        async def setup() -> None:
-            try:
-                await js.key_value(self.name)
-            except js_errors.BucketNotFoundError:
-                config = js_api.KeyValueConfig(
-                    bucket=self.name,
-                    history=1,
-                    storage=js_api.StorageType.FILE,
-                    replicas=self._replicas,
-                    direct=True,
-                    limit_marker_ttl=MARKER_TTL,
-                )
-                try:
-                    await js.create_key_value(config)
-                except js_errors.BadRequestError as e:
-                    if e.err_code != ERR_STREAM_NAME_IN_USE:
-                        raise
-                    await js.key_value(self.name)  # created meanwhile by another node
-
-        await while_unanswered(setup, what=f"create bucket {self.name}")
-        info = await while_unanswered(lambda: js.stream_info(self.stream), what=f"read bucket {self.name}")
+        config = js_api.KeyValueConfig(
+            bucket=self.name,
+            history=1,
+            storage=js_api.StorageType.FILE,
+            replicas=self._replicas,
+            direct=True,
+            limit_marker_ttl=MARKER_TTL,
+        )
+        info = await existing_or_created(
+            js, self.stream, lambda: js.create_key_value(config), what=f"create bucket {self.name}"
+        )
         self._one_copy = info.config.num_replicas == 1
         return self
 
