@@ -16,15 +16,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Self, TypedDict, Unpack
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
 from radix import wire
-from radix._inbox import Inbox
-from radix.connection import ConnectOptions, connect
 from radix.domain import BoundedContext, Command, Event, encode_command
 from radix.errors import (
     CommandConflictError,
@@ -32,11 +30,14 @@ from radix.errors import (
     CommandRejectedError,
     CommandTimeoutError,
     DecodeError,
+    InvalidArgumentError,
     RadixError,
 )
-from radix.names import Address, command_subject, validate_namespace
+from radix.transport.connection import ConnectOptions, connect
+from radix.transport.inbox import Inbox
+from radix.wire.names import Address, command_subject, validate_namespace
 
-__all__ = ["SUBJECTS_KEPT", "Accepted", "Client", "command_headers", "request_command"]
+__all__ = ["SUBJECTS_KEPT", "Accepted", "Client", "SendOptions", "command_headers", "outcome", "request_command"]
 
 #: How many aggregates' validated command subjects a client keeps.
 SUBJECTS_KEPT = 4096
@@ -52,14 +53,28 @@ class Accepted:
     records: tuple[wire.RecordedEvent, ...]
 
 
-def command_headers(
-    command_id: str, *, expected_version: int | None, issuer: str | None, correlation_id: str | None
-) -> dict[str, str]:
+class SendOptions(TypedDict, total=False):
+    """What a sender may say with a command, besides its aggregate (the `Radix-*` headers, docs/protocol.md).
+
+    `expected_version`: the version the decision was based on (a stale one meets the aggregate's
+    conflict rule); `command_id`: the idempotence key (made up when absent); `issuer`: who sends it,
+    recorded for audit; `correlation_id`: carried to the events and the command log.
+    """
+
+    expected_version: int | None
+    command_id: str | None
+    issuer: str | None
+    correlation_id: str | None
+
+
+def command_headers(command_id: str, options: SendOptions) -> dict[str, str]:
     """The `Radix-*` headers of a command request."""
+    expected_version = options.get("expected_version")
+    issuer, correlation_id = options.get("issuer"), options.get("correlation_id")
     headers = {wire.H_COMMAND_ID: command_id}
     if expected_version is not None:
         if expected_version < 0:
-            raise ValueError(f"expected_version must be 0 or more, not {expected_version}")
+            raise InvalidArgumentError(f"expected_version must be 0 or more, not {expected_version}")
         headers[wire.H_EXPECTED_VERSION] = str(expected_version)
     if issuer is not None:
         headers[wire.H_ISSUER] = issuer
@@ -137,13 +152,11 @@ class Client:
         command: Command,
         *,
         aggregate_id: str,
-        expected_version: int | None = None,
-        command_id: str | None = None,
-        issuer: str | None = None,
-        correlation_id: str | None = None,
         timeout: float = 10.0,
+        **options: Unpack[SendOptions],
     ) -> Accepted:
-        """Send a command and wait for its outcome.
+        """Send a command and wait for its outcome (`options`: `expected_version`, `command_id`, `issuer`,
+        `correlation_id`, as `SendOptions` describes them).
 
         Returns `Accepted`; raises `CommandRejectedError`, `CommandConflictError`
         (with the conflicting events) or `CommandFailedError` for the other replies,
@@ -151,10 +164,7 @@ class Client:
         """
         aggregate_type = self.context.aggregate_type_of(type(command))
         subject = self._subject(aggregate_type, aggregate_id)
-        command_id = command_id or f"{self._ids}{next(self._sent):x}"
-        headers = command_headers(
-            command_id, expected_version=expected_version, issuer=issuer, correlation_id=correlation_id
-        )
+        headers = command_headers(options.get("command_id") or f"{self._ids}{next(self._sent):x}", options)
         if self._nc is None:
             raise RadixError("the client is not connected: use it in `async with`")
         reply = await request_command(
@@ -165,7 +175,7 @@ class Client:
             timeout=timeout,
             attempt_timeout=self.attempt_timeout,
         )
-        return self._outcome(aggregate_type, reply)
+        return outcome(self.context, aggregate_type, reply)
 
     def _subject(self, aggregate_type: str, aggregate_id: str) -> str:
         """The command subject of an aggregate; `InvalidNameError` if its id is not valid. Those of the
@@ -179,17 +189,19 @@ class Client:
             self._subjects[key] = subject
         return subject
 
-    def _outcome(self, aggregate_type: str, reply: wire.Reply) -> Accepted:
-        if reply.status == wire.ACCEPTED:
-            codec = self.context.codec(aggregate_type)
-            return Accepted(
-                command_id=reply.command_id,
-                version=reply.version or 0,
-                events=tuple(codec.decode_event(e.type, e.schema, e.data) for e in reply.events),
-                records=tuple(reply.events),
-            )
-        if reply.status == wire.REJECTED:
-            raise CommandRejectedError(reply)
-        if reply.status == wire.CONFLICT:
-            raise CommandConflictError(reply)
-        raise CommandFailedError(reply)
+
+def outcome(context: BoundedContext, aggregate_type: str, reply: wire.Reply) -> Accepted:
+    """What a reply means to the sender: `Accepted` with the events decoded, else the matching error."""
+    if reply.status == wire.ACCEPTED:
+        codec = context.codec(aggregate_type)
+        return Accepted(
+            command_id=reply.command_id,
+            version=reply.version or 0,
+            events=tuple(codec.decode_event(e.type, e.schema, e.data) for e in reply.events),
+            records=tuple(reply.events),
+        )
+    if reply.status == wire.REJECTED:
+        raise CommandRejectedError(reply)
+    if reply.status == wire.CONFLICT:
+        raise CommandConflictError(reply)
+    raise CommandFailedError(reply)

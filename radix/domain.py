@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
-from radix.errors import DecodeError, InvalidNameError, UnknownTypeError
-from radix.names import validate_aggregate_type, validate_context
+from radix.errors import DecodeError, DefinitionError, InvalidNameError, UnknownTypeError
+from radix.wire.names import default_placement_key, validate_aggregate_type, validate_context
 
 __all__ = [
     "Aggregate",
@@ -138,9 +138,9 @@ class Aggregate(Generic[S, C, E]):
                 if isinstance(command, TypeVar) or isinstance(event, TypeVar):
                     return  # a generic intermediate class; its subclasses fill the types in
                 if not (isinstance(command, type) and issubclass(command, Command)):
-                    raise TypeError(f"{cls.__name__}: the command type must be a Command subclass")
+                    raise DefinitionError(f"{cls.__name__}: the command type must be a Command subclass")
                 if not (isinstance(event, type) and issubclass(event, Event)):
-                    raise TypeError(f"{cls.__name__}: the event type must be an Event subclass")
+                    raise DefinitionError(f"{cls.__name__}: the event type must be an Event subclass")
                 cls.state_type = state
                 cls.command_base = command
                 cls.event_base = event
@@ -155,7 +155,7 @@ class Aggregate(Generic[S, C, E]):
         aggregate has its own: `{type_name}.{aggregate_id}`. Return letters, digits and
         `-_=/.` only (it is part of a KV key).
         """
-        return f"{self.type_name}.{aggregate_id}"
+        return default_placement_key(self.type_name, aggregate_id)
 
     def initial_state(self) -> S:
         """The state of an aggregate that has no events yet."""
@@ -196,7 +196,7 @@ class AggregateCodec:
         self.command_names = tuple(sorted(command_type_name(t) for t in command_types))
         self.event_types: dict[str, type[Event]] = {event_type_name(t): t for t in event_types}
         if len(self.event_types) != len(event_types):
-            raise TypeError(f"{self.type_name}: two event types share a name")
+            raise DefinitionError(f"{self.type_name}: two event types share a name")
         self._command_decoder = msgspec.json.Decoder(_union(command_types))
         self._event_decoders = {name: msgspec.json.Decoder(t) for name, t in self.event_types.items()}
         self._context_commands = context_commands
@@ -235,7 +235,7 @@ class AggregateCodec:
         cls = type(event)
         name = event_type_name(cls)
         if self.event_types.get(name) is not cls:
-            raise TypeError(f"{cls.__name__} is not an event type of {self.type_name}")
+            raise DefinitionError(f"{cls.__name__} is not an event type of {self.type_name}")
         major, minor = cls.schema_version
         return EventData(type=name, schema=f"{major}.{minor}", data=msgspec.Raw(_encoder.encode(event)))
 
@@ -269,7 +269,7 @@ class BoundedContext:
     def __init__(self, name: str, aggregates: Sequence[Aggregate[Any, Any, Any]]) -> None:
         self.name = validate_context(name)
         if not aggregates:
-            raise ValueError(f"context {name!r} needs at least one aggregate type")
+            raise DefinitionError(f"context {name!r} needs at least one aggregate type")
         owners: dict[str, str] = {}
         for aggregate in aggregates:
             for command_type in leaf_types(aggregate.command_base):
@@ -279,7 +279,7 @@ class BoundedContext:
         for aggregate in aggregates:
             self._command_owner.update(dict.fromkeys(leaf_types(aggregate.command_base), aggregate.type_name))
             if aggregate.type_name in self.codecs:
-                raise ValueError(f"context {name!r} names aggregate type {aggregate.type_name!r} twice")
+                raise DefinitionError(f"context {name!r} names aggregate type {aggregate.type_name!r} twice")
             self.codecs[aggregate.type_name] = AggregateCodec(aggregate, owners)
 
     def codec(self, aggregate_type: str) -> AggregateCodec:
@@ -297,7 +297,7 @@ class BoundedContext:
         """The aggregate type that handles a command type."""
         owner = self._command_owner.get(command_type)
         if owner is None:
-            raise TypeError(f"{command_type.__name__} is not a command of context {self.name!r}")
+            raise DefinitionError(f"{command_type.__name__} is not a command of context {self.name!r}")
         return owner
 
     def __repr__(self) -> str:

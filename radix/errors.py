@@ -1,16 +1,19 @@
 """The one error tree of Radix.
 
 Every error Radix raises derives from `RadixError`. Errors also derive from the
-built-in they resemble (`ValueError` for bad input, `TimeoutError` for time-outs),
-so callers can catch by area or by kind. Each carries its data as attributes and
-says what happened and what to do about it.
+built-in they resemble (`ValueError` for bad input, `TypeError` for a wrong definition,
+`TimeoutError` for time-outs), so callers can catch by area or by kind. Each carries its
+data as attributes and says what happened and what to do about it; one raised because
+of another keeps it as `__cause__`.
+
+This module imports nothing of Radix at run time: every other module may raise from it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the wire contract imports this module, not the other way round
     from radix.wire import Reply
 
 __all__ = [
@@ -20,21 +23,52 @@ __all__ = [
     "CommandRejectedError",
     "CommandTimeoutError",
     "CommitTooLargeError",
+    "ConfigError",
     "CorruptCommitError",
     "DecodeError",
+    "DefinitionError",
     "DomainError",
+    "InvalidArgumentError",
     "InvalidNameError",
+    "KeyChangedError",
+    "LeaseHeldError",
+    "LivenessLostError",
     "NatsServerError",
     "RadixError",
     "StoreError",
     "StoreUnavailableError",
     "UnknownTypeError",
     "VersionConflictError",
+    "require",
 ]
 
 
 class RadixError(Exception):
     """The root of every error Radix raises."""
+
+
+class ConfigError(RadixError, ValueError):
+    """A configuration value is out of its range; `field` names it (as `part.field`)."""
+
+    def __init__(self, field: str, value: object, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field} = {value!r}: {rule}")
+
+
+def require(ok: bool, field: str, value: object, rule: str) -> None:
+    """The check of one configuration field: `ConfigError(field, value, rule)` unless `ok`."""
+    if not ok:
+        raise ConfigError(field, value, rule)
+
+
+class InvalidArgumentError(RadixError, ValueError):
+    """A call was given an argument it cannot take (a negative version, an empty commit, an unsendable header)."""
+
+
+class DefinitionError(RadixError, TypeError):
+    """A bounded context is defined wrongly: an aggregate's types, a duplicate name, a command of another context."""
 
 
 class InvalidNameError(RadixError, ValueError):
@@ -83,6 +117,33 @@ class VersionConflictError(RadixError):
             f"version conflict on {aggregate}: expected version {expected}, but it is at {actual}; "
             "reload its events and decide again"
         )
+
+
+class KeyChangedError(RadixError):
+    """A create or compare-and-set of a key-value entry found it at another revision than expected.
+
+    Someone else wrote the key first: read it again and decide on what it holds now.
+    """
+
+    def __init__(self, key: str, revision: int) -> None:
+        self.key = key
+        self.revision = revision
+        super().__init__(f"{key} is at revision {revision}: read it again")
+
+
+class LeaseHeldError(RadixError):
+    """An aggregate's lease is held by another live node: send its commands there."""
+
+    def __init__(self, key: str, *, node: str, incarnation: str, revision: int) -> None:
+        self.key = key
+        self.node = node
+        self.incarnation = incarnation
+        self.revision = revision
+        super().__init__(f"the lease {key} is held by {node} (incarnation {incarnation})")
+
+
+class LivenessLostError(RadixError):
+    """This node's liveness key expired or was replaced: others may have taken its aggregates over."""
 
 
 class StoreError(RadixError):

@@ -11,7 +11,7 @@ import pytest
 import uvloop
 from nats.aio.client import Client as NATS
 
-from radix.server import EmbeddedNats
+from radix.transport.server import EmbeddedNats
 
 
 def pytest_asyncio_loop_factories(

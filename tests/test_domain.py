@@ -228,7 +228,7 @@ def test_stock_is_never_negative(commands: list[InventoryItemCommand]) -> None:
 def test_domain_modules_are_pure() -> None:
     """What users write a context with imports neither asyncio nor nats."""
     root = pathlib.Path(__file__).parent.parent / "radix"
-    for module in ("domain.py", "errors.py", "names.py", "examples/inventory.py", "examples/bank.py"):
+    for module in ("domain.py", "errors.py", "wire/names.py", "examples/inventory.py", "examples/bank.py"):
         tree = ast.parse((root / module).read_text())
         imported = {
             alias.name.split(".")[0]

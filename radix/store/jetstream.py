@@ -22,12 +22,10 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from radix import wire
-from radix._inbox import Inbox, status_of
 from radix.domain import EventData
-from radix.errors import StoreError, StoreUnavailableError, VersionConflictError
-from radix.names import Address, context_filter, event_subject, events_stream
-from radix.store._commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
-from radix.store._streams import (
+from radix.errors import StoreError, StoreUnavailableError, VersionConflictError, require
+from radix.store.commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
+from radix.store.streams import (
     Once,
     ensure_stream,
     get_from_leader,
@@ -35,6 +33,8 @@ from radix.store._streams import (
     with_backoff,
     wrong_last_sequence,
 )
+from radix.transport.inbox import Inbox, status_of
+from radix.wire.names import Address, context_filter, direct_get, event_subject, events_stream
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
@@ -55,12 +55,13 @@ class StoreConfig:
     position_cache: int = 100_000
 
     def __post_init__(self) -> None:
-        if self.replicas not in (1, 3, 5):
-            raise ValueError(f"replicas must be 1, 3 or 5, not {self.replicas}")
-        if self.duplicate_window <= 0 or self.timeout <= 0:
-            raise ValueError("duplicate_window and timeout must be positive")
-        if self.unavailable_for < 0 or self.batch < 1 or self.position_cache < 1:
-            raise ValueError("unavailable_for must be 0 or more, batch and position_cache at least 1")
+        require(self.replicas in (1, 3, 5), "StoreConfig.replicas", self.replicas, "must be 1, 3 or 5")
+        require(self.storage in ("file", "memory"), "StoreConfig.storage", self.storage, "must be 'file' or 'memory'")
+        for name in ("duplicate_window", "timeout"):
+            require(getattr(self, name) > 0, f"StoreConfig.{name}", getattr(self, name), "must be positive")
+        require(self.unavailable_for >= 0, "StoreConfig.unavailable_for", self.unavailable_for, "must be 0 or more")
+        for name in ("batch", "ordered_consumer_above", "position_cache"):
+            require(getattr(self, name) >= 1, f"StoreConfig.{name}", getattr(self, name), "must be at least 1")
 
 
 class _PubAckError(msgspec.Struct):
@@ -84,7 +85,7 @@ class JetStreamEventStore:
     """An `EventStore` on JetStream, over a connected nats-py client.
 
     Use it as an async context manager (or call `close()`). Its requests (appends, direct gets) are
-    answered on the connection's shared inbox (`radix._inbox`), which stays with the connection.
+    answered on the connection's shared inbox (`radix.transport.inbox`), which stays with the connection.
     """
 
     def __init__(self, nc: NATS, *, config: StoreConfig | None = None) -> None:
@@ -254,7 +255,7 @@ class JetStreamEventStore:
 
     async def _last(self, address: Address) -> Commit | None:
         stream = await self.ensure_stream(address.namespace, address.context)
-        msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}.{event_subject(address)}", b"")
+        msg = await self._direct(direct_get(stream, event_subject(address)), b"")
         if status_of(msg) == "404":
             return None
         commit = self._commit(address, msg)
@@ -271,7 +272,7 @@ class JetStreamEventStore:
 
     async def commit_at(self, address: Address, position: int) -> Commit | None:
         stream = await self.ensure_stream(address.namespace, address.context)
-        msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))
+        msg = await self._direct(direct_get(stream), _json.encode({"seq": position}))
         if status_of(msg) == "404" or (msg.headers or {}).get("Nats-Subject") != event_subject(address):
             return None
         if status_of(msg) is not None:
@@ -280,7 +281,7 @@ class JetStreamEventStore:
 
     async def _get(self, address: Address, position: int) -> Commit:
         stream = await self.ensure_stream(address.namespace, address.context)
-        msg = await self._direct(f"$JS.API.DIRECT.GET.{stream}", _json.encode({"seq": position}))
+        msg = await self._direct(direct_get(stream), _json.encode({"seq": position}))
         if status_of(msg) is not None:
             raise StoreError(f"message {position} of {stream} could not be read: {_describe(msg)}")
         return self._commit(address, msg)
@@ -337,7 +338,7 @@ class JetStreamEventStore:
         request = {"seq": position, "next_by_subj": subject, "batch": self.config.batch}
         commits: list[Commit] = []
         with self._inbox.replies() as (reply, queue):
-            await self._nc.publish(f"$JS.API.DIRECT.GET.{stream}", _json.encode(request), reply=reply)
+            await self._nc.publish(direct_get(stream), _json.encode(request), reply=reply)
             while True:
                 try:
                     msg = await asyncio.wait_for(queue.get(), self.config.timeout)

@@ -23,10 +23,8 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from radix import wire
-from radix._inbox import Inbox, status_of
-from radix.errors import StoreError, StoreUnavailableError
-from radix.names import Address
-from radix.store._streams import (
+from radix.errors import InvalidArgumentError, KeyChangedError, StoreError, StoreUnavailableError
+from radix.store.streams import (
     Once,
     existing_or_created,
     get_from_leader,
@@ -34,20 +32,13 @@ from radix.store._streams import (
     with_backoff,
     wrong_last_sequence,
 )
+from radix.transport.inbox import Inbox, status_of
+from radix.wire.names import direct_get, kv_filter, kv_stream, kv_subject
 
-__all__ = ["Entry", "KVBucket", "KeyChanged", "NamespaceBuckets", "aggregate_key"]
+__all__ = ["Entry", "KVBucket", "NamespaceBuckets"]
 
 _DELETE_OPS: Final = ("DEL", "PURGE")
 MARKER_TTL: Final = 60  # how long the server keeps the marker of an expired key, in seconds
-
-
-class KeyChanged(Exception):
-    """A create or compare-and-set found the key at another revision than expected."""
-
-    def __init__(self, key: str, revision: int) -> None:
-        super().__init__(f"{key} is at revision {revision}")
-        self.key = key
-        self.revision = revision
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +73,8 @@ class KVBucket:
     def __init__(self, nc: NATS, name: str, *, replicas: int = 1, timeout: float = 5.0) -> None:
         self._nc = nc
         self.name = name
-        self.stream = f"KV_{name}"
-        self._prefix = f"$KV.{name}."
+        self.stream = kv_stream(name)
+        self._prefix = kv_subject(name, "")
         self._replicas = replicas
         self._timeout = timeout
         self._one_copy = False  # one replica: a direct get is the leader's answer
@@ -128,7 +119,7 @@ class KVBucket:
         """
         if leader and not self._one_copy:
             return await self._get_from_leader(key)
-        msg = await self._request(f"$JS.API.DIRECT.GET.{self.stream}.{self._prefix}{key}", b"", None)
+        msg = await self._request(direct_get(self.stream, self._prefix + key), b"", None)
         headers = msg.headers or {}
         status = status_of(msg)
         if status == "404":
@@ -153,14 +144,14 @@ class KVBucket:
     async def put_if(self, key: str, value: bytes, *, revision: int, ttl: int | None = None) -> int:
         """Write `value` if the key is at `revision` (0: never written); return the new revision.
 
-        Raises `KeyChanged` with the key's actual revision otherwise. A `ttl` (whole
+        Raises `KeyChangedError` with the key's actual revision otherwise. A `ttl` (whole
         seconds, at least 1) makes the key expire unless written again in time.
         """
         headers = {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision)}
         if ttl is not None:
             if ttl < 1:
-                raise ValueError("a key's TTL is whole seconds, at least 1")
-            headers["Nats-TTL"] = f"{ttl}s"
+                raise InvalidArgumentError(f"a key's TTL is whole seconds, at least 1, not {ttl}")
+            headers[wire.H_TTL] = f"{ttl}s"
         return await self._publish(key, value, headers)
 
     async def put(self, key: str, value: bytes) -> int:
@@ -171,14 +162,14 @@ class KVBucket:
         """Write `value` if the key is absent (never written, deleted or expired); return the new revision."""
         try:
             return await self.put_if(key, value, revision=0, ttl=ttl)
-        except KeyChanged:
+        except KeyChangedError:
             entry = await self.get(key)
             if entry.value is not None:
-                raise KeyChanged(key, entry.revision) from None
+                raise KeyChangedError(key, entry.revision) from None
             return await self.put_if(key, value, revision=entry.revision, ttl=ttl)
 
     async def delete_if(self, key: str, *, revision: int) -> int:
-        """Delete the key if it is at `revision` and return the delete's revision; raises `KeyChanged` otherwise."""
+        """Delete the key if it is at `revision`; return the delete's revision. `KeyChangedError` otherwise."""
         return await self._publish(key, b"", {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision), "KV-Operation": "DEL"})
 
     async def _publish(self, key: str, value: bytes, headers: dict[str, str]) -> int:
@@ -191,7 +182,7 @@ class KVBucket:
             if wrong_last_sequence(ack.error.get("err_code")):
                 description = str(ack.error.get("description", ""))
                 actual = description.rpartition(" ")[2]
-                raise KeyChanged(key, int(actual) if actual.isdigit() else -1)
+                raise KeyChangedError(key, int(actual) if actual.isdigit() else -1)
             raise StoreError(f"writing {key} to {self.name} failed: {ack.error.get('description')}")
         return ack.seq
 
@@ -211,7 +202,7 @@ class KVBucket:
             queue.put_nowait(msg)
 
         sub = await js.subscribe(
-            f"{self._prefix}>",
+            kv_filter(self.name),
             cb=on_msg,
             ordered_consumer=True,
             deliver_policy=js_api.DeliverPolicy.LAST_PER_SUBJECT,
@@ -231,11 +222,6 @@ class KVBucket:
         finally:
             if not self._nc.is_closed:
                 await sub.unsubscribe()
-
-
-def aggregate_key(address: Address) -> str:
-    """An aggregate's key in a per-namespace bucket: `{ctx}.{Type}.{id}`."""
-    return f"{address.context}.{address.aggregate_type}.{address.aggregate_id}"
 
 
 class NamespaceBuckets:

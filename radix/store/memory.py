@@ -1,24 +1,36 @@
-"""An event store in memory, for fast unit tests of domain logic.
+"""In-memory twins of the store's ports, for fast unit tests (Radix's own and users').
 
-It follows the JetStream store's rules exactly (the same contract tests run on
-both), including positions per (namespace, context) stream and the duplicate
-window keyed by command id; only durability differs.
+Each follows the rules of its JetStream adapter exactly (one contract test suite runs
+against both, tests/store/): the event store's positions per (namespace, context) stream
+and its duplicate window keyed by command id, the refusal record's compare-and-set on a
+revision, and the leases' claim, takeover, handover and release. Only durability differs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 
+from radix import wire
 from radix.domain import EventData
-from radix.errors import VersionConflictError
-from radix.names import Address
-from radix.store._commit import Cause, Commit, Writer, prepare_commit
+from radix.errors import KeyChangedError, LeaseHeldError, RadixError, VersionConflictError
+from radix.store.commit import DEFAULT_MAX_PAYLOAD, Cause, Commit, Writer, prepare_commit
+from radix.store.placement import new_incarnation
+from radix.store.ports import Claim, Owner, Refusals
+from radix.store.refusals import decode_refusals, encode_refusals
+from radix.store.snapshots import Snapshot, decode_snapshot, encode_snapshot
+from radix.wire.control import NodeRecord
+from radix.wire.names import Address
 
-__all__ = ["InMemoryEventStore"]
-
-DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
+__all__ = [
+    "InMemoryEventStore",
+    "InMemoryLeaseTable",
+    "InMemoryPlacement",
+    "InMemoryRefusalStore",
+    "InMemorySnapshotStore",
+]
 
 
 class InMemoryEventStore:
@@ -89,3 +101,125 @@ class InMemoryEventStore:
         await asyncio.sleep(0)
         commits = self._commits.get(address)
         return commits[-1].position if commits else 0
+
+
+class InMemorySnapshotStore:
+    """A `SnapshotStore` in this process; snapshots are kept encoded, as the KV bucket keeps them."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[Address, bytes] = {}
+
+    async def load(self, address: Address) -> Snapshot | None:
+        data = self.snapshots.get(address)
+        return None if data is None else decode_snapshot(data)
+
+    async def save(self, address: Address, snapshot: Snapshot) -> None:
+        self.snapshots[address] = encode_snapshot(snapshot)
+
+
+class InMemoryRefusalStore:
+    """A `RefusalStore` in this process: one record per aggregate, written by compare-and-set."""
+
+    def __init__(self) -> None:
+        self._records: dict[Address, tuple[bytes, int]] = {}
+        self._revisions = itertools.count(1)
+
+    async def load(self, address: Address) -> Refusals:
+        await asyncio.sleep(0)
+        data, revision = self._records.get(address, (b"", 0))
+        return Refusals(decode_refusals(data) if data else [], revision)
+
+    async def save(self, address: Address, replies: list[wire.Reply], *, revision: int) -> int:
+        await asyncio.sleep(0)
+        current = self._records.get(address, (b"", 0))[1]
+        if current != revision:
+            raise KeyChangedError(str(address), current)
+        new = next(self._revisions)
+        self._records[address] = (encode_refusals(replies), new)
+        return new
+
+
+class InMemoryLeaseTable:
+    """The membership and leases of one namespace in this process, shared by the `InMemoryPlacement` of
+    each node: the twin of the namespace's two KV buckets. Revisions count up across both, as a
+    stream's sequence does."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, str] = {}  # node id -> incarnation of its live registration
+        self.leases: dict[str, Owner] = {}
+        self._revisions = itertools.count(1)
+
+    def next_revision(self) -> int:
+        return next(self._revisions)
+
+    def is_live(self, node: str, incarnation: str) -> bool:
+        return self.nodes.get(node) == incarnation
+
+
+class InMemoryPlacement:
+    """A `Placement` on an `InMemoryLeaseTable`: one node's view, always current."""
+
+    def __init__(self, table: InMemoryLeaseTable, node_id: str, contexts: Sequence[str] = ()) -> None:
+        self.table = table
+        self.node_id = node_id
+        self.contexts = list(contexts)
+        self.incarnation = new_incarnation()
+
+    @property
+    def record(self) -> NodeRecord:
+        return NodeRecord(self.node_id, self.incarnation, self.contexts, wire.timestamp())
+
+    async def register(self) -> None:
+        await asyncio.sleep(0)
+        if self.node_id in self.table.nodes:
+            raise RadixError(f"node id {self.node_id!r} is in use by a live node; give this node another id")
+        self.table.nodes[self.node_id] = self.incarnation
+
+    async def deregister(self) -> None:
+        await asyncio.sleep(0)
+        if self.table.nodes.get(self.node_id) == self.incarnation:
+            del self.table.nodes[self.node_id]
+
+    def liveness_fresh(self) -> bool:
+        return self.table.is_live(self.node_id, self.incarnation)
+
+    def owner(self, key: str) -> Owner | None:
+        return self.table.leases.get(key)
+
+    async def read(self, key: str, *, leader: bool = False) -> Owner | None:
+        await asyncio.sleep(0)
+        return self.table.leases.get(key)
+
+    def is_me(self, owner: Owner) -> bool:
+        return owner.node == self.node_id and owner.incarnation == self.incarnation
+
+    async def acquire(self, key: str) -> Claim:
+        await asyncio.sleep(0)
+        owner = self.table.leases.get(key)
+        if owner is not None and self.is_me(owner):
+            return Claim(owner.revision, taken_over=False)
+        if owner is not None and self.table.is_live(owner.node, owner.incarnation):
+            raise LeaseHeldError(key, node=owner.node, incarnation=owner.incarnation, revision=owner.revision)
+        revision = self.table.next_revision()
+        self.table.leases[key] = Owner(self.node_id, self.incarnation, revision)
+        return Claim(revision, taken_over=owner is not None)
+
+    async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:
+        await asyncio.sleep(0)
+        self._expect(key, epoch)
+        revision = self.table.next_revision()
+        self.table.leases[key] = Owner(to.node, to.incarnation, revision)
+        return revision
+
+    async def release(self, key: str, epoch: int) -> None:
+        await asyncio.sleep(0)
+        owner = self.table.leases.get(key)
+        if owner is not None and owner.revision == epoch:
+            del self.table.leases[key]
+            self.table.next_revision()  # a delete takes a revision, as a KV delete marker does
+
+    def _expect(self, key: str, epoch: int) -> None:
+        owner = self.table.leases.get(key)
+        current = owner.revision if owner is not None else 0
+        if current != epoch:
+            raise KeyChangedError(key, current)

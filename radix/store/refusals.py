@@ -7,7 +7,7 @@ its latest refusals, written by compare-and-set on the key's revision. Reads com
 bucket's leader. A node that takes an aggregate over from one presumed dead writes the key
 once before it answers anything (`fence`): from then on the former owner can record, hence
 give, no refusal. Keys expire a day after their last write (refusals matter within the
-dedup window, minutes).
+dedup window, minutes). The in-memory twin of the `RefusalStore` port is in `radix.store.memory`.
 
 The record is one message, so each refusal gets its share of the server's max_payload
 (`refusal_budget`), and one larger is cut to it before it is recorded and given (`fitted`):
@@ -17,17 +17,27 @@ with the count of those left out. A refusal sent again then gets the same answer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Final
 
 import msgspec
 from nats.aio.client import Client as NATS
 
 from radix import wire
-from radix.errors import StoreUnavailableError
-from radix.names import Address, refusals_bucket
-from radix.store.kv import KeyChanged, KVBucket, NamespaceBuckets, aggregate_key
+from radix.errors import KeyChangedError, StoreUnavailableError
+from radix.store.kv import KVBucket, NamespaceBuckets
+from radix.store.ports import Refusals, RefusalStore
+from radix.wire.names import Address, aggregate_key, refusals_bucket
 
-__all__ = ["MAX_REASON", "REFUSALS_TTL", "RefusalStore", "Refusals", "fitted", "refusal_budget"]
+__all__ = [
+    "MAX_REASON",
+    "REFUSALS_TTL",
+    "KVRefusalStore",
+    "decode_refusals",
+    "encode_refusals",
+    "fence",
+    "fitted",
+    "refusal_budget",
+]
 
 #: Seconds a refusal record lives after its last write.
 REFUSALS_TTL = 86_400
@@ -41,8 +51,21 @@ class _Record(msgspec.Struct, frozen=True):
     replies: list[wire.Reply] = []
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(_Record)
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(_Record)
+
+
+def encode_refusals(replies: list[wire.Reply]) -> bytes:
+    """An aggregate's refusal record as it is stored: JSON."""
+    return _encoder.encode(_Record(replies))
+
+
+def decode_refusals(data: bytes) -> list[wire.Reply]:
+    """The refusals of a stored record; none if it is unreadable (written by an incompatible version)."""
+    try:
+        return _decoder.decode(data).replies
+    except msgspec.DecodeError:
+        return []
 
 
 def refusal_budget(max_payload: int, kept: int) -> int:
@@ -71,16 +94,8 @@ def fitted(reply: wire.Reply, budget: int) -> wire.Reply:
     return msgspec.structs.replace(bare, conflicts=kept, conflicts_omitted=len(reply.conflicts) - len(kept))
 
 
-@dataclass(frozen=True, slots=True)
-class Refusals:
-    """An aggregate's recorded refusals (oldest first) and the record's revision (0: none yet)."""
-
-    replies: list[wire.Reply]
-    revision: int
-
-
-class RefusalStore:
-    """Refusal records on JetStream KV: one bucket per namespace, history 1."""
+class KVRefusalStore:
+    """A `RefusalStore` on JetStream KV: one bucket per namespace, history 1."""
 
     def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> None:
         self._buckets = NamespaceBuckets(nc, refusals_bucket, replicas=replicas, timeout=timeout)
@@ -92,38 +107,34 @@ class RefusalStore:
     async def load(self, address: Address) -> Refusals:
         """The aggregate's record, as the bucket's leader has it."""
         entry = await (await self.bucket(address.namespace)).get(aggregate_key(address), leader=True)
-        if entry.value is None:
-            return Refusals([], entry.revision)
-        try:
-            return Refusals(_decoder.decode(entry.value).replies, entry.revision)
-        except msgspec.DecodeError:  # written by an incompatible version: nothing to answer from
-            return Refusals([], entry.revision)
+        return Refusals([] if entry.value is None else decode_refusals(entry.value), entry.revision)
 
     async def save(self, address: Address, replies: list[wire.Reply], *, revision: int) -> int:
         """Record `replies` if the key is still at `revision`; return the new revision.
 
-        Raises `KeyChanged` if it is not (another node wrote it: it took the aggregate over).
+        Raises `KeyChangedError` if it is not (another node wrote it: it took the aggregate over).
         """
         bucket = await self.bucket(address.namespace)
         return await bucket.put_if(
-            aggregate_key(address), _encoder.encode(_Record(replies)), revision=revision, ttl=REFUSALS_TTL
+            aggregate_key(address), encode_refusals(replies), revision=revision, ttl=REFUSALS_TTL
         )
-
-    async def fence(self, address: Address) -> Refusals:
-        """Write the aggregate's record anew (as it is) and return it with its new revision.
-
-        A node taking the aggregate over does so before answering anything: a write of the
-        former owner still in flight then fails, or lands first and is read here.
-        """
-        for _ in range(_FENCE_ATTEMPTS):
-            current = await self.load(address)
-            try:
-                revision = await self.save(address, current.replies, revision=current.revision)
-            except KeyChanged:
-                continue
-            return Refusals(current.replies, revision)
-        raise StoreUnavailableError(f"the refusals of {address} kept changing while taking them over; retry")
 
     async def close(self) -> None:
         """Forget opened buckets. Safe to call twice."""
         self._buckets.close()
+
+
+async def fence(store: RefusalStore, address: Address) -> Refusals:
+    """Write the aggregate's record anew (as it is) and return it with its new revision.
+
+    A node taking the aggregate over does so before answering anything: a write of the
+    former owner still in flight then fails, or lands first and is read here.
+    """
+    for _ in range(_FENCE_ATTEMPTS):
+        current = await store.load(address)
+        try:
+            revision = await store.save(address, current.replies, revision=current.revision)
+        except KeyChangedError:
+            continue
+        return Refusals(current.replies, revision)
+    raise StoreUnavailableError(f"the refusals of {address} kept changing while taking them over; retry")

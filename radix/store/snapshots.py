@@ -2,22 +2,23 @@
 
 A snapshot is an optimisation, never the authority: it records the version and the
 stream position it covers and a fingerprint of the state's type, and the runtime
-ignores one that does not fit (see `radix.runtime`). Two implementations: in memory,
-and a JetStream KV bucket per namespace (`radix_{ns}_snapshots`, key `{ctx}.{Type}.{id}`).
+ignores one that does not fit (see `radix.runtime.history`). Two implementations of the
+`SnapshotStore` port: in memory (`radix.store.memory`), and a JetStream KV bucket per namespace
+(`radix_{ns}_snapshots`, key `{ctx}.{Type}.{id}`), here.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final
 
 import msgspec
 from nats.aio.client import Client as NATS
 
 from radix import wire
-from radix.names import Address, snapshots_bucket
-from radix.store.kv import KVBucket, NamespaceBuckets, aggregate_key
+from radix.store.kv import KVBucket, NamespaceBuckets
+from radix.wire.names import Address, aggregate_key, snapshots_bucket
 
-__all__ = ["InMemorySnapshotStore", "KVSnapshotStore", "Snapshot", "SnapshotStore"]
+__all__ = ["KVSnapshotStore", "Snapshot", "decode_snapshot", "encode_snapshot"]
 
 
 class Snapshot(msgspec.Struct, frozen=True):
@@ -41,34 +42,21 @@ class Snapshot(msgspec.Struct, frozen=True):
     taken_at: float = 0.0  # wall-clock seconds; 0: unknown (an older snapshot)
 
 
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Snapshot)
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder(Snapshot)
 
 
-class SnapshotStore(Protocol):
-    """Where snapshots are kept."""
-
-    async def load(self, address: Address) -> Snapshot | None:
-        """The latest snapshot of an aggregate, or None (also when it is unreadable)."""
-        ...
-
-    async def save(self, address: Address, snapshot: Snapshot) -> None:
-        """Keep `snapshot` as the aggregate's latest."""
-        ...
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    """A snapshot as it is stored: JSON."""
+    return _encoder.encode(snapshot)
 
 
-class InMemorySnapshotStore:
-    """A `SnapshotStore` in this process, for unit tests."""
-
-    def __init__(self) -> None:
-        self.snapshots: dict[Address, bytes] = {}
-
-    async def load(self, address: Address) -> Snapshot | None:
-        data = self.snapshots.get(address)
-        return None if data is None else _decoder.decode(data)
-
-    async def save(self, address: Address, snapshot: Snapshot) -> None:
-        self.snapshots[address] = _encoder.encode(snapshot)
+def decode_snapshot(data: bytes) -> Snapshot | None:
+    """A stored snapshot, or None if it is unreadable (written by an incompatible version: replay instead)."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
 
 
 class KVSnapshotStore:
@@ -83,15 +71,10 @@ class KVSnapshotStore:
 
     async def load(self, address: Address) -> Snapshot | None:
         entry = await (await self.bucket(address.namespace)).get(aggregate_key(address))
-        if entry.value is None:
-            return None
-        try:
-            return _decoder.decode(entry.value)
-        except msgspec.DecodeError:  # written by an incompatible version: replay instead
-            return None
+        return None if entry.value is None else decode_snapshot(entry.value)
 
     async def save(self, address: Address, snapshot: Snapshot) -> None:
-        await (await self.bucket(address.namespace)).put(aggregate_key(address), _encoder.encode(snapshot))
+        await (await self.bucket(address.namespace)).put(aggregate_key(address), encode_snapshot(snapshot))
 
     async def close(self) -> None:
         """Forget opened buckets. Safe to call twice."""

@@ -1,0 +1,136 @@
+"""`radix status`, `radix migrate` and `radix drain`: what the live nodes are doing, and steering them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from radix import wire
+from radix.cli.common import connected, print_json
+from radix.errors import RadixError
+from radix.store.kv import KVBucket
+from radix.store.streams import all_streams
+from radix.wire.names import (
+    DRAIN,
+    MIGRATE,
+    STATUS,
+    Address,
+    default_placement_key,
+    lease_key,
+    leases_bucket,
+    namespace_of_nodes_bucket,
+    node_subject,
+    nodes_bucket,
+    validate_namespace,
+    validate_node_id,
+)
+
+__all__ = ["drain", "migrate", "status"]
+
+
+async def _namespaces(nc: NATS, given: Sequence[str] | None) -> list[str]:
+    if given:
+        return [validate_namespace(n) for n in given]
+    found = (namespace_of_nodes_bucket(s.config.name or "") for s in await all_streams(nc.jetstream()))
+    return sorted(namespace for namespace in found if namespace is not None)
+
+
+async def _live_nodes(nc: NATS, namespace: str) -> list[str]:
+    bucket = KVBucket(nc, nodes_bucket(namespace))
+    ready = asyncio.Event()
+    found: dict[str, bool] = {}
+
+    async def collect() -> None:
+        async for entry in bucket.watch(ready):
+            found[entry.key] = entry.value is not None
+
+    async with asyncio.TaskGroup() as group:
+        watcher = group.create_task(collect())
+        try:
+            await asyncio.wait_for(ready.wait(), timeout=5)
+        finally:
+            watcher.cancel()
+    return sorted(k for k, live in found.items() if live)
+
+
+async def _ask(nc: NATS, namespace: str, node: str, verb: str, body: bytes = b"", timeout: float = 2.0) -> Any:
+    reply = await nc.request(node_subject(namespace, node, verb), body, timeout=timeout)
+    return json.loads(reply.data)
+
+
+async def status(args: argparse.Namespace) -> int:
+    async with connected(args) as nc:
+        report: dict[str, list[dict[str, Any]]] = {}
+        for namespace in await _namespaces(nc, args.namespace):
+            rows = report.setdefault(namespace, [])
+            for node in await _live_nodes(nc, namespace):
+                try:
+                    rows.append(await _ask(nc, namespace, node, STATUS))
+                except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                    rows.append({"node": node, "state": "not answering"})
+    if args.json:
+        print_json(report)
+        return 0
+    if not report:
+        print("no Radix namespaces on this NATS")
+    for namespace, rows in report.items():
+        print(f"namespace {namespace}: {len(rows)} live node(s)")
+        for row in rows:
+            if "live_actors" not in row:
+                print(f"  {row['node']:<20} {row['state']}")
+                continue
+            commands = ", ".join(f"{k} {v}" for k, v in sorted(row["commands"].items())) or "none yet"
+            print(
+                f"  {row['node']:<20} {row['state']:<9} {row['live_actors']:>6} live aggregates  "
+                f"{row['rate']:>8.1f} commands/s  ({commands})"
+            )
+    return 0
+
+
+def _parse_aggregate(text: str) -> Address:
+    parts = text.split("/")
+    if len(parts) != 4:
+        raise RadixError(f"name the aggregate as NAMESPACE/CONTEXT/TYPE/ID, not {text!r}")
+    return Address(*parts)
+
+
+async def migrate(args: argparse.Namespace) -> int:
+    address = _parse_aggregate(args.aggregate)
+    placement_key = args.lease_key or default_placement_key(address.aggregate_type, address.aggregate_id)
+    async with connected(args) as nc:
+        entry = await KVBucket(nc, leases_bucket(address.namespace)).get(lease_key(address.context, placement_key))
+        if entry.value is None:
+            print(f"{address} is not live on any node; it is placed where its next command arrives")
+            return 1
+        owner = wire.lease_decoder.decode(entry.value).node
+        request = wire.MigrateRequest(address.context, address.aggregate_type, address.aggregate_id, args.to)
+        result = await _ask(nc, address.namespace, owner, MIGRATE, wire.control_encoder.encode(request), timeout=35)
+    print_json({"from": owner, **result})
+    return 0 if result.get("ok") else 1
+
+
+async def drain(args: argparse.Namespace) -> int:
+    validate_node_id(args.node)
+    namespace = validate_namespace(args.namespace)
+    async with connected(args) as nc:
+        try:
+            await _ask(nc, namespace, args.node, DRAIN)
+        except nats.errors.NoRespondersError:
+            raise RadixError(f"no node {args.node!r} is live in namespace {namespace!r}") from None
+        print(f"draining {args.node}...", flush=True)
+        for _ in range(int(args.timeout * 4)):
+            try:
+                status = await _ask(nc, namespace, args.node, STATUS, timeout=0.5)
+                print(f"  {status['state']}: {status['live_actors']} live aggregates left", flush=True)
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                print(f"{args.node} has handed off its aggregates and left", flush=True)
+                return 0
+            await asyncio.sleep(0.25)
+    print(f"{args.node} is still draining after {args.timeout}s")
+    return 1

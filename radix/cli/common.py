@@ -1,0 +1,96 @@
+"""What every `radix` command shares: finding NATS, connecting, loading a context, printing JSON."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+from radix.domain import BoundedContext
+from radix.errors import RadixError
+from radix.transport.connection import ConnectOptions, connect
+
+__all__ = ["DEFAULT_URL", "URL_FILE", "connected", "load_context", "options", "plain", "print_json", "servers"]
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+#: Where `radix node` notes the URL of the nats-server it embedded, for the other commands to find.
+URL_FILE = Path(".radix") / "nats.url"
+
+
+def load_context(spec: str) -> BoundedContext:
+    """The bounded context named by `module.path[:attribute]` (the attribute may be left out if there is one)."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise RadixError(f"cannot import {module_name!r} for --context {spec}: {e}") from None
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, BoundedContext):
+            raise RadixError(f"{spec} is not a BoundedContext (it is {type(found).__name__})")
+        return found
+    contexts = [v for v in vars(module).values() if isinstance(v, BoundedContext)]
+    if len(contexts) != 1:
+        raise RadixError(f"{module_name} defines {len(contexts)} BoundedContexts: name one as {module_name}:NAME")
+    return contexts[0]
+
+
+def given_servers(args: argparse.Namespace) -> list[str]:
+    """The NATS URLs of --nats, else of $RADIX_NATS; none if neither is set."""
+    return [u for u in (args.nats or os.environ.get("RADIX_NATS", "")).split(",") if u]
+
+
+def servers(args: argparse.Namespace) -> list[str]:
+    """--nats, else $RADIX_NATS, else the embedded server a local `radix node` noted, else the default URL."""
+    if given := given_servers(args):
+        return given
+    if URL_FILE.is_file():
+        return [URL_FILE.read_text().strip()]
+    return [DEFAULT_URL]
+
+
+def options(args: argparse.Namespace, urls: Sequence[str] | None = None) -> ConnectOptions:
+    """How to connect, from the connection arguments."""
+    return ConnectOptions(
+        servers=tuple(urls or servers(args)),
+        user=args.user,
+        password=args.password,
+        token=args.token,
+        credentials=args.creds,
+        tls_ca=args.tls_ca,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connected(args: argparse.Namespace) -> AsyncIterator[NATS]:
+    """A connection for one command, closed after it."""
+    given = options(args)
+    try:
+        nc = await connect(given, name="radix cli")
+    except Exception as e:
+        raise RadixError(
+            f"cannot reach NATS at {', '.join(given.servers)} ({e!r}): pass --nats URL or set RADIX_NATS"
+        ) from None
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+def plain(value: Any) -> Any:
+    """A msgspec value as plain JSON types (embedded raw JSON included)."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True), flush=True)

@@ -1,0 +1,136 @@
+"""`radix send` and `radix tail`: a command and its reply; events and command-log entries as they happen."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from typing import Any
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js import api as js_api
+
+from radix import wire
+from radix.cli.common import connected, plain, print_json
+from radix.client import SendOptions, command_headers, request_command
+from radix.errors import RadixError
+from radix.store.streams import all_streams
+from radix.wire.names import Address, command_subject, is_radix_stream, parse_stored_subject
+
+__all__ = ["describe", "intersect", "send", "tail"]
+
+
+async def send(args: argparse.Namespace) -> int:
+    address = Address(args.namespace, args.context, args.type, args.id)
+    try:
+        json.loads(args.body)
+    except json.JSONDecodeError as e:
+        raise RadixError(
+            f'the command is not JSON ({e}); write it like \'{{"type": "CheckIn", "count": 3}}\''
+        ) from None
+    options = SendOptions(
+        expected_version=args.expected_version, issuer=args.issuer, correlation_id=args.correlation_id
+    )
+    headers = command_headers(args.command_id or uuid.uuid4().hex, options)
+    async with connected(args) as nc:
+        reply = await request_command(
+            nc, command_subject(address), args.body.encode(), headers, timeout=args.timeout, attempt_timeout=2.0
+        )
+    print_json(plain(reply))
+    return 0 if reply.status == wire.ACCEPTED else 1
+
+
+def intersect(a: str, b: str) -> str | None:
+    """The subject filter matching exactly what both NATS subject filters match, or None if nothing does."""
+    left, right = a.split("."), b.split(".")
+    out: list[str] = []
+    for i in range(max(len(left), len(right))):
+        x = left[i] if i < len(left) else None
+        y = right[i] if i < len(right) else None
+        if x == ">" and y is not None:
+            return ".".join(out + right[i:])
+        if y == ">" and x is not None:
+            return ".".join(out + left[i:])
+        if x is None or y is None:
+            return None
+        if x == "*" or x == y:
+            out.append(y)
+        elif y == "*":
+            out.append(x)
+        else:
+            return None
+    return ".".join(out)
+
+
+def describe(subject: str, data: bytes) -> list[dict[str, Any]]:
+    """What a message on a Radix subject says: events of a commit, or a command-log entry."""
+    parsed = parse_stored_subject(subject)
+    if parsed is None:
+        return []
+    namespace, context, kind, aggregate = parsed
+    where = {"namespace": namespace, "context": context, "aggregate": aggregate}
+    try:
+        if kind == "evt":
+            body = wire.commit_decoder.decode(data)
+            return [{"kind": "event", **where, **plain(e)} for e in body.events]
+        if kind == "log":
+            entry = plain(wire.log_decoder.decode(data))
+            entry["subject"] = entry.pop("aggregate", subject)  # the command subject it was sent to
+            return [{"kind": "command", **entry, **where}]
+    except msgspec.DecodeError:
+        return [{"kind": "unreadable", **where, "subject": subject}]
+    return []
+
+
+def _line(item: dict[str, Any]) -> str:
+    head = f"{item['namespace']} {item['context']} {item['aggregate']}"
+    if item["kind"] == "event":
+        data = json.dumps(item["data"], separators=(",", ":"))
+        return f"{head} v{item['version']} {item['type']} {data} (command {item['command_id']})"
+    if item["kind"] == "command":
+        detail = f" v{item['version']}" if item.get("version") is not None else ""
+        reason = f": {item['reason']}" if item.get("reason") else ""
+        cause = f"command {item['command_id']}, node {item['node']}"
+        return f"{head} {item['status']} {item.get('type')}{detail} ({cause}){reason}"
+    return f"{head} (a message Radix cannot read on {item['subject']})"
+
+
+async def tail(args: argparse.Namespace) -> int:
+    shown = 0
+    done = asyncio.Event()
+
+    async def show(msg: Msg) -> None:
+        nonlocal shown
+        for item in describe(msg.subject, msg.data):
+            if done.is_set():
+                return
+            print(json.dumps(item) if args.json else _line(item), flush=True)
+            shown += 1
+            if args.count and shown >= args.count:
+                done.set()
+
+    async with connected(args) as nc:
+        if args.from_start:
+            js = nc.jetstream()
+            streams = [s for s in await all_streams(js) if s.config.name and is_radix_stream(s.config.name)]
+            for stream in streams:
+                for subjects in stream.config.subjects or []:
+                    if (filter_subject := intersect(args.pattern, subjects)) is not None:
+                        await js.subscribe(
+                            filter_subject,
+                            cb=show,
+                            ordered_consumer=True,
+                            deliver_policy=js_api.DeliverPolicy.ALL,
+                        )
+        else:
+            await nc.subscribe(args.pattern, cb=show)
+        print(
+            f"radix: watching {args.pattern}" + (" from the start" if args.from_start else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+        await done.wait()
+    return 0

@@ -1,0 +1,85 @@
+"""`radix node`: run a node until SIGTERM (which drains it) or a second signal (which stops it at once)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+import nats
+
+from radix.cli.common import URL_FILE, given_servers, load_context, options
+from radix.observability.logs import logger
+from radix.runtime import ActorConfig, MetricsConfig, Node, NodeConfig, PlacementConfig, tune_gc
+from radix.store import StoreConfig
+from radix.transport.server import EmbeddedNats
+
+__all__ = ["run"]
+
+
+def config_of(args: argparse.Namespace) -> NodeConfig:
+    """The node's configuration from its command line."""
+    return NodeConfig(
+        **({"node_id": args.node_id} if args.node_id else {}),
+        actors=ActorConfig(
+            idle_timeout=args.idle_timeout, max_actors=args.max_actors, snapshot_every=args.snapshot_every
+        ),
+        placement=PlacementConfig(liveness_ttl=args.liveness_ttl, rebalance_interval=args.rebalance_interval),
+        store=StoreConfig(replicas=args.replicas),
+        metrics=MetricsConfig(port=args.metrics_port, host=args.metrics_host),
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    contexts = [load_context(spec) for spec in args.context]
+    config = config_of(args)
+    async with contextlib.AsyncExitStack() as stack:
+        urls = given_servers(args) or await _embedded(stack)
+        node = Node(dict.fromkeys(args.namespace, contexts), nats=options(args, urls), config=config)
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                logger.info("signal received: draining (send it again to stop at once)")
+                node.request_drain()
+            else:
+                node.request_stop()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await node.start()
+        tune_gc()
+        print(f"radix: node {node.node_id} serving {', '.join(node.status().hosts)}", file=sys.stderr, flush=True)
+        await node.wait_stopped()
+    return 0
+
+
+async def _embedded(stack: contextlib.AsyncExitStack) -> list[str]:
+    """The URL of a nats-server embedded under .radix/: the one another local node started, or a new one."""
+    if URL_FILE.is_file():
+        url = URL_FILE.read_text().strip()
+        try:
+            probe = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
+            await probe.close()
+            print(f"radix: using the embedded nats-server at {url} (noted in {URL_FILE})", file=sys.stderr)
+            return [url]
+        except Exception:
+            URL_FILE.unlink(missing_ok=True)
+    data = Path(".radix") / "nats"
+    data.mkdir(parents=True, exist_ok=True)
+    server = await stack.enter_async_context(EmbeddedNats(store_dir=data.resolve()))
+    URL_FILE.write_text(server.url + "\n")
+    stack.callback(URL_FILE.unlink, missing_ok=True)
+    print(
+        f"radix: no --nats given: started an embedded nats-server at {server.url} (data in {data}/; "
+        "it stops with this node)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return [server.url]

@@ -1,0 +1,133 @@
+"""The `radix` command line's parser: every command and its options. Defaults come from the
+configuration objects, and tool names from `radix.tools.catalog`, so nothing here is repeated."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from radix.cli.common import DEFAULT_URL, URL_FILE
+from radix.runtime.config import ActorConfig, MetricsConfig, PlacementConfig
+from radix.store.jetstream import StoreConfig
+from radix.tools.catalog import KINDS, MUTATIONS, SCENARIOS
+from radix.wire.names import everything_filter
+
+__all__ = ["parser"]
+
+
+def configured(
+    parser: argparse.ArgumentParser, flag: str, part: type[object], what: str, **extra: Any
+) -> argparse.Action:
+    """An option that sets a configuration field (`--idle-timeout` sets `idle_timeout`), with the field's
+    default and type."""
+    default = getattr(part, flag.removeprefix("--").replace("-", "_"))
+    return parser.add_argument(flag, type=type(default), default=default, help=f"{what} (default {default:g})", **extra)
+
+
+def _connection_args() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("connection")
+    group.add_argument(
+        "--nats",
+        help="NATS URL(s), comma-separated (default: $RADIX_NATS, the embedded "
+        f"server noted in {URL_FILE}, or {DEFAULT_URL})",
+    )
+    group.add_argument("--user")
+    group.add_argument("--password")
+    group.add_argument("--token")
+    group.add_argument("--creds", type=Path, help="NATS credentials file")
+    group.add_argument("--tls-ca", type=Path)
+    group.add_argument("--tls-cert", type=Path)
+    group.add_argument("--tls-key", type=Path)
+    return parent
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command line: a subcommand per group, connection options where they apply."""
+    parser = argparse.ArgumentParser(
+        prog="radix", description="Run nodes, send commands, watch and steer a Radix cluster."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    conn = _connection_args()
+
+    demo = commands.add_parser(
+        "demo", help="run a three-node cluster on an embedded nats-server, through a crash and a drain"
+    )
+    demo.add_argument("--items", type=int, default=30, help="aggregates (default 30)")
+    demo.add_argument("--seconds", type=float, default=9.0, help="seconds of load in all (default 9)")
+
+    node = commands.add_parser("node", parents=[conn], help="run a node (SIGTERM drains it)")
+    node.add_argument("--namespace", action="append", required=True, help="namespace to serve (repeatable)")
+    node.add_argument(
+        "--context", action="append", required=True, help="bounded context as module.path[:attribute] (repeatable)"
+    )
+    node.add_argument("--node-id", help="this node's id (default: random)")
+    configured(node, "--liveness-ttl", PlacementConfig, "seconds before a silent node is presumed dead")
+    configured(node, "--idle-timeout", ActorConfig, "seconds before an idle aggregate passivates")
+    configured(node, "--max-actors", ActorConfig, "live aggregates past which the least recently used passivate")
+    configured(node, "--snapshot-every", ActorConfig, "events between snapshots, 0: none")
+    configured(node, "--rebalance-interval", PlacementConfig, "seconds between rebalancing checks")
+    configured(node, "--replicas", StoreConfig, "replicas of streams and buckets", choices=(1, 3, 5))
+    node.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    node.add_argument("--metrics-host", default=MetricsConfig.host, help="address to serve metrics on")
+    node.add_argument("--log-json", action="store_true", help="log JSON lines even on a terminal")
+    node.add_argument("--log-level", default="info", help="debug, info, warning or error")
+
+    send = commands.add_parser("send", parents=[conn], help="send a command and print the reply")
+    send.add_argument("namespace")
+    send.add_argument("context")
+    send.add_argument("type", help="aggregate type, e.g. InventoryItem")
+    send.add_argument("id", help="aggregate id")
+    send.add_argument("body", metavar="COMMAND", help='the command as JSON, e.g. \'{"type": "CheckIn", "count": 3}\'')
+    send.add_argument("--expected-version", type=int)
+    send.add_argument("--issuer")
+    send.add_argument("--command-id")
+    send.add_argument("--correlation-id")
+    send.add_argument("--timeout", type=float, default=10.0)
+
+    tail = commands.add_parser("tail", parents=[conn], help="print events and command-log entries as they happen")
+    tail.add_argument(
+        "pattern",
+        nargs="?",
+        default=everything_filter(),
+        help="NATS subject wildcard, e.g. 'radix.*.inventory.evt.>' (default: everything)",
+    )
+    tail.add_argument("--from-start", action="store_true", help="replay stored history first")
+    tail.add_argument("--json", action="store_true", help="print JSON lines")
+    tail.add_argument("--count", type=int, default=0, help="stop after this many items (default: never)")
+
+    status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
+    status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    migrate = commands.add_parser("migrate", parents=[conn], help="move a live aggregate to another node")
+    migrate.add_argument("aggregate", help="NAMESPACE/CONTEXT/TYPE/ID")
+    migrate.add_argument("--to", help="target node id (default: the least loaded)")
+    migrate.add_argument("--lease-key", help="the lease key, if the aggregate type overrides placement_key")
+
+    drain = commands.add_parser("drain", parents=[conn], help="hand a node's aggregates to others and stop it")
+    drain.add_argument("node")
+    drain.add_argument("--namespace", required=True, help="a namespace the node serves")
+    drain.add_argument("--timeout", type=float, default=60.0)
+
+    chaos = commands.add_parser(
+        "chaos", help="fault-inject a 3-server NATS cluster and Radix nodes; check the recorded history"
+    )
+    chaos.add_argument("--seed", type=int, help="replay this seed (default: a random one, printed)")
+    chaos.add_argument("--soak", type=float, metavar="SECONDS", help="run fresh seeds until this many seconds pass")
+    chaos.add_argument("--faults", type=int, default=12, help="faults per run (default 12)")
+    chaos.add_argument("--kinds", help=f"comma-separated fault kinds among {', '.join(KINDS)} (default: all)")
+    chaos.add_argument("--mutation", choices=MUTATIONS, help="run a test build with this deliberate bug")
+    chaos.add_argument("--nodes", type=int, default=3, help="Radix node processes (default 3)")
+    chaos.add_argument("--aim-at-owners", action="store_true", help="node faults hit the node holding the most leases")
+    chaos.add_argument("--out", type=Path, default=Path("chaos-out"), help="folder for histories and logs")
+    chaos.set_defaults(log_level="error")  # the harness reports progress itself; reconnects are expected
+
+    bench = commands.add_parser("bench", help="measure Radix against raw JetStream, side by side")
+    bench.add_argument("--nats", help="NATS URL (default: an embedded nats-server)")
+    bench.add_argument("--quick", action="store_true", help="small sizes, one run (for CI)")
+    bench.add_argument("--runs", type=int, help="repetitions per scenario; medians are reported (default 3)")
+    bench.add_argument("--only", help=f"comma-separated scenarios among {', '.join(SCENARIOS)}")
+    bench.add_argument("--json", action="store_true", help="print a JSON list, one object per scenario")
+    return parser

@@ -1,0 +1,147 @@
+"""A node's configuration: one frozen object, nesting one small part per component.
+
+    NodeConfig(node_id="node-a", placement=PlacementConfig(liveness_ttl=2), metrics=MetricsConfig(port=9100))
+
+Every field has a production default; each part checks its fields when it is made and names
+the one out of range (`ConfigError`, a `ValueError`). The CLI takes its defaults from here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from radix.errors import require
+from radix.store.jetstream import StoreConfig
+from radix.wire.names import validate_node_id
+
+__all__ = ["ActorConfig", "CommandLogConfig", "IntakeConfig", "MetricsConfig", "NodeConfig", "PlacementConfig"]
+
+
+def _positive(part: object, *names: str) -> None:
+    for name in names:
+        value = getattr(part, name)
+        require(value > 0, f"{type(part).__name__}.{name}", value, "must be positive")
+
+
+def _at_least(part: object, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(part, name)
+        require(value >= minimum, f"{type(part).__name__}.{name}", value, f"must be at least {minimum}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActorConfig:
+    """How aggregate actors run: idleness, memory, snapshots, retries and what they remember."""
+
+    idle_timeout: float = 300.0
+    """Seconds without a command before an aggregate passivates."""
+    max_actors: int = 100_000
+    """Live aggregates past which the least recently used idle ones passivate."""
+    snapshot_every: int = 100
+    """Events between snapshots (0: no snapshots)."""
+    retries: int = 5
+    """Rounds after a refused append (someone else wrote) before a command is answered `error`."""
+    mailbox_size: int = 1024
+    """Commands queued per aggregate; more are answered `error` (retry later)."""
+    recent_commands: int = 32
+    """Refused commands whose replies are kept (and recorded) per aggregate."""
+    recent_events: int = 256
+    """Latest events a busy actor keeps for conflict checks."""
+    group_commit: int = 64
+    """Queued commands decided together and written as one commit."""
+    dedup_window: float = 120.0
+    """Seconds a command id is remembered after it was applied."""
+    dedup_max: int = 20_000
+    """Command ids remembered per aggregate at most."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "idle_timeout", "dedup_window")
+        _at_least(self, 1, "max_actors", "mailbox_size", "recent_commands", "recent_events", "group_commit")
+        _at_least(self, 0, "snapshot_every", "retries")
+        _at_least(self, self.recent_commands, "dedup_max")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlacementConfig:
+    """Liveness, forwarding, rebalancing and handoffs (docs/placement.md)."""
+
+    liveness_ttl: int = 3
+    """Seconds before a silent node is presumed dead (whole seconds: JetStream's per-key TTLs)."""
+    max_hops: int = 3
+    """Forwards of one command before it is answered `error` (retry) rather than looping."""
+    forward_timeout: float = 1.0
+    """Seconds to wait for the owner to take a forwarded command, per attempt."""
+    rebalance_interval: float = 2.0
+    """Seconds between rebalancing checks."""
+    rebalance_threshold: float = 0.2
+    """How far above the average share a node moves aggregates away."""
+    rebalance_batch: int = 32
+    """Aggregates moved per rebalancing check at most (0: no rebalancing)."""
+    handoff_concurrency: int = 16
+    """Aggregates handed over (or stopped) at once in a drain or a shutdown."""
+
+    def __post_init__(self) -> None:
+        require(
+            isinstance(self.liveness_ttl, int) and self.liveness_ttl >= 1,
+            "PlacementConfig.liveness_ttl",
+            self.liveness_ttl,
+            "must be whole seconds, at least 1 (JetStream's per-key TTL granularity)",
+        )
+        _positive(self, "max_hops", "forward_timeout", "rebalance_interval")
+        _at_least(self, 0, "rebalance_threshold", "rebalance_batch")
+        _at_least(self, 1, "handoff_concurrency")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntakeConfig:
+    """What a node takes from the wire."""
+
+    max_command_bytes: int = 256 * 1024
+    """The largest command body taken; larger ones are answered `error`."""
+    max_command_id: int = 128
+    """The longest `Radix-Command-Id` taken."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "max_command_bytes", "max_command_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandLogConfig:
+    """The command log: how long its stream keeps entries, how long a stop waits for their acknowledgement."""
+
+    max_age: float = 7 * 24 * 3600.0
+    flush_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_age", "flush_timeout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    """The Prometheus endpoint: off unless a port is given (0: any free port)."""
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        require(self.port is None or 0 <= self.port < 65536, "MetricsConfig.port", self.port, "must be 0 to 65535")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeConfig:
+    """How a node runs: its id, how long a stop may take, and one part per component."""
+
+    node_id: str = field(default_factory=lambda: f"node-{secrets.token_hex(3)}")
+    shutdown_timeout: float = 30.0
+    """Seconds a stop (or a drain's handoff of one aggregate) waits for actors to finish."""
+    actors: ActorConfig = field(default_factory=ActorConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+    command_log: CommandLogConfig = field(default_factory=CommandLogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def __post_init__(self) -> None:
+        validate_node_id(self.node_id)
+        _positive(self, "shutdown_timeout")

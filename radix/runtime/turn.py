@@ -1,0 +1,183 @@
+"""One turn of an actor: a batch of commands through the command algorithm (docs/commands.md, section 3).
+
+Known command ids are answered with their first outcome; the rest are decided in turn
+(`algorithm.decide`, pure) and their events appended as one fenced commit. A refused
+append means someone else wrote: the actor reloads, checks that the lease is still its own
+(else it steps down: `SupersededError`), answers what the reloaded history already holds
+as duplicates and decides the rest again, never on the old state. Refusals are recorded
+before they are given, then every command is answered.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from radix import wire
+from radix.errors import CommitTooLargeError, RadixError, StoreError, VersionConflictError
+from radix.observability.logs import bound, logger
+from radix.runtime import algorithm
+from radix.runtime.mailbox import Envelope
+from radix.store.commit import Writer
+from radix.store.refusals import fitted
+
+if TYPE_CHECKING:  # annotations only: the actor module imports this one
+    from radix.runtime.actor import AggregateActor
+
+__all__ = ["SupersededError", "take"]
+
+
+class SupersededError(RadixError):
+    """The actor's lease is no longer its own: `node` holds it now ('' if nobody, or unknown)."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"the aggregate is owned by {node or 'nobody'} now")
+        self.node = node
+
+
+async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
+    """Answer every command of `batch`: known ids with their first outcome, the others once decided and
+    written. Raises `SupersededError` (answering nothing) if the aggregate is owned elsewhere now."""
+    history, answers, address = actor.history, actor.ports.answers, actor.address
+    with bound(command_id=batch[0].command_id, batch=len(batch)):
+        fresh: list[Envelope] = []
+        for envelope in batch:
+            known = await history.known(envelope.command_id)
+            if known is not None:
+                await answers.answer(address, envelope, known, True)
+            else:
+                fresh.append(envelope)
+        if not fresh:
+            return
+        try:
+            replies = await _handle(actor, fresh)
+        except SupersededError:
+            raise
+        except Exception as e:  # never let one command kill the actor
+            logger.exception("command failed")
+            history.stale = True
+            replies = [algorithm.error(env.command_id, f"internal error: {e!r}; retry") for env in fresh]
+        # Refusals are cut to their share of the record before they are recorded, and given as recorded.
+        budget = actor.ports.settings.refusal_bytes
+        refused = {r.command_id: fitted(r, budget) for r in replies if r.status in (wire.REJECTED, wire.CONFLICT)}
+        if refused:
+            why = await history.record_refusals(list(refused.values()))
+            given = refused if why is None else {cid: algorithm.error(cid, why) for cid in refused}
+            replies = [given.get(r.command_id, r) for r in replies]
+        answered: set[str] = set()
+        for envelope, reply in zip(fresh, replies, strict=True):
+            await answers.answer(address, envelope, reply, envelope.command_id in answered)
+            answered.add(envelope.command_id)
+
+
+async def _handle(actor: AggregateActor, batch: list[Envelope]) -> list[wire.Reply]:
+    """Decide every command of the batch in turn, append all their events as one fenced commit.
+
+    After a refused append the actor reloads, and the reloaded history may already hold some
+    of the batch (a former owner wrote them): those are answered as duplicates, never applied
+    again; the rest are decided afresh.
+    """
+    history, ports = actor.history, actor.ports
+    settled: dict[str, wire.Reply] = {}
+    todo = batch
+    if history.stale:
+        # A failed write or read: it may have landed, others may have written (and taken over)
+        # meanwhile. What the reloaded history holds is answered from it, not decided again.
+        todo = await _reload_and_settle(actor, todo, settled)
+    for _ in range(ports.settings.retries + 1):
+        if not todo:
+            return algorithm.in_order(batch, todo, [], settled)
+        oldest = min((e.expected_version for e in todo if e.expected_version is not None), default=history.version)
+        decision = algorithm.decide(
+            history.codec, history.state, history.version, todo, await history.stored_after(oldest)
+        )
+        for failure in decision.failures:
+            logger.error(failure.what, command_id=failure.command_id, exc_info=failure.exception)
+        if not decision.events:
+            # Nothing to write, so no fence vouches for the state these refusals were decided on:
+            # make sure it is the stored state (a read may have come from a lagging replica).
+            if await ports.events.head(actor.address) == history.position:
+                return algorithm.in_order(batch, todo, decision.replies, settled)
+            todo = await _reload_and_settle(actor, todo, settled)
+            continue
+        first = decision.causes[0]
+        writer = Writer(ports.node_id, actor.epoch)
+        try:
+            commit = await ports.events.append(
+                actor.address,
+                decision.events,
+                expected_version=history.version,
+                command_id=first.command_id,
+                correlation_id=first.correlation_id,
+                issuer=first.issuer,
+                causes=decision.causes,
+                writer=writer,
+            )
+        except VersionConflictError:
+            # Someone else appended: never retry on the old state. Reload, and step down if the lease
+            # moved (the new owner handles the commands); else decide again.
+            ports.stats.fenced += 1
+            logger.info("version conflict on append; reloading", expected=history.version)
+            todo = await _reload_and_settle(actor, todo, settled)
+            continue
+        except CommitTooLargeError as e:
+            if len(todo) > 1:  # together too large: write them one by one
+                one_by_one = [reply for env in todo for reply in await _handle(actor, [env])]
+                return algorithm.in_order(batch, todo, one_by_one, settled)
+            return algorithm.in_order(batch, todo, [algorithm.error(env.command_id, str(e)) for env in todo], settled)
+        except StoreError as e:
+            history.stale = True
+            return algorithm.in_order(batch, todo, [algorithm.error(env.command_id, str(e)) for env in todo], settled)
+        mine = (
+            commit.writer == writer
+            and commit.first_version == history.version + 1
+            and commit.version == history.version + len(decision.events)
+            and commit.command_id == first.command_id
+        )
+        if not mine:
+            # The store answered with a commit this actor did not just write: a command of the batch was
+            # stored before (by a former owner, or an earlier attempt). Take history as it is, make sure
+            # the aggregate is still ours, answer what is stored, decide the rest.
+            todo = await _reload_and_settle(actor, todo, settled)
+            continue
+        history.committed(commit, decision.state)
+        return algorithm.in_order(batch, todo, algorithm.accepted(decision.replies, commit), settled)
+    if not todo:
+        return algorithm.in_order(batch, todo, [], settled)
+    attempts = ports.settings.retries + 1
+    gave_up = f"gave up after {attempts} version conflicts: the aggregate is being written elsewhere; retry"
+    return algorithm.in_order(batch, todo, [algorithm.error(env.command_id, gave_up) for env in todo], settled)
+
+
+async def _reload_and_settle(
+    actor: AggregateActor, todo: list[Envelope], settled: dict[str, wire.Reply]
+) -> list[Envelope]:
+    """Reload (stepping down if the aggregate is owned elsewhere); answer the commands the reloaded
+    history holds as duplicates (into `settled`), and return those still to decide."""
+    await _reload(actor)
+    history = actor.history
+    for envelope in todo:
+        if history.applied and envelope.command_id in history.applied and envelope.command_id not in settled:
+            settled[envelope.command_id] = await history.applied_reply(envelope.command_id)
+    return [e for e in todo if e.command_id not in settled]
+
+
+async def _reload(actor: AggregateActor) -> None:
+    """Catch up with the stream, then make sure the lease is still the actor's; `SupersededError` if not.
+
+    In that order: once the lease (read from its leader) still names the actor after the tail
+    was read, a takeover can only come later, and the new owner's first write fences the
+    actor's next append. Checked the other way round, a takeover and its write could slip in
+    between, and the actor would write after them under its old epoch.
+    """
+    history, ports = actor.history, actor.ports
+    await history.catch_up()
+    try:
+        if history.refusals_revision is None:  # read before the lease: a takeover after it fences it
+            history.adopt_refusals(await ports.refusals.load(actor.address))
+        holder = await ports.leases.holder(actor)
+    except Exception as e:
+        logger.warning("ownership could not be confirmed: stepping down", error=repr(e))
+        raise SupersededError("") from None
+    if holder is not None:
+        logger.warning("the aggregate is owned elsewhere now: stepping down", owner=holder)
+        raise SupersededError(holder)

@@ -1,0 +1,331 @@
+"""Placement on JetStream KV: which node is alive, and which node owns which aggregate, in one namespace.
+
+Liveness: each node holds a key `{node_id}` in `radix_{ns}_nodes` with a per-key TTL,
+renewed by a fenced write well within the TTL. Its value names the node's incarnation,
+a fresh id each time the node (re-)registers.
+
+Ownership: an aggregate's lease is the key `{context}.{placement key}` in
+`radix_{ns}_leases`, naming the owner's node and incarnation. A node claims an absent
+lease by creating it, takes over one whose owner's liveness key is gone by
+compare-and-set on its revision, hands it to another node by compare-and-set, and
+releases it by a compare-and-set delete. The revision at which a node acquired a lease
+is its epoch. Leases are never renewed: lease traffic grows with activations, not
+with live aggregates.
+
+The lease is advisory. The event stream is the authority: every append is fenced on
+the aggregate's last sequence, so a node that wrongly believes it owns an aggregate
+can never fork its history (docs/placement.md). The in-memory twin of this
+`Placement` port is `radix.store.memory.InMemoryPlacement`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter
+from typing import Final
+
+from nats.aio.client import Client as NATS
+
+from radix.errors import (
+    KeyChangedError,
+    LeaseHeldError,
+    LivenessLostError,
+    RadixError,
+    StoreError,
+    StoreUnavailableError,
+)
+from radix.observability.logs import logger
+from radix.store.kv import Entry, KVBucket
+from radix.store.ports import Claim, Owner
+from radix.wire.bodies import timestamp
+from radix.wire.control import LeaseValue, NodeRecord, control_encoder, lease_decoder, node_decoder
+from radix.wire.names import leases_bucket, nodes_bucket
+
+__all__ = ["KVPlacement", "new_incarnation"]
+
+_encoder: Final = control_encoder
+
+
+def _owner(entry: Entry) -> Owner:
+    assert entry.value is not None
+    value = lease_decoder.decode(entry.value)
+    return Owner(value.node, value.incarnation, entry.revision)
+
+
+def new_incarnation() -> str:
+    """A fresh incarnation id: a node draws one each time it registers."""
+    return secrets.token_hex(6)
+
+
+class KVPlacement:
+    """Membership and leases of one namespace on JetStream KV, as one node sees them: a `Placement`."""
+
+    def __init__(
+        self, nc: NATS, namespace: str, node_id: str, contexts: list[str], *, ttl: int, replicas: int, timeout: float
+    ) -> None:
+        self.namespace = namespace
+        self.node_id = node_id
+        self.contexts = contexts
+        self.ttl = ttl
+        self.incarnation = new_incarnation()
+        self.nodes_kv = KVBucket(nc, nodes_bucket(namespace), replicas=replicas, timeout=timeout)
+        self.leases_kv = KVBucket(nc, leases_bucket(namespace), replicas=replicas, timeout=timeout)
+        self.nodes: dict[str, NodeRecord] = {}
+        self.leases: dict[str, Owner] = {}  # written through _hold and _forget only
+        # Leases per (context, node, incarnation), kept with `leases`: `counts` is asked for each handoff
+        # of a drain, and counting every lease each time made a drain quadratic.
+        self._tally: Counter[tuple[str, str, str]] = Counter()
+        self.nodes_ready = asyncio.Event()
+        self.leases_ready = asyncio.Event()
+        self.changed = asyncio.Event()
+        self._revision = 0
+        self._renewed_at = 0.0  # monotonic time at which the last successful renewal was sent
+        self.lost = False  # liveness lost while the node was stopping: it leaves without coming back
+
+    # -- membership ------------------------------------------------------------------------
+
+    @property
+    def record(self) -> NodeRecord:
+        return NodeRecord(self.node_id, self.incarnation, self.contexts, timestamp())
+
+    async def open(self) -> None:
+        await self.nodes_kv.open()
+        await self.leases_kv.open()
+
+    async def register(self) -> None:
+        """Create this node's liveness key under the current incarnation.
+
+        If the key is held by an earlier incarnation (this node restarted after a crash),
+        wait for it to expire; if it is still held after that, another live node uses the id.
+        """
+        deadline = time.monotonic() + self.ttl + 2
+        while True:
+            sent = time.monotonic()
+            try:
+                self._revision = await self.nodes_kv.create(self.node_id, _encoder.encode(self.record), ttl=self.ttl)
+                break
+            except KeyChangedError:
+                if time.monotonic() < deadline:
+                    await asyncio.sleep(0.25)
+                    continue
+                entry = await self.nodes_kv.get(self.node_id)
+                holder = node_decoder.decode(entry.value) if entry.value else None
+                raise RadixError(
+                    f"node id {self.node_id!r} is in use in namespace {self.namespace!r} by a live node "
+                    f"(incarnation {holder.incarnation if holder else '?'}); give this node another id"
+                ) from None
+        self._renewed_at = sent
+        self.nodes[self.node_id] = self.record
+        logger.info("node registered", namespace=self.namespace, incarnation=self.incarnation)
+
+    async def reregister(self) -> None:
+        """Register again under a new incarnation after liveness was lost.
+
+        The node takes the new incarnation only once it is registered: a lease naming an
+        incarnation that is not (yet) live would be taken over by the next node to look.
+        """
+        incarnation = new_incarnation()
+        entry = await self.nodes_kv.get(self.node_id)
+        sent = time.monotonic()
+        # Whatever is there (an expiry marker, or our old value if a renewal we took
+        # for failed did land), replace it on its revision.
+        record = NodeRecord(self.node_id, incarnation, self.contexts, timestamp())
+        self._revision = await self.nodes_kv.put_if(
+            self.node_id, _encoder.encode(record), revision=entry.revision, ttl=self.ttl
+        )
+        self.incarnation = incarnation
+        self._renewed_at = sent
+        self.nodes[self.node_id] = self.record
+        logger.warning("node registered again after losing liveness", incarnation=self.incarnation)
+
+    async def renew(self) -> None:
+        """Renew the liveness key; raises `LivenessLostError` if it expired or was replaced meanwhile."""
+        sent = time.monotonic()
+        try:
+            self._revision = await self.nodes_kv.put_if(
+                self.node_id, _encoder.encode(self.record), revision=self._revision, ttl=self.ttl
+            )
+        except KeyChangedError as e:
+            raise LivenessLostError(
+                f"liveness key of {self.node_id} in {self.namespace} changed (revision {e.revision})"
+            ) from None
+        except StoreError:
+            if self.liveness_expired():
+                raise LivenessLostError(f"could not renew liveness of {self.node_id} within {self.ttl}s") from None
+            raise
+        self._renewed_at = sent
+
+    def liveness_fresh(self) -> bool:
+        """Whether the liveness key was renewed recently enough that it cannot have expired yet."""
+        return time.monotonic() - self._renewed_at < self.ttl * 0.75
+
+    def liveness_expired(self) -> bool:
+        return time.monotonic() - self._renewed_at >= self.ttl
+
+    async def deregister(self) -> None:
+        """Remove this node's liveness key (a graceful leave)."""
+        if self.lost:
+            return
+        try:
+            await self.nodes_kv.delete_if(self.node_id, revision=self._revision)
+        except (KeyChangedError, StoreError) as e:
+            logger.warning("liveness key not removed", error=repr(e))
+        self.nodes.pop(self.node_id, None)
+
+    def is_me(self, owner: Owner) -> bool:
+        return owner.node == self.node_id and owner.incarnation == self.incarnation
+
+    def is_live(self, owner: Owner) -> bool:
+        if owner.node == self.node_id:
+            return owner.incarnation == self.incarnation
+        record = self.nodes.get(owner.node)
+        return record is not None and record.incarnation == owner.incarnation
+
+    async def confirm_live(self, owner: Owner, *, leader: bool = False) -> bool:
+        """Whether the owner's liveness key is present with its incarnation, read from the server
+        (from the bucket's leader with `leader`: what a takeover must rest on, never a lagging replica)."""
+        if owner.node == self.node_id:
+            return owner.incarnation == self.incarnation
+        entry = await self.nodes_kv.get(owner.node, leader=leader)
+        if entry.value is None:
+            return False
+        return node_decoder.decode(entry.value).incarnation == owner.incarnation
+
+    def live_nodes(self, context: str) -> list[NodeRecord]:
+        """The live nodes that host `context`, this one included."""
+        return [r for r in self.nodes.values() if context in r.contexts]
+
+    # -- watches ---------------------------------------------------------------------------
+
+    async def watch_nodes(self) -> None:
+        """Keep `nodes` current from a watch of the nodes bucket; restarts the watch if it fails."""
+        while True:
+            try:
+                async for entry in self.nodes_kv.watch(self.nodes_ready):
+                    self._note_node(entry, self.nodes)
+                    self.changed.set()
+            except Exception as e:
+                logger.warning("nodes watch failed; watching again", namespace=self.namespace, error=repr(e))
+                await asyncio.sleep(0.5)
+
+    def _note_node(self, entry: Entry, nodes: dict[str, NodeRecord]) -> None:
+        if entry.value is None:
+            if nodes.pop(entry.key, None) is not None:
+                logger.info("node left", left=entry.key)
+            return
+        record = node_decoder.decode(entry.value)
+        if entry.key == self.node_id and record.incarnation != self.incarnation:
+            return  # our own former incarnation
+        if entry.key not in nodes:
+            logger.info("node joined", joined=entry.key)
+        nodes[entry.key] = record
+
+    async def watch_leases(self) -> None:
+        """Keep `leases` current from a watch of the leases bucket; restarts the watch if it fails."""
+        while True:
+            try:
+                async for entry in self.leases_kv.watch(self.leases_ready):
+                    self._note(entry)
+                    self.changed.set()
+            except Exception as e:
+                logger.warning("leases watch failed; watching again", namespace=self.namespace, error=repr(e))
+                await asyncio.sleep(0.5)
+
+    def _note(self, entry: Entry) -> Owner | None:
+        """Update the cache from an entry; the owner it names, if any."""
+        if entry.value is None:
+            current = self.leases.get(entry.key)
+            if current is not None and current.revision <= entry.revision:
+                self._forget(entry.key)
+            return None
+        owner = _owner(entry)
+        current = self.leases.get(entry.key)
+        if current is None or current.revision <= entry.revision:
+            self._hold(entry.key, owner)
+        return owner
+
+    def _hold(self, key: str, owner: Owner) -> None:
+        self._forget(key)
+        self.leases[key] = owner
+        self._tally[(key.partition(".")[0], owner.node, owner.incarnation)] += 1
+
+    def _forget(self, key: str) -> None:
+        owner = self.leases.pop(key, None)
+        if owner is not None:
+            tally = (key.partition(".")[0], owner.node, owner.incarnation)
+            self._tally[tally] -= 1
+            if not self._tally[tally]:
+                del self._tally[tally]
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def owner(self, key: str) -> Owner | None:
+        """The cached owner of a lease (from the watch; may lag by a moment)."""
+        return self.leases.get(key)
+
+    async def read(self, key: str, *, leader: bool = False) -> Owner | None:
+        """The owner of a lease, read from the server (from the bucket's leader with `leader`: never stale)."""
+        entry = await self.leases_kv.get(key, leader=leader)
+        if entry.value is None:
+            self._forget(key)
+            return None
+        return self._note(entry)
+
+    def _mine(self) -> bytes:
+        return _encoder.encode(LeaseValue(self.node_id, self.incarnation))
+
+    async def acquire(self, key: str) -> Claim:
+        """Claim the lease or take it over from a dead owner. Raises `LeaseHeldError`."""
+        entry: Entry | None = None
+        if key not in self.leases:
+            try:
+                revision = await self.leases_kv.put_if(key, self._mine(), revision=0)
+                self._note(Entry(key, self._mine(), revision))
+                return Claim(revision, taken_over=False)
+            except KeyChangedError:
+                pass
+        for _ in range(5):
+            entry = entry or await self.leases_kv.get(key)
+            if entry.value is not None and self.is_me(_owner(entry)):
+                # Taken without a write: a replica that lags may show a lease since taken from us.
+                entry = await self.leases_kv.get(key, leader=True)
+            owner = self._note(entry)
+            try:
+                if owner is None:
+                    revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
+                elif self.is_me(owner):
+                    return Claim(owner.revision, taken_over=False)
+                elif not await self.confirm_live(owner, leader=True):
+                    revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
+                    logger.info("lease taken over", lease=key, previous=owner.node)
+                else:
+                    raise LeaseHeldError(key, node=owner.node, incarnation=owner.incarnation, revision=owner.revision)
+            except KeyChangedError:
+                entry = None
+                continue
+            self._note(Entry(key, self._mine(), revision))
+            return Claim(revision, taken_over=owner is not None)
+        raise StoreUnavailableError(f"the lease {key} kept changing while claiming it; retry")
+
+    async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:
+        """Hand the lease held at `epoch` to another node; return the new revision."""
+        value = _encoder.encode(LeaseValue(to.node, to.incarnation))
+        revision = await self.leases_kv.put_if(key, value, revision=epoch)
+        self._note(Entry(key, value, revision))
+        return revision
+
+    async def release(self, key: str, epoch: int) -> None:
+        """Give the lease up, unless it changed since `epoch`."""
+        try:
+            await self.leases_kv.delete_if(key, revision=epoch)
+            current = self.leases.get(key)
+            if current is not None and current.revision == epoch:
+                self._forget(key)
+        except KeyChangedError:
+            pass
+
+    def counts(self, context: str) -> dict[str, int]:
+        """Leases per live node hosting `context` (zero for nodes with none)."""
+        return {r.node: self._tally[(context, r.node, r.incarnation)] for r in self.live_nodes(context)}

@@ -1,0 +1,121 @@
+"""The bodies of the wire contract: stored commits, replies and command-log entries, as JSON.
+
+These shapes are a public API (see docs/protocol.md and docs/storage.md): any NATS
+client can read a stored commit or send a command. Extend them; do not change them.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Final, Literal
+
+import msgspec
+
+__all__ = [
+    "ACCEPTED",
+    "CONFLICT",
+    "ERROR",
+    "REJECTED",
+    "CommitBody",
+    "LogEntry",
+    "RecordedEvent",
+    "Reply",
+    "Status",
+    "commit_decoder",
+    "commit_encoder",
+    "log_decoder",
+    "reply_decoder",
+    "reply_encoder",
+    "timestamp",
+]
+
+
+class RecordedEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """One stored event: its type, schema, version in the aggregate, data, and what caused it.
+
+    Not tracked by the garbage collector (`gc=False`): it holds only strings, numbers and bytes, so it
+    can be in no reference cycle, and live actors keep many (their latest events).
+    """
+
+    type: str
+    schema: str
+    version: int
+    data: msgspec.Raw
+    command_id: str
+    correlation_id: str | None = None
+    issuer: str | None = None
+
+
+class CommitBody(msgspec.Struct, frozen=True):
+    """The body of one stored commit: its events, in order."""
+
+    events: list[RecordedEvent]
+
+
+commit_encoder: Final = msgspec.json.Encoder()
+commit_decoder: Final = msgspec.json.Decoder(CommitBody)
+
+
+Status = Literal["accepted", "rejected", "conflict", "error"]
+ACCEPTED: Final = "accepted"
+REJECTED: Final = "rejected"
+CONFLICT: Final = "conflict"
+ERROR: Final = "error"
+
+
+class Reply(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The answer to a command.
+
+    `accepted`: the command's events are committed and `version` is the aggregate's
+    version after them. `rejected`: the domain said no (`reason`). `conflict`: events
+    committed after `expected_version` conflict with it (`conflicts`: the first of them,
+    as many as fit in a message; `conflicts_omitted`: how many more follow them). `error`:
+    bad input or a failure (`reason` says which, and whether to retry).
+    """
+
+    status: Status
+    command_id: str
+    version: int | None = None
+    events: list[RecordedEvent] = []
+    reason: str | None = None
+    conflicts: list[RecordedEvent] = []
+    conflicts_omitted: int = 0
+
+
+class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """One command-log entry: what happened to a command, whatever the outcome."""
+
+    command_id: str
+    type: str | None
+    status: Status
+    reason: str | None
+    issuer: str | None
+    correlation_id: str | None
+    expected_version: int | None
+    version: int | None
+    node: str
+    at: str
+    aggregate: str | None = None
+    duplicate: bool = False
+
+
+reply_encoder: Final = msgspec.json.Encoder()
+reply_decoder: Final = msgspec.json.Decoder(Reply)
+log_decoder: Final = msgspec.json.Decoder(LogEntry)
+
+
+class _Second:
+    """The date and time of the current second, formatted once a second (a log entry per command)."""
+
+    at = -1
+    text = ""
+
+
+def timestamp() -> str:
+    """The current time as it appears on the wire: ISO 8601 in UTC, to the microsecond."""
+    now = time.time()
+    second = int(now)
+    if second != _Second.at:
+        _Second.text, _Second.at = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"), second
+    return f"{_Second.text}.{int((now - second) * 1_000_000):06d}+00:00"

@@ -1,0 +1,30 @@
+"""The header names of the wire contract: Radix's own and the JetStream ones Radix sets (docs/protocol.md).
+
+Every name here is public; `radix.wire` exports them all.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Radix headers.
+H_COMMAND_ID: Final = "Radix-Command-Id"
+H_CORRELATION_ID: Final = "Radix-Correlation-Id"
+H_ISSUER: Final = "Radix-Issuer"
+H_EXPECTED_VERSION: Final = "Radix-Expected-Version"
+H_FIRST_VERSION: Final = "Radix-First-Version"
+H_VERSION: Final = "Radix-Version"
+H_STATUS: Final = "Radix-Status"
+H_NODE: Final = "Radix-Node"
+H_EPOCH: Final = "Radix-Epoch"
+# Node-to-node forwarding.
+H_SUBJECT: Final = "Radix-Subject"
+H_REPLY_TO: Final = "Radix-Reply-To"
+H_HOPS: Final = "Radix-Hops"
+H_CONTENT_TYPE: Final = "Content-Type"
+CONTENT_TYPE: Final = "application/json"
+
+# NATS JetStream headers.
+H_MSG_ID: Final = "Nats-Msg-Id"
+H_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
+H_TTL: Final = "Nats-TTL"

@@ -1,0 +1,280 @@
+"""The command line, run as a user runs it (a separate process), against a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+
+from radix import Address, Client, EmbeddedNats, Node, NodeConfig, PlacementConfig
+from radix.cli.messages import intersect
+from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.runtime.node import NodeState
+from radix.testing import eventually
+
+
+async def radix(*args: str, cwd: Path | None = None, timeout: float = 60) -> tuple[int, str, str]:
+    """Run `radix ARGS` without blocking the event loop (nodes in this process keep serving)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "radix",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    finally:
+        if process.returncode is None:  # timed out, or the test was cancelled: stop it by its own handle
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def two_namespaces(nats_server: EmbeddedNats, namespace: str) -> AsyncIterator[tuple[Node, Node]]:
+    """A node in each of two namespaces (the second also hosting the first, so migrations have a target)."""
+    async with AsyncExitStack() as stack:
+        nodes = []
+        for node_id, hosts in (
+            ("cli-a", {namespace: [inventory]}),
+            ("cli-b", {namespace: [inventory], f"{namespace}-2": [inventory]}),
+        ):
+            nc = await nats.connect(nats_server.url)
+            stack.push_async_callback(nc.close)
+            node = Node(
+                hosts, nats=nc, config=NodeConfig(node_id=node_id, placement=PlacementConfig(rebalance_batch=0))
+            )
+            await stack.enter_async_context(node)
+            nodes.append(node)
+        yield nodes[0], nodes[1]
+
+
+async def tail_from_start(pattern: str, url: str) -> tuple[int, str, str]:
+    """`radix tail PATTERN --from-start --count 1`: the first stored message the pattern matches."""
+    return await radix("tail", pattern, "--from-start", "--count", "1", "--nats", url, timeout=30)
+
+
+async def test_demo_runs_to_a_verified_finish() -> None:
+    """`radix demo`: three node processes, a kill -9 and a drain under load, every history verified."""
+    code, out, err = await radix("demo", "--items", "12", "--seconds", "3", timeout=120)
+    assert code == 0, out + err
+    assert "failover: its aggregates accepted commands on other nodes" in out
+    assert "drained: exit code 0" in out
+    assert "failed             0" in out
+    assert "verified           every acknowledged command stored once" in out
+
+
+async def test_help_lists_every_command() -> None:
+    """`radix --help` names every command."""
+    code, out, _ = await radix("--help")
+    assert code == 0
+    for command in ("demo", "node", "send", "tail", "status", "migrate", "drain", "bench", "chaos"):
+        assert command in out
+
+
+async def test_chaos_refuses_unknown_fault_kinds() -> None:
+    """`radix chaos` with a fault kind it does not know says which ones it knows, and starts nothing."""
+    code, _, err = await radix("chaos", "--kinds", "kill-node,meteor", "--faults", "1")
+    assert code == 1
+    assert "unknown fault kind(s) meteor" in err
+    assert "pause-node" in err
+
+
+async def test_send_prints_the_reply(
+    two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str
+) -> None:
+    """`radix send` sends a JSON command with headers and prints the reply; a rejection exits 1."""
+    url = ["--nats", nats_server.url]
+    code, out, err = await radix(
+        "send",
+        namespace,
+        "inventory",
+        "InventoryItem",
+        "s-1",
+        '{"type": "CreateItem", "name": "w"}',
+        "--issuer",
+        "ops",
+        *url,
+    )
+    assert code == 0, err
+    reply = json.loads(out)
+    assert (reply["status"], reply["version"]) == ("accepted", 1)
+    assert reply["events"][0]["issuer"] == "ops"
+    code, out, _ = await radix(
+        "send",
+        namespace,
+        "inventory",
+        "InventoryItem",
+        "s-1",
+        '{"type": "Remove", "count": 1}',
+        "--expected-version",
+        "1",
+        *url,
+    )
+    assert code == 1
+    assert json.loads(out)["reason"] == "cannot remove 1: only 0 in stock"
+    code, _, err = await radix("send", namespace, "inventory", "InventoryItem", "s-1", "{not json", *url)
+    assert code == 1
+    assert "the command is not JSON" in err
+
+
+async def test_tail_follows_wildcards_across_namespaces(
+    two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
+) -> None:
+    """`radix tail 'radix.*.inventory.evt.>'` prints events of both namespaces; --from-start replays history."""
+    one, two = Client(nc, inventory, namespace=namespace), Client(nc, inventory, namespace=f"{namespace}-2")
+    await one.send(CreateItem(name="first"), aggregate_id="t-1")
+    await two.send(CreateItem(name="other"), aggregate_id="t-2")
+    replay = await tail_from_start(f"radix.{namespace}.inventory.evt.>", nats_server.url)
+    assert replay[0] == 0, replay[2]
+    assert replay[1].startswith(f'{namespace} inventory InventoryItem/t-1 v1 ItemCreated {{"name":"first"}}')
+    live = asyncio.create_task(
+        radix("tail", "radix.*.inventory.evt.>", "--json", "--count", "4", "--nats", nats_server.url)
+    )
+
+    async def sent_to_both() -> bool:
+        if live.done():
+            return True
+        await one.send(CheckIn(count=1), aggregate_id="t-1")
+        await two.send(CheckIn(count=1), aggregate_id="t-2")
+        return False
+
+    await eventually(sent_to_both, timeout=30, what="tail seeing both namespaces")
+    code, out, err = await live
+    assert code == 0, err
+    items = [json.loads(line) for line in out.splitlines()]
+    assert len(items) == 4
+    assert {i["namespace"] for i in items} == {namespace, f"{namespace}-2"}
+    assert {(i["kind"], i["type"]) for i in items} == {("event", "ItemsCheckedIn")}
+
+
+async def test_tail_shows_the_command_log(
+    two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
+) -> None:
+    """Command-log entries show status, type, command id and node."""
+    await Client(nc, inventory, namespace=namespace).send(CreateItem(name="x"), aggregate_id="t-3", command_id="k-3")
+    code, out, _ = await tail_from_start(f"radix.{namespace}.inventory.log.>", nats_server.url)
+    assert code == 0
+    assert f"{namespace} inventory InventoryItem/t-3 accepted CreateItem v1 (command k-3, node " in out
+
+
+async def test_tail_finds_streams_past_the_first_page_of_the_listing(
+    two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
+) -> None:
+    """The server lists streams 256 at a time, by name: `--from-start` finds a stream on a later page."""
+    await Client(nc, inventory, namespace=namespace).send(CreateItem(name="far"), aggregate_id="t-4")
+    js = nc.jetstream()
+    earlier = [f"radix_0{namespace}_{i:03}" for i in range(257)]  # each sorts before the namespace's streams
+    try:
+        for name in earlier:
+            await js.add_stream(name=name, subjects=[f"{name}.x"], storage="memory")
+        code, out, err = await tail_from_start(f"radix.{namespace}.inventory.evt.>", nats_server.url)
+    finally:
+        for name in earlier:
+            await js.delete_stream(name)
+    assert code == 0, err
+    assert f"{namespace} inventory InventoryItem/t-4 v1 ItemCreated" in out
+
+
+async def test_status_migrate_and_drain(
+    two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
+) -> None:
+    """`radix status` lists live nodes; `radix migrate` moves an aggregate; `radix drain` empties and stops a node."""
+    a, b = two_namespaces
+    client = Client(nc, inventory, namespace=namespace)
+    for i in range(6):
+        await client.send(CreateItem(name="x"), aggregate_id=f"st-{i}")
+    url = ["--nats", nats_server.url]
+    code, out, _ = await radix("status", "--namespace", namespace, "--json", *url)
+    assert code == 0
+    report = json.loads(out)[namespace]
+    assert sorted(r["node"] for r in report) == ["cli-a", "cli-b"]
+    assert sum(r["live_actors"] for r in report) == 6
+    code, out, _ = await radix("status", *url)
+    assert f"namespace {namespace}: 2 live node(s)" in out
+
+    owner = a if a.live_actors else b
+    other = b if owner is a else a
+    moved = next(f"st-{i}" for i in range(6) if owner.is_live(client_address(namespace, f"st-{i}")))
+    code, out, err = await radix("migrate", f"{namespace}/inventory/InventoryItem/{moved}", "--to", other.node_id, *url)
+    assert code == 0, out + err
+    assert json.loads(out) == {"from": owner.node_id, "ok": True, "to": other.node_id, "ended": "moved"}
+    assert (await client.send(CheckIn(count=1), aggregate_id=moved)).version == 2
+    assert other.is_live(client_address(namespace, moved))
+
+    code, out, err = await radix("drain", "cli-a", "--namespace", namespace, *url)
+    assert code == 0, out + err
+    assert "cli-a has handed off its aggregates and left" in out
+    assert a.state is NodeState.STOPPED
+    for i in range(6):
+        assert (await client.send(CheckIn(count=1), aggregate_id=f"st-{i}")).version >= 2
+    assert b.live_actors == 6
+
+
+def client_address(namespace: str, aggregate_id: str) -> Address:
+    return Address(namespace, "inventory", "InventoryItem", aggregate_id)
+
+
+async def test_node_without_nats_embeds_a_server(tmp_path: Path) -> None:
+    """`radix node` with no --nats starts an embedded server under .radix/, and `radix send` there finds it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "radix",
+        "node",
+        "--namespace",
+        "local",
+        "--context",
+        "radix.examples.inventory",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        await eventually(lambda: (tmp_path / ".radix" / "nats.url").is_file(), timeout=30, what="the url file")
+
+        async def accepted() -> bool:
+            code, _, _ = await radix(
+                "send",
+                "local",
+                "inventory",
+                "InventoryItem",
+                "e-1",
+                '{"type": "CreateItem", "name": "w"}',
+                cwd=tmp_path,
+            )
+            return code == 0
+
+        await eventually(accepted, timeout=30, what="a command accepted by the embedded node")
+        assert (tmp_path / ".radix" / "nats").is_dir()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert b"started an embedded nats-server" in err
+    assert not (tmp_path / ".radix" / "nats.url").exists()
+
+
+def test_subject_intersection() -> None:
+    """`tail --from-start` narrows a wildcard to each stream's subjects."""
+    assert intersect("radix.*.inventory.evt.>", "radix.ns1.inventory.evt.>") == "radix.ns1.inventory.evt.>"
+    assert intersect("radix.>", "radix.ns1.inventory.log.>") == "radix.ns1.inventory.log.>"
+    assert intersect("radix.*.inventory.evt.>", "radix.ns1.inventory.log.>") is None
+    assert intersect("radix.ns1.inventory.evt.Item.a", "radix.ns1.inventory.evt.>") == "radix.ns1.inventory.evt.Item.a"
+    assert intersect("radix.*", "radix.ns1.inventory.evt.>") is None

@@ -1,0 +1,50 @@
+"""`radix bench --quick` runs every scenario to completion (timings are reported, never asserted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+
+async def test_quick_bench_reports_every_scenario() -> None:
+    """Every scenario reports Radix's figure, and its baseline and ratio where it has one."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "radix",
+        "bench",
+        "--quick",
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, err.decode()
+    results = json.loads(out)
+    names = [r["scenario"] for r in results]
+    for prefix in (
+        "many aggregates",
+        "many aggregates, against a responder that also writes a log entry",
+        "latency at half the maximum rate, cores shared",
+        "hot aggregate",
+        "activation, 10 events",
+        "activation, 2000 events, no snapshot",
+        "activation, 2000 events, snapshot",
+        "failover after kill -9",
+        "planned migration pause",
+        "drain of",
+        "density at",
+    ):
+        assert any(n.startswith(prefix) for n in names), prefix
+    if len(os.sched_getaffinity(0)) > 1:  # a core to spare: the node is measured on one of its own too
+        assert any(n.startswith("latency at half the maximum rate, node on a core of its own") for n in names)
+    for result in results:
+        assert result["radix"] > 0
+        assert result["extra"]["host_steal_s"] >= 0
+        if result["baseline"] is not None:
+            assert result["ratio"] == round(result["ratio"], 2)
+            assert result["ratio"] > 0
