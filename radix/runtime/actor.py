@@ -17,7 +17,7 @@ import time
 from radix import wire
 from radix.domain import AggregateCodec
 from radix.errors import LeaseHeldError
-from radix.observability.logs import bind, logger
+from radix.observability.logs import in_actor, logger
 from radix.runtime import turn
 from radix.runtime.history import ActorHistory
 from radix.runtime.mailbox import STOP, Envelope, Item, Mailbox, Move, Passivate
@@ -110,12 +110,7 @@ class AggregateActor:
     async def run(self) -> None:
         """Acquire the lease and activate (the first time), then take what the mailbox holds; park or end."""
         a = self.address
-        bind(
-            node=self.ports.node_id,
-            namespace=a.namespace,
-            context=a.context,
-            aggregate=f"{a.aggregate_type}/{a.aggregate_id}",
-        )
+        in_actor(self.ports.node_id, a.namespace, a.context, f"{a.aggregate_type}/{a.aggregate_id}")
         ended = True
         try:
             if not self.activated:
@@ -210,25 +205,22 @@ class AggregateActor:
                 if await self._move(item):
                     return True
                 continue
-            if await self._take_turn(self._batch(item)):
+            # A batch of commands: one turn (here, not in a method of its own: every await level
+            # is resumed on each reply the turn waits for).
+            batch = self._batch(item)
+            if self.revoked or not await self.ports.leases.confirm_live(self):
+                self.ending, self.hand_to = Ending.REVOKED, None
+                self.leftover = tuple(batch)
                 return True
-
-    async def _take_turn(self, batch: list[Envelope]) -> bool:
-        """Handle a batch of commands; True if the actor must end instead (revoked, or superseded)."""
-        if self.revoked or not await self.ports.leases.confirm_live(self):
-            self.ending, self.hand_to = Ending.REVOKED, None
-            self.leftover = tuple(batch)
-            return True
-        self.busy = True
-        try:
-            await turn.take(self, batch)
-        except turn.SupersededError as e:
-            self.ending, self.hand_to = Ending.LOST, e.node or None
-            self.leftover = tuple(batch)
-            return True
-        finally:
-            self.busy = False
-        return False
+            self.busy = True
+            try:
+                await turn.take(self, batch)
+            except turn.SupersededError as e:
+                self.ending, self.hand_to = Ending.LOST, e.node or None
+                self.leftover = tuple(batch)
+                return True
+            finally:
+                self.busy = False
 
     def _batch(self, first: Envelope) -> list[Envelope]:
         """`first` and the commands queued behind it, up to `group_commit`: decided in turn, written as one commit."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from radix import wire
 from radix.errors import CommitTooLargeError, RadixError, StoreError, VersionConflictError
-from radix.observability.logs import bound, logger
+from radix.observability.logs import logger, on_command
 from radix.runtime import algorithm
 from radix.runtime.mailbox import Envelope
 from radix.store.commit import Writer
@@ -38,10 +38,12 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
     """Answer every command of `batch`: known ids with their first outcome, the others once decided and
     written. Raises `SupersededError` (answering nothing) if the aggregate is owned elsewhere now."""
     history, answers, address = actor.history, actor.ports.answers, actor.address
-    with bound(command_id=batch[0].command_id, batch=len(batch)):
+    with on_command(batch[0].command_id, len(batch)):
         fresh: list[Envelope] = []
+        applied, recent = history.applied, history.recent
         for envelope in batch:
-            known = await history.known(envelope.command_id)
+            seen = (applied and envelope.command_id in applied) or (recent and envelope.command_id in recent)
+            known = await history.known(envelope.command_id) if seen else None
             if known is not None:
                 await answers.answer(address, envelope, known, True)
             else:

@@ -8,6 +8,8 @@ from typing import Any
 
 import structlog
 
+from radix.observability.logs import merge_runtime_context
+
 __all__ = ["capture_logs"]
 
 
@@ -20,5 +22,6 @@ def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     As structlog's own `capture_logs`, it sees loggers only if `configure_logging` has not cached them
     (it is not called in tests).
     """
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as records:
+    merged = [structlog.contextvars.merge_contextvars, merge_runtime_context]
+    with structlog.testing.capture_logs(processors=merged) as records:
         yield records
