@@ -1,11 +1,13 @@
-"""The client: send commands to aggregates and get typed results.
+"""The client: send commands to aggregates and get typed results; read an aggregate's state.
 
     async with Client(nc, inventory, namespace="prod") as client:
         result = await client.send(CheckIn(count=3), aggregate_id="sku-42")
         print(result.version, result.events)
+        print((await client.read("InventoryItem", "sku-42")).state)
 
 `send` retries on time-outs and "no responders" with the same command id, which
-the runtime applies at most once, so a retry is always safe.
+the runtime applies at most once, so a retry is always safe; a read writes nothing
+and is retried alike.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self, TypedDict, Unpack
+from typing import Any, NamedTuple, Self, TypedDict, Unpack
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from radix import wire
-from radix.domain import BoundedContext, Command, Event, encode_command
+from radix.domain import Aggregate, BoundedContext, Command, Event, encode_command
 from radix.errors import (
     CommandConflictError,
     CommandFailedError,
@@ -32,12 +35,25 @@ from radix.errors import (
     DecodeError,
     InvalidArgumentError,
     RadixError,
+    ReadError,
+    ReadTimeoutError,
 )
 from radix.transport.connection import ConnectOptions, connect
 from radix.transport.inbox import Inbox
-from radix.wire.names import Address, command_subject, validate_namespace
+from radix.wire.names import Address, command_subject, query_subject, validate_namespace
 
-__all__ = ["SUBJECTS_KEPT", "Accepted", "Client", "SendOptions", "command_headers", "outcome", "request_command"]
+__all__ = [
+    "SUBJECTS_KEPT",
+    "Accepted",
+    "AggregateState",
+    "Client",
+    "Response",
+    "SendOptions",
+    "command_headers",
+    "outcome",
+    "request_command",
+    "state_of",
+]
 
 #: How many aggregates' validated command subjects a client keeps.
 SUBJECTS_KEPT = 4096
@@ -51,6 +67,22 @@ class Accepted:
     version: int
     events: tuple[Event, ...]
     records: tuple[wire.RecordedEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateState:
+    """An aggregate as read from its owner: its version (0: no events yet) and its state (typed as the
+    aggregate's state when it shows its state as it is, else the JSON value its `show` gives)."""
+
+    version: int
+    state: Any
+
+
+class Response(NamedTuple):
+    """A command's reply, and the node that answered it (its `Radix-Node` header)."""
+
+    reply: wire.Reply
+    node: str | None
 
 
 class SendOptions(TypedDict, total=False):
@@ -83,30 +115,50 @@ def command_headers(command_id: str, options: SendOptions) -> dict[str, str]:
     return headers
 
 
-async def request_command(
-    nc: NATS, subject: str, payload: bytes, headers: dict[str, str], *, timeout: float, attempt_timeout: float
-) -> wire.Reply:
-    """Send a command request and return the reply, sending it again on time-outs and "no responders".
-
-    Sending again is safe: the command id in `headers` makes it apply at most once.
-    """
-    command_id = headers[wire.H_COMMAND_ID]
+async def request(
+    nc: NATS,
+    subject: str,
+    payload: bytes,
+    headers: dict[str, str] | None,
+    *,
+    timeout: float,
+    attempt_timeout: float,
+    timed_out: Exception,
+) -> Msg:
+    """Send a request and return its reply, sending it again on time-outs and "no responders" until
+    `timeout`; then raise `timed_out`. Only for requests that are safe to send again."""
     deadline = time.monotonic() + timeout
     delay = 0.05
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise CommandTimeoutError(command_id, subject, timeout)
+            raise timed_out
         try:
-            msg = await Inbox.of(nc).request(subject, payload, timeout=min(attempt_timeout, remaining), headers=headers)
+            return await Inbox.of(nc).request(
+                subject, payload, timeout=min(attempt_timeout, remaining), headers=headers
+            )
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 1.0)
-            continue
-        try:
-            return wire.reply_decoder.decode(msg.data)
-        except msgspec.DecodeError as e:
-            raise DecodeError(f"the reply to command {command_id} is not a Radix reply: {e}") from None
+
+
+async def request_command(
+    nc: NATS, subject: str, payload: bytes, headers: dict[str, str], *, timeout: float, attempt_timeout: float
+) -> Response:
+    """Send a command request and return the reply, sending it again on time-outs and "no responders".
+
+    Sending again is safe: the command id in `headers` makes it apply at most once.
+    """
+    command_id = headers[wire.H_COMMAND_ID]
+    timed_out = CommandTimeoutError(command_id, subject, timeout)
+    msg = await request(
+        nc, subject, payload, headers, timeout=timeout, attempt_timeout=attempt_timeout, timed_out=timed_out
+    )
+    try:
+        reply = wire.reply_decoder.decode(msg.data)
+    except msgspec.DecodeError as e:
+        raise DecodeError(f"the reply to command {command_id} is not a Radix reply: {e}") from None
+    return Response(reply, (msg.headers or {}).get(wire.H_NODE))
 
 
 class Client:
@@ -167,7 +219,7 @@ class Client:
         headers = command_headers(options.get("command_id") or f"{self._ids}{next(self._sent):x}", options)
         if self._nc is None:
             raise RadixError("the client is not connected: use it in `async with`")
-        reply = await request_command(
+        response = await request_command(
             self._nc,
             subject,
             encode_command(command),
@@ -175,7 +227,32 @@ class Client:
             timeout=timeout,
             attempt_timeout=self.attempt_timeout,
         )
-        return outcome(self.context, aggregate_type, reply)
+        return outcome(self.context, aggregate_type, response.reply)
+
+    async def read(self, aggregate_type: str, aggregate_id: str, *, timeout: float = 10.0) -> AggregateState:
+        """The aggregate's version and state, as its owner holds them after every command it answered before.
+
+        Raises `InvalidNameError` for a type the context does not have or an invalid id, `ReadError`
+        when the owner answers with an error, and `ReadTimeoutError` if no node answered in time.
+        """
+        self.context.codec(aggregate_type)
+        subject = query_subject(Address(self.namespace, self.context.name, aggregate_type, aggregate_id))
+        if self._nc is None:
+            raise RadixError("the client is not connected: use it in `async with`")
+        msg = await request(
+            self._nc,
+            subject,
+            b"",
+            None,
+            timeout=timeout,
+            attempt_timeout=self.attempt_timeout,
+            timed_out=ReadTimeoutError(subject, timeout),
+        )
+        try:
+            reply = wire.state_decoder.decode(msg.data)
+        except msgspec.DecodeError as e:
+            raise DecodeError(f"the reply to a read of {subject} is not a Radix reply: {e}") from None
+        return state_of(self.context, aggregate_type, reply, subject=subject)
 
     def _subject(self, aggregate_type: str, aggregate_id: str) -> str:
         """The command subject of an aggregate; `InvalidNameError` if its id is not valid. Those of the
@@ -203,5 +280,17 @@ def outcome(context: BoundedContext, aggregate_type: str, reply: wire.Reply) -> 
     if reply.status == wire.REJECTED:
         raise CommandRejectedError(reply)
     if reply.status == wire.CONFLICT:
-        raise CommandConflictError(reply)
+        codec = context.codec(aggregate_type)
+        raise CommandConflictError(reply, [codec.decode_event(e.type, e.schema, e.data) for e in reply.conflicts])
     raise CommandFailedError(reply)
+
+
+def state_of(context: BoundedContext, aggregate_type: str, reply: wire.StateReply, *, subject: str) -> AggregateState:
+    """What a read's reply means: the state typed as the aggregate's own when it is shown as it is, else the
+    JSON value the aggregate's `show` gave; `ReadError` for an error."""
+    if reply.status != wire.OK:
+        raise ReadError(subject, reply.reason or reply.status)
+    aggregate = context.codec(aggregate_type).aggregate
+    if type(aggregate).show is Aggregate.show:
+        return AggregateState(reply.version or 0, msgspec.json.decode(reply.state, type=aggregate.state_type))
+    return AggregateState(reply.version or 0, msgspec.json.decode(reply.state))

@@ -169,6 +169,12 @@ class Aggregate(Generic[S, C, E]):
         """The events a command produces; raise `DomainError` to reject it."""
         raise NotImplementedError
 
+    def show(self, state: S) -> Any:
+        """The state as readers see it (`radix get`, `Client.read`, docs/protocol.md): a value msgspec
+        encodes as JSON. By default the state itself; override to leave out or reshape what readers
+        should not rely on."""
+        return state
+
     def conflicts(self, command: C, concurrent: Sequence[E]) -> str | None:
         """Whether `command` is still valid given events committed after the version its issuer saw.
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the wire contract imports this module, not the other way round
+    from collections.abc import Sequence
+
     from radix.wire import Reply
 
 __all__ = [
@@ -33,8 +35,14 @@ __all__ = [
     "KeyChangedError",
     "LeaseHeldError",
     "LivenessLostError",
+    "NatsAuthorizationError",
+    "NatsConnectionError",
     "NatsServerError",
+    "NatsTlsError",
+    "NatsUnreachableError",
     "RadixError",
+    "ReadError",
+    "ReadTimeoutError",
     "StoreError",
     "StoreUnavailableError",
     "UnknownTypeError",
@@ -184,6 +192,27 @@ class NatsServerError(RadixError):
     """The embedded nats-server could not be found, started or stopped."""
 
 
+class NatsConnectionError(RadixError):
+    """The first connection to NATS could not be made; the message says why and what to check."""
+
+
+class NatsUnreachableError(NatsConnectionError, ConnectionError):
+    """No server of `servers` could be reached in time; `reason` is what the last attempt met."""
+
+    def __init__(self, message: str, *, servers: tuple[str, ...], reason: str) -> None:
+        self.servers = servers
+        self.reason = reason
+        super().__init__(message)
+
+
+class NatsAuthorizationError(NatsConnectionError, PermissionError):
+    """The server refused the credentials given (or the lack of them): trying again will not help."""
+
+
+class NatsTlsError(NatsConnectionError):
+    """The TLS handshake with the server failed: check the CA and the certificates."""
+
+
 class CommandError(RadixError):
     """A command was not accepted; the node's reply says why (`reply.reason`)."""
 
@@ -202,14 +231,15 @@ class CommandRejectedError(CommandError):
 class CommandConflictError(CommandError):
     """Events committed after the version the issuer saw conflict with the command.
 
-    `conflicts` holds those events: the first of them, as many as fit in one message, and
-    `conflicts_omitted` counts the ones after them (read them from the aggregate's events).
-    Look at the current state and decide again.
+    `conflicts` holds those events, decoded (`records`: as stored, with their versions): the first
+    of them, as many as fit in one message, and `conflicts_omitted` counts the ones after them
+    (read them from the aggregate's events). Look at the current state and decide again.
     """
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, conflicts: Sequence[object]) -> None:
         super().__init__(reply)
-        self.conflicts = tuple(reply.conflicts)
+        self.conflicts = tuple(conflicts)
+        self.records = tuple(reply.conflicts)
         self.conflicts_omitted = reply.conflicts_omitted
 
 
@@ -231,3 +261,19 @@ class CommandTimeoutError(RadixError, TimeoutError):
             f"no reply to command {command_id} on {subject} within {timeout}s; it may or may not have been "
             "applied: send it again with the same command id"
         )
+
+
+class ReadError(RadixError):
+    """A read of an aggregate's state was answered with an error; `reason` says why."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"reading {subject} failed: {reason}")
+
+
+class ReadTimeoutError(ReadError, TimeoutError):
+    """No node answered a read in time, after retries; reading again is safe."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        super().__init__(subject, f"no reply within {timeout}s: retry, and check that a node hosts the context")

@@ -68,5 +68,8 @@ class Gadget(Aggregate[int, GadgetCommand, GadgetEvent]):
             raise DomainError("no" * (command.size // 2))
         return [Poked()]
 
+    def show(self, state: int) -> object:
+        return {"events": state, "note": "shown by the aggregate's own rule"}
+
 
 gadgets = BoundedContext("gadgets", [Gadget(), InventoryItem()])

@@ -7,6 +7,7 @@ that command runs: `radix send` loads no bench and no fault suite.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, cast
@@ -25,8 +26,10 @@ _COMMANDS = {
     "demo": ("tools", "demo"),
     "bench": ("tools", "bench"),
     "chaos": ("tools", "chaos"),
+    "server": ("server", "run"),
     "node": ("node", "run"),
     "send": ("messages", "send"),
+    "get": ("messages", "get"),
     "tail": ("messages", "tail"),
     "status": ("cluster", "status"),
     "migrate": ("cluster", "migrate"),
@@ -49,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # no command ends in a traceback; RADIX_DEBUG=1 shows it
+        if os.environ.get("RADIX_DEBUG"):
+            raise
+        print(f"radix: {args.command} failed unexpectedly ({e!r}); RADIX_DEBUG=1 shows where", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,13 +119,14 @@ async def migrate(args: argparse.Namespace) -> int:
 async def drain(args: argparse.Namespace) -> int:
     validate_node_id(args.node)
     namespace = validate_namespace(args.namespace)
+    deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
         try:
             await _ask(nc, namespace, args.node, DRAIN)
         except nats.errors.NoRespondersError:
             raise RadixError(f"no node {args.node!r} is live in namespace {namespace!r}") from None
         print(f"draining {args.node}...", flush=True)
-        for _ in range(int(args.timeout * 4)):
+        while time.monotonic() < deadline:
             try:
                 status = await _ask(nc, namespace, args.node, STATUS, timeout=0.5)
                 print(f"  {status['state']}: {status['live_actors']} live aggregates left", flush=True)

@@ -7,6 +7,7 @@ import contextlib
 import importlib
 import json
 import os
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,11 @@ URL_FILE = Path(".radix") / "nats.url"
 
 
 def load_context(spec: str) -> BoundedContext:
-    """The bounded context named by `module.path[:attribute]` (the attribute may be left out if there is one)."""
+    """The bounded context named by `module.path[:attribute]` (the attribute may be left out if there is one),
+    looked up from the working directory too."""
     module_name, _, attribute = spec.partition(":")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a module beside where `radix` runs imports, as for `uvicorn app:app`
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -73,18 +77,14 @@ def options(args: argparse.Namespace, urls: Sequence[str] | None = None) -> Conn
 
 @contextlib.asynccontextmanager
 async def connected(args: argparse.Namespace) -> AsyncIterator[NATS]:
-    """A connection for one command, closed after it."""
-    given = options(args)
-    try:
-        nc = await connect(given, name="radix cli")
-    except Exception as e:
-        raise RadixError(
-            f"cannot reach NATS at {', '.join(given.servers)} ({e!r}): pass --nats URL or set RADIX_NATS"
-        ) from None
+    """A connection for one command, made within the command's `--timeout` (a `NatsConnectionError`
+    saying why, if not), and closed after it, quietly: a server gone meanwhile is no error of the command's."""
+    nc = await connect(options(args), name="radix cli", wait=args.timeout)
     try:
         yield nc
     finally:
-        await nc.close()
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 def plain(value: Any) -> Any:

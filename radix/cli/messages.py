@@ -1,4 +1,5 @@
-"""`radix send` and `radix tail`: a command and its reply; events and command-log entries as they happen."""
+"""`radix send`, `radix get` and `radix tail`: a command and its reply, an aggregate's state, and events and
+command-log entries as they happen."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -15,12 +17,20 @@ from nats.js import api as js_api
 
 from radix import wire
 from radix.cli.common import connected, plain, print_json
-from radix.client import SendOptions, command_headers, request_command
-from radix.errors import RadixError
+from radix.client import SendOptions, command_headers, request, request_command
+from radix.errors import RadixError, ReadTimeoutError
 from radix.store.streams import all_streams
-from radix.wire.names import Address, command_subject, is_radix_stream, parse_stored_subject
+from radix.wire.names import (
+    EVENTS,
+    LOG,
+    Address,
+    command_subject,
+    is_radix_stream,
+    parse_stored_subject,
+    query_subject,
+)
 
-__all__ = ["describe", "intersect", "send", "tail"]
+__all__ = ["describe", "get", "intersect", "send", "tail"]
 
 
 async def send(args: argparse.Namespace) -> int:
@@ -35,12 +45,36 @@ async def send(args: argparse.Namespace) -> int:
         expected_version=args.expected_version, issuer=args.issuer, correlation_id=args.correlation_id
     )
     headers = command_headers(args.command_id or uuid.uuid4().hex, options)
+    deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
-        reply = await request_command(
-            nc, command_subject(address), args.body.encode(), headers, timeout=args.timeout, attempt_timeout=2.0
+        reply, node = await request_command(
+            nc, command_subject(address), args.body.encode(), headers, timeout=_left(deadline), attempt_timeout=2.0
         )
-    print_json(plain(reply))
+    print_json({**plain(reply), "node": node})
     return 0 if reply.status == wire.ACCEPTED else 1
+
+
+async def get(args: argparse.Namespace) -> int:
+    subject = query_subject(Address(args.namespace, args.context, args.type, args.id))
+    deadline = time.monotonic() + args.timeout
+    async with connected(args) as nc:
+        msg = await request(
+            nc,
+            subject,
+            b"",
+            None,
+            timeout=_left(deadline),
+            attempt_timeout=2.0,
+            timed_out=ReadTimeoutError(subject, args.timeout),
+        )
+    reply = wire.state_decoder.decode(msg.data)
+    print_json({**plain(reply), "node": (msg.headers or {}).get(wire.H_NODE)})
+    return 0 if reply.status == wire.OK else 1
+
+
+def _left(deadline: float) -> float:
+    """What is left of a command's `--timeout` once it has connected (a moment at least)."""
+    return max(deadline - time.monotonic(), 0.1)
 
 
 def intersect(a: str, b: str) -> str | None:
@@ -73,10 +107,10 @@ def describe(subject: str, data: bytes) -> list[dict[str, Any]]:
     namespace, context, kind, aggregate = parsed
     where = {"namespace": namespace, "context": context, "aggregate": aggregate}
     try:
-        if kind == "evt":
+        if kind == EVENTS:
             body = wire.commit_decoder.decode(data)
             return [{"kind": "event", **where, **plain(e)} for e in body.events]
-        if kind == "log":
+        if kind == LOG:
             entry = plain(wire.log_decoder.decode(data))
             entry["subject"] = entry.pop("aggregate", subject)  # the command subject it was sent to
             return [{"kind": "command", **entry, **where}]
@@ -93,7 +127,8 @@ def _line(item: dict[str, Any]) -> str:
     if item["kind"] == "command":
         detail = f" v{item['version']}" if item.get("version") is not None else ""
         reason = f": {item['reason']}" if item.get("reason") else ""
-        cause = f"command {item['command_id']}, node {item['node']}"
+        again = ", duplicate" if item.get("duplicate") else ""
+        cause = f"command {item['command_id']}{again}, node {item['node']}"
         return f"{head} {item['status']} {item.get('type')}{detail} ({cause}){reason}"
     return f"{head} (a message Radix cannot read on {item['subject']})"
 

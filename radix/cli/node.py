@@ -7,13 +7,11 @@ import asyncio
 import contextlib
 import signal
 import sys
-from pathlib import Path
-
-import nats
 
 from radix.cli.common import URL_FILE, given_servers, load_context, options
+from radix.cli.server import DATA_DIR, serving_here
 from radix.observability.logs import logger
-from radix.runtime import ActorConfig, MetricsConfig, Node, NodeConfig, PlacementConfig, tune_gc
+from radix.runtime import ActorConfig, MetricsConfig, Node, NodeConfig, NodeState, PlacementConfig, tune_gc
 from radix.store import StoreConfig
 from radix.transport.server import EmbeddedNats
 
@@ -54,6 +52,8 @@ async def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         await node.start()
+        if node.state is not NodeState.RUNNING:  # stopped by a signal while it was still starting
+            return 0
         tune_gc()
         print(f"radix: node {node.node_id} serving {', '.join(node.status().hosts)}", file=sys.stderr, flush=True)
         await node.wait_stopped()
@@ -61,24 +61,18 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _embedded(stack: contextlib.AsyncExitStack) -> list[str]:
-    """The URL of a nats-server embedded under .radix/: the one another local node started, or a new one."""
-    if URL_FILE.is_file():
-        url = URL_FILE.read_text().strip()
-        try:
-            probe = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
-            await probe.close()
-            print(f"radix: using the embedded nats-server at {url} (noted in {URL_FILE})", file=sys.stderr)
-            return [url]
-        except Exception:
-            URL_FILE.unlink(missing_ok=True)
-    data = Path(".radix") / "nats"
-    data.mkdir(parents=True, exist_ok=True)
-    server = await stack.enter_async_context(EmbeddedNats(store_dir=data.resolve()))
+    """The URL of the nats-server noted for this directory (`radix server`'s, or another node's own), or of
+    one started inside this process, which stops with it."""
+    if (url := await serving_here()) is not None:
+        print(f"radix: using the nats-server at {url} (noted in {URL_FILE})", file=sys.stderr, flush=True)
+        return [url]
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    server = await stack.enter_async_context(EmbeddedNats(store_dir=DATA_DIR.resolve()))
     URL_FILE.write_text(server.url + "\n")
     stack.callback(URL_FILE.unlink, missing_ok=True)
     print(
-        f"radix: no --nats given: started an embedded nats-server at {server.url} (data in {data}/; "
-        "it stops with this node)",
+        f"radix: no --nats given and no server noted in {URL_FILE}: started a nats-server at {server.url} inside "
+        f"this node (data in {DATA_DIR}/); it stops with this node: for a cluster, run `radix server` first",
         file=sys.stderr,
         flush=True,
     )

@@ -25,6 +25,11 @@ def configured(
     return parser.add_argument(flag, type=type(default), default=default, help=f"{what} (default {default:g})", **extra)
 
 
+def waiting(parser: argparse.ArgumentParser, default: float, what: str) -> None:
+    """The `--timeout` of a command: how long it may take `what`, connecting included."""
+    parser.add_argument("--timeout", type=float, default=default, help=f"seconds {what} (default {default:g})")
+
+
 def _connection_args() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("connection")
@@ -57,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=30, help="aggregates (default 30)")
     demo.add_argument("--seconds", type=float, default=9.0, help="seconds of load in all (default 9)")
 
+    server = commands.add_parser(
+        "server", help="run a nats-server for this directory, on its own: a local cluster's, which outlives its nodes"
+    )
+    server.add_argument("--port", type=int, default=-1, help="the client port on 127.0.0.1 (default: a free one)")
+
     node = commands.add_parser("node", parents=[conn], help="run a node (SIGTERM drains it)")
     node.add_argument("--namespace", action="append", required=True, help="namespace to serve (repeatable)")
     node.add_argument(
@@ -84,7 +94,14 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--issuer")
     send.add_argument("--command-id")
     send.add_argument("--correlation-id")
-    send.add_argument("--timeout", type=float, default=10.0)
+    waiting(send, 10.0, "to connect and be answered")
+
+    get = commands.add_parser("get", parents=[conn], help="print an aggregate's version and state, read from its owner")
+    get.add_argument("namespace")
+    get.add_argument("context")
+    get.add_argument("type", help="aggregate type, e.g. InventoryItem")
+    get.add_argument("id", help="aggregate id")
+    waiting(get, 10.0, "to connect and be answered")
 
     tail = commands.add_parser("tail", parents=[conn], help="print events and command-log entries as they happen")
     tail.add_argument(
@@ -96,20 +113,23 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-start", action="store_true", help="replay stored history first")
     tail.add_argument("--json", action="store_true", help="print JSON lines")
     tail.add_argument("--count", type=int, default=0, help="stop after this many items (default: never)")
+    waiting(tail, 5.0, "to connect")
 
     status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
     status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")
     status.add_argument("--json", action="store_true", help="print JSON")
+    waiting(status, 5.0, "to connect")
 
     migrate = commands.add_parser("migrate", parents=[conn], help="move a live aggregate to another node")
     migrate.add_argument("aggregate", help="NAMESPACE/CONTEXT/TYPE/ID")
     migrate.add_argument("--to", help="target node id (default: the least loaded)")
     migrate.add_argument("--lease-key", help="the lease key, if the aggregate type overrides placement_key")
+    waiting(migrate, 35.0, "to connect and see the move done")
 
     drain = commands.add_parser("drain", parents=[conn], help="hand a node's aggregates to others and stop it")
     drain.add_argument("node")
     drain.add_argument("--namespace", required=True, help="a namespace the node serves")
-    drain.add_argument("--timeout", type=float, default=60.0)
+    waiting(drain, 60.0, "to connect and see the node drained")
 
     chaos = commands.add_parser(
         "chaos", help="fault-inject a 3-server NATS cluster and Radix nodes; check the recorded history"

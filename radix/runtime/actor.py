@@ -20,7 +20,7 @@ from radix.errors import LeaseHeldError
 from radix.observability.logs import in_actor, logger
 from radix.runtime import turn
 from radix.runtime.history import ActorHistory
-from radix.runtime.mailbox import STOP, Envelope, Item, Mailbox, Move, Passivate
+from radix.runtime.mailbox import READ, STOP, Envelope, Item, Mailbox, Move, Passivate
 from radix.runtime.ports import ActorPorts
 from radix.wire.names import Address
 
@@ -166,7 +166,9 @@ class AggregateActor:
         answers = self.ports.answers
         while not self.mailbox.empty():
             envelope = self.mailbox.get_nowait()
-            if isinstance(envelope, Envelope):
+            if isinstance(envelope, Envelope) and envelope.command is READ:
+                await answers.state(envelope.reply_to, wire.StateReply(status=wire.ERROR, reason=reason))
+            elif isinstance(envelope, Envelope):
                 reply = wire.Reply(status=wire.ERROR, command_id=envelope.command_id, reason=reason)
                 await answers.answer(self.address, envelope, reply, False)
 
@@ -205,16 +207,16 @@ class AggregateActor:
                 if await self._move(item):
                     return True
                 continue
-            # A batch of commands: one turn (here, not in a method of its own: every await level
-            # is resumed on each reply the turn waits for).
-            batch = self._batch(item)
+            # A read, or a batch of commands: one turn (here, not in a method of its own: every await
+            # level is resumed on each reply the turn waits for).
+            batch = [item] if item.command is READ else self._batch(item)
             if self.revoked or not await self.ports.leases.confirm_live(self):
                 self.ending, self.hand_to = Ending.REVOKED, None
                 self.leftover = tuple(batch)
                 return True
             self.busy = True
             try:
-                await turn.take(self, batch)
+                await (turn.read(self, item) if item.command is READ else turn.take(self, batch))
             except turn.SupersededError as e:
                 self.ending, self.hand_to = Ending.LOST, e.node or None
                 self.leftover = tuple(batch)
@@ -228,8 +230,8 @@ class AggregateActor:
         limit = self.ports.settings.group_commit
         while len(batch) < limit and not self.mailbox.empty():
             item = self.mailbox.get_nowait()
-            if not isinstance(item, Envelope):
-                self.held = (item,)  # a stop or move request: handle it after this batch
+            if not isinstance(item, Envelope) or item.command is READ:
+                self.held = (item,)  # a control request or a read: handle it after this batch
                 break
             batch.append(item)
         return batch

@@ -21,7 +21,7 @@ from radix.runtime.hosting import Hosting
 from radix.runtime.mailbox import Envelope
 from radix.store.commandlog import CommandLog
 from radix.transport.publish import encode_headers, publish
-from radix.wire.names import Address, invalid_log_subject, log_subject, parse_command_subject
+from radix.wire.names import READS, Address, invalid_log_subject, log_subject, parse_command_subject
 
 __all__ = ["BadCommand", "Replies", "entry_of"]
 
@@ -80,7 +80,7 @@ class Replies:
         self._counts = counts  # replies sent, by status
         self._headers = {  # by status, encoded once
             status: encode_headers({wire.H_STATUS: status, wire.H_NODE: node_id})
-            for status in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR)
+            for status in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR, wire.OK)
         }
 
     async def answer(self, address: Address, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
@@ -93,12 +93,24 @@ class Replies:
             log_subject(address), entry_of(envelope, reply, node=self._node_id, duplicate=duplicate)
         )
 
+    async def state(self, reply_to: str | None, reply: wire.StateReply) -> None:
+        """Answer a read (reads are not counted as commands, nor logged on the command log)."""
+        if reply_to:
+            try:
+                body = wire.reply_encoder.encode(reply)
+                await publish(self._nc, reply_to, body, headers=self._headers[reply.status])
+            except Exception as e:
+                logger.warning("reply not sent", error=repr(e))
+
     async def refuse(self, subject: str, headers: dict[str, str], reply_to: str | None, bad: BadCommand) -> None:
         """Answer a command that reached no actor with an `error`, count it and log it where it can be."""
-        reply = wire.Reply(status=wire.ERROR, command_id=bad.command_id, reason=bad.reason)
-        logger.info("bad command", subject=subject, reason=bad.reason, command_id=bad.command_id)
-        await self._send(reply_to, reply)
+        logger.info("bad request", subject=subject, reason=bad.reason, command_id=bad.command_id)
         parts = parse_command_subject(subject)
+        if parts is not None and parts.kind == READS:
+            await self.state(reply_to, wire.StateReply(status=wire.ERROR, reason=bad.reason))
+            return
+        reply = wire.Reply(status=wire.ERROR, command_id=bad.command_id, reason=bad.reason)
+        await self._send(reply_to, reply)
         hosted = self._hosting.get(parts.namespace, parts.context) if parts is not None else None
         if hosted is not None:
             self._metrics.answered(hosted.namespace, hosted.context.name, wire.ERROR, None, bad.reason)

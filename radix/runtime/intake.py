@@ -22,8 +22,8 @@ from radix.observability.metrics import Metrics
 from radix.runtime.answers import BadCommand, Replies
 from radix.runtime.config import IntakeConfig
 from radix.runtime.hosting import Hosting
-from radix.runtime.mailbox import Envelope
-from radix.wire.names import Address, CommandSubject, parse_command_subject
+from radix.runtime.mailbox import READ, Envelope
+from radix.wire.names import COMMANDS, READS, Address, CommandSubject, parse_command_subject
 
 __all__ = ["ROUTES_KEPT", "Intake", "Route"]
 
@@ -47,12 +47,16 @@ class Intake:
         self._replies = replies
         self._metrics = metrics
         self._route = route
-        self._routes: dict[str, tuple[Address, AggregateCodec]] = {}
+        self._routes: dict[str, tuple[Address, AggregateCodec, bool]] = {}  # subject -> (address, codec, a read)
 
     async def on_command(self, msg: Msg) -> None:
         """The callback of the command subscriptions."""
         tokens = msg.subject.split(".", 3)
         self._metrics.received(tokens[1], tokens[2])
+        await self.take(msg.subject, msg.data, msg.headers or {}, msg.reply or None, hops=0)
+
+    async def on_read(self, msg: Msg) -> None:
+        """The callback of the read subscriptions (reads are not counted as commands)."""
         await self.take(msg.subject, msg.data, msg.headers or {}, msg.reply or None, hops=0)
 
     async def take(
@@ -75,7 +79,8 @@ class Intake:
         parts: CommandSubject | None = None
         if route is None:
             parts = parse_command_subject(subject)
-            if parts is None or not parts.is_command or self._hosting.get(parts.namespace, parts.context) is None:
+            served = parts is not None and parts.kind in (COMMANDS, READS)
+            if parts is None or not served or self._hosting.get(parts.namespace, parts.context) is None:
                 raise BadCommand(
                     f"{subject} is not a command subject this node serves",
                     command_id=command_id,
@@ -90,7 +95,40 @@ class Intake:
         if route is None:
             assert parts is not None
             route = self._resolve(subject, parts, command_id)
-        address, codec = route
+        address, codec, read = route
+        command: object = READ
+        expected: int | None = None
+        if read:
+            payload = b""  # a read's body, if any, is ignored
+        else:
+            command, expected = self._decoded(payload, headers, command_id, address, codec)
+        if wire.H_COMMAND_ID not in headers:
+            headers = {**headers, wire.H_COMMAND_ID: command_id}  # a forward keeps the id given here
+        envelope = Envelope(
+            command=command,
+            type_name="read" if read else type(command).__name__,
+            command_id=command_id,
+            expected_version=expected,
+            issuer=headers.get(wire.H_ISSUER),
+            correlation_id=headers.get(wire.H_CORRELATION_ID),
+            reply_to=reply_to,
+            subject=subject,
+            payload=payload,
+            headers=headers,
+            hops=hops,
+            received=time.monotonic(),
+        )
+        return envelope, address, codec
+
+    def _decoded(
+        self,
+        payload: bytes,
+        headers: dict[str, str],
+        command_id: str,
+        address: Address,
+        codec: AggregateCodec,
+    ) -> tuple[object, int | None]:
+        """The command a payload holds and the version its sender saw; `BadCommand` if it is not one."""
 
         def bad(reason: str) -> BadCommand:
             return BadCommand(reason, command_id=command_id, type_name=address.aggregate_type, address=address)
@@ -105,29 +143,13 @@ class Intake:
                 f"the command is {len(payload)} bytes; this node accepts at most {self._config.max_command_bytes}"
             )
         try:
-            command = codec.decode_command(payload)
+            return codec.decode_command(payload), expected
         except DecodeError as e:
             raise bad(str(e)) from None
-        if wire.H_COMMAND_ID not in headers:
-            headers = {**headers, wire.H_COMMAND_ID: command_id}  # a forward keeps the id given here
-        envelope = Envelope(
-            command=command,
-            type_name=type(command).__name__,
-            command_id=command_id,
-            expected_version=expected,
-            issuer=headers.get(wire.H_ISSUER),
-            correlation_id=headers.get(wire.H_CORRELATION_ID),
-            reply_to=reply_to,
-            subject=subject,
-            payload=payload,
-            headers=headers,
-            hops=hops,
-            received=time.monotonic(),
-        )
-        return envelope, address, codec
 
-    def _resolve(self, subject: str, parts: CommandSubject, command_id: str) -> tuple[Address, AggregateCodec]:
-        """The address and codec a command subject names, kept for the next command sent there."""
+    def _resolve(self, subject: str, parts: CommandSubject, command_id: str) -> tuple[Address, AggregateCodec, bool]:
+        """The address and codec a command or read subject names (and whether it is a read's), kept for the
+        next request sent there."""
         hosted = self._hosting.get(parts.namespace, parts.context)
         assert hosted is not None
         if parts.aggregate_type is None or parts.aggregate_id is None:
@@ -146,5 +168,5 @@ class Intake:
             raise BadCommand(str(e), command_id=command_id, type_name=parts.aggregate_type, address=None) from None
         if len(self._routes) >= ROUTES_KEPT:
             self._routes.clear()  # a cache of validated subjects; rebuilt as commands come
-        route = self._routes[subject] = (address, codec)
+        route = self._routes[subject] = (address, codec, parts.kind == READS)
         return route

@@ -1,5 +1,5 @@
-"""What goes into an actor's mailbox: commands (`Envelope`) and control requests (`Move`, `PASSIVATE`,
-`STOP`), and the mailbox itself."""
+"""What goes into an actor's mailbox: commands and reads (`Envelope`; a read's command is `READ`) and
+control requests (`Move`, `PASSIVATE`, `STOP`), and the mailbox itself."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import msgspec
 
 from radix.errors import RadixError
 
-__all__ = ["PASSIVATE", "STOP", "Envelope", "Item", "Mailbox", "MailboxFullError", "Move", "Passivate"]
+__all__ = ["PASSIVATE", "READ", "STOP", "Envelope", "Item", "Mailbox", "MailboxFullError", "Move", "Passivate", "Read"]
 
 
 class Envelope(msgspec.Struct, frozen=True):
@@ -32,6 +32,14 @@ class Envelope(msgspec.Struct, frozen=True):
     headers: dict[str, str]
     hops: int = 0
     received: float = 0.0
+
+
+class Read:
+    """The command of an envelope that asks for the aggregate's state rather than changing it."""
+
+
+#: The command of every read (one instance serves every read).
+READ = Read()
 
 
 @dataclass(frozen=True, slots=True)

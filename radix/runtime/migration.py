@@ -65,6 +65,8 @@ class Migrations:
         actor = self._actors.peek(address)
         if actor is None:
             return wire.ControlAnswer(ok=False, reason=f"{address} is not live on {self._node_id}")
+        if to == self._node_id:
+            return wire.ControlAnswer(ok=False, reason=f"{address} is on {to} already")
         if to is None:
             target = self.target(address)
         else:

@@ -132,18 +132,23 @@ class Node(Service):
             raise
         if self._start_error is not None:
             raise self._start_error
-        return self
+        return self  # running, or stopped if a stop was asked for while it started
 
     def request_drain(self) -> None:
-        """Ask the node to hand its aggregates to other nodes, then stop; returns at once."""
-        if not self._asked.is_set():
+        """Ask the node to hand its aggregates to other nodes, then stop; returns at once. A node still
+        starting (waiting for NATS, say) holds no aggregate yet: it stops."""
+        if self._state is NodeState.STARTING:
+            self.request_stop()
+        elif not self._asked.is_set():
             self._drain_asked = True
             self._asked.set()
 
     def request_stop(self) -> None:
-        """Ask the node to stop (cutting a drain short); returns at once."""
+        """Ask the node to stop (cutting a drain short, or a start still under way); returns at once."""
         self._stop_asked.set()
         self._asked.set()
+        if self._state is NodeState.STARTING and self._parts is None and self._supervisor is not None:
+            self._supervisor.cancel()  # still connecting or setting up: what was started unwinds
 
     async def drain(self) -> None:
         """Hand every live aggregate to other nodes, then stop. What SIGTERM does."""

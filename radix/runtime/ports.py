@@ -106,6 +106,10 @@ class Answers(Protocol):
         """Reply to the command's issuer and record the outcome (`duplicate`: an id answered again)."""
         ...
 
+    async def state(self, reply_to: str | None, reply: wire.StateReply) -> None:
+        """Answer a read with the aggregate's state, or why it could not be read."""
+        ...
+
 
 class Scheduler(Protocol):
     """How actors run: as tasks of their node's task group, only while their mailbox holds something."""

@@ -21,7 +21,7 @@ from radix.observability.micro import MicroResponder
 from radix.runtime.config import MetricsConfig
 from radix.runtime.hosting import Hosting
 from radix.runtime.ports import Stats
-from radix.wire.names import context_filter, queue_group
+from radix.wire.names import COMMANDS, context_filter, queue_group
 
 __all__ = ["Telemetry", "radix_version"]
 
@@ -92,7 +92,7 @@ class Telemetry:
         return [
             EndpointInfo(
                 name=f"{h.namespace}-{h.context.name}",
-                subject=context_filter(h.namespace, h.context.name, "cmd"),
+                subject=context_filter(h.namespace, h.context.name, COMMANDS),
                 queue_group=queue_group(h.namespace, h.context.name),
                 metadata={"namespace": h.namespace, "context": h.context.name},
             )
@@ -109,7 +109,7 @@ class Telemetry:
             stats.append(
                 EndpointStats(
                     name=f"{ns}-{ctx}",
-                    subject=context_filter(ns, ctx, "cmd"),
+                    subject=context_filter(ns, ctx, COMMANDS),
                     queue_group=queue_group(ns, ctx),
                     num_requests=scope.received,
                     num_errors=scope.statuses[wire.ERROR],

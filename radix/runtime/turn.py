@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from radix import wire
 from radix.errors import CommitTooLargeError, RadixError, StoreError, VersionConflictError
 from radix.observability.logs import logger, on_command
@@ -23,7 +25,7 @@ from radix.store.refusals import fitted
 if TYPE_CHECKING:  # annotations only: the actor module imports this one
     from radix.runtime.actor import AggregateActor
 
-__all__ = ["SupersededError", "take"]
+__all__ = ["SupersededError", "read", "take"]
 
 
 class SupersededError(RadixError):
@@ -69,6 +71,31 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
         for envelope, reply in zip(fresh, replies, strict=True):
             await answers.answer(address, envelope, reply, envelope.command_id in answered)
             answered.add(envelope.command_id)
+
+
+async def read(actor: AggregateActor, envelope: Envelope) -> None:
+    """Answer a read with the aggregate's version and state, after the commands queued before it.
+
+    Nothing is written, so no fence vouches for the state: as for a refusal, the stream's head is
+    checked first, and the actor reloads (stepping down if the aggregate is owned elsewhere now) if
+    others wrote, or if its last write or read failed."""
+    history = actor.history
+    with on_command(envelope.command_id, 1):
+        try:
+            if history.stale or await actor.ports.events.head(actor.address) != history.position:
+                await _reload(actor)
+            shown = msgspec.json.encode(history.codec.aggregate.show(history.state))
+            reply = wire.StateReply(status=wire.OK, version=history.version, state=msgspec.Raw(shown))
+        except SupersededError:
+            raise
+        except (TypeError, ValueError) as e:
+            reason = f"the state of {history.codec.type_name} cannot be shown as JSON ({e}): define its `show`"
+            reply = wire.StateReply(status=wire.ERROR, reason=reason)
+        except Exception as e:
+            logger.warning("read failed", error=repr(e))
+            history.stale = True
+            reply = wire.StateReply(status=wire.ERROR, reason=f"the aggregate could not be read: {e}; retry")
+    await actor.ports.answers.state(envelope.reply_to, reply)
 
 
 async def _handle(actor: AggregateActor, batch: list[Envelope]) -> list[wire.Reply]:

@@ -44,7 +44,7 @@ from radix.store.placement import KVPlacement
 from radix.store.refusals import KVRefusalStore
 from radix.store.snapshots import KVSnapshotStore
 from radix.transport.connection import ConnectOptions, connect
-from radix.wire.names import context_filter, node_inbox_filter, queue_group
+from radix.wire.names import COMMANDS, READS, context_filter, node_inbox_filter, queue_group
 
 __all__ = ["NodeHooks", "Parts", "wire_node"]
 
@@ -232,8 +232,9 @@ async def wire_node(
     stack.push_async_callback(_undo, "stopping the actors", actors.stop_all, config.shutdown_timeout)
     for hosted in hosting:
         ns, ctx = hosted.namespace, hosted.context.name
-        sub = await nc.subscribe(context_filter(ns, ctx, "cmd"), queue=queue_group(ns, ctx), cb=intake.on_command)
-        parts.command_subs.append(sub)
+        for kind, callback in ((COMMANDS, intake.on_command), (READS, intake.on_read)):
+            sub = await nc.subscribe(context_filter(ns, ctx, kind), queue=queue_group(ns, ctx), cb=callback)
+            parts.command_subs.append(sub)
     stack.push_async_callback(_undo, "stopping intake", parts.stop_intake)
     await telemetry.start_micro(nc)
     stack.push_async_callback(_undo, "stopping micro", telemetry.stop_micro)

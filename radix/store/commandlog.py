@@ -24,7 +24,7 @@ from radix.observability.logs import logger
 from radix.store.streams import ensure_stream
 from radix.transport.inbox import Inbox
 from radix.transport.publish import publish
-from radix.wire.names import commands_stream, context_filter
+from radix.wire.names import LOG, commands_stream, context_filter
 
 __all__ = ["CommandLog"]
 
@@ -60,7 +60,7 @@ class CommandLog:
         config = js_api.StreamConfig(
             name=commands_stream(namespace, context),
             description=f"Radix command log of context {context!r} in namespace {namespace!r}",
-            subjects=[context_filter(namespace, context, "log")],
+            subjects=[context_filter(namespace, context, LOG)],
             storage=js_api.StorageType.FILE,
             num_replicas=self._replicas,
             retention=js_api.RetentionPolicy.LIMITS,

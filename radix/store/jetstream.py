@@ -34,7 +34,7 @@ from radix.store.streams import (
     wrong_last_sequence,
 )
 from radix.transport.inbox import Inbox, status_of
-from radix.wire.names import Address, context_filter, direct_get, event_subject, events_stream
+from radix.wire.names import EVENTS, Address, context_filter, direct_get, event_subject, events_stream
 
 __all__ = ["JetStreamEventStore", "StoreConfig"]
 
@@ -122,7 +122,7 @@ class JetStreamEventStore:
         return js_api.StreamConfig(
             name=name,
             description=f"Radix events of context {context!r} in namespace {namespace!r}",
-            subjects=[context_filter(namespace, context, "evt")],
+            subjects=[context_filter(namespace, context, EVENTS)],
             storage=js_api.StorageType.FILE if self.config.storage == "file" else js_api.StorageType.MEMORY,
             num_replicas=self.config.replicas,
             retention=js_api.RetentionPolicy.LIMITS,

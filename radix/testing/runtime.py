@@ -18,10 +18,10 @@ import asyncio
 import itertools
 import time
 from collections.abc import Sequence
-from typing import Self, Unpack
+from typing import Any, Self, Unpack
 
 from radix import wire
-from radix.client import Accepted, SendOptions, command_headers, outcome
+from radix.client import Accepted, AggregateState, SendOptions, command_headers, outcome, state_of
 from radix.domain import BoundedContext, Command, Event, encode_command
 from radix.errors import RadixError
 from radix.runtime.actor import AggregateActor
@@ -31,7 +31,7 @@ from radix.runtime.config import ActorConfig
 from radix.runtime.hosting import Hosting
 from radix.runtime.leases import NodeLeases
 from radix.runtime.lifecycle import Service
-from radix.runtime.mailbox import Envelope, MailboxFullError
+from radix.runtime.mailbox import READ, Envelope, MailboxFullError
 from radix.runtime.ports import ActorSettings, Stats
 from radix.store.commit import DEFAULT_MAX_PAYLOAD
 from radix.store.memory import (
@@ -41,7 +41,7 @@ from radix.store.memory import (
     InMemoryRefusalStore,
     InMemorySnapshotStore,
 )
-from radix.wire.names import Address, command_subject
+from radix.wire.names import Address, command_subject, query_subject
 
 __all__ = ["InMemoryRuntime"]
 
@@ -70,7 +70,7 @@ class InMemoryRuntime(Service):
         self.stats = Stats()
         self.command_log: list[wire.LogEntry] = []
         """Every command's outcome, as a node's command log records it."""
-        self._waiting: dict[str, asyncio.Future[wire.Reply]] = {}
+        self._waiting: dict[str, asyncio.Future[Any]] = {}  # reply token -> its answer (a Reply, a StateReply)
         self._tokens = itertools.count()
         self._ids = itertools.count(1)
         self._actors: Actors | None = None
@@ -151,13 +151,46 @@ class InMemoryRuntime(Service):
             headers=headers,
             received=time.monotonic(),
         )
-        answered: asyncio.Future[wire.Reply] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = answered
+        reply: wire.Reply = await self._answered(actors, address, envelope)
+        return reply
+
+    async def read(self, aggregate_type: str, aggregate_id: str) -> AggregateState:
+        """Read an aggregate as `Client.read` does: its version and state, after what was sent before."""
+        actors = self._started()
+        context = self._context_with(aggregate_type)
+        address = Address(self.namespace, context.name, aggregate_type, aggregate_id)
+        envelope = Envelope(
+            command=READ,
+            type_name="read",
+            command_id=f"memory-read-{next(self._ids)}",
+            expected_version=None,
+            issuer=None,
+            correlation_id=None,
+            reply_to=f"memory.{next(self._tokens)}",
+            subject=query_subject(address),
+            payload=b"",
+            headers={},
+            received=time.monotonic(),
+        )
+        reply: wire.StateReply = await self._answered(actors, address, envelope)
+        return state_of(context, aggregate_type, reply, subject=envelope.subject)
+
+    async def _answered(self, actors: Actors, address: Address, envelope: Envelope) -> Any:
+        """Deliver a request to the aggregate's actor and wait for its answer."""
+        assert envelope.reply_to is not None
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[envelope.reply_to] = answered
         try:
             self._deliver(actors, address, envelope)
             return await answered
         finally:
-            del self._waiting[token]
+            del self._waiting[envelope.reply_to]
+
+    def _context_with(self, aggregate_type: str) -> BoundedContext:
+        context = next((c for c in self._contexts.values() if aggregate_type in c.codecs), None)
+        if context is None:
+            raise RadixError(f"no context of this runtime has an aggregate type {aggregate_type!r}")
+        return context
 
     def _context_of(self, command: Command) -> tuple[BoundedContext, str]:
         for context in self._contexts.values():
@@ -173,7 +206,9 @@ class InMemoryRuntime(Service):
             actor.post(envelope)
         except MailboxFullError:
             reason = f"{address} has {self._settings.mailbox_size} commands queued; retry later"
-            self._settle(envelope, wire.Reply(status=wire.ERROR, command_id=envelope.command_id, reason=reason))
+            self._settle(
+                envelope.reply_to, wire.Reply(status=wire.ERROR, command_id=envelope.command_id, reason=reason)
+            )
 
     async def _reroute(self, actor: AggregateActor, leftovers: list[Envelope]) -> None:
         # One node: whatever an ended actor held is delivered here again, to a fresh actor.
@@ -185,10 +220,13 @@ class InMemoryRuntime(Service):
 
     async def answer(self, address: Address, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
         self.command_log.append(entry_of(envelope, reply, node=self.node_id, duplicate=duplicate))
-        self._settle(envelope, reply)
+        self._settle(envelope.reply_to, reply)
 
-    def _settle(self, envelope: Envelope, reply: wire.Reply) -> None:
-        waiting = self._waiting.get(envelope.reply_to or "")
+    async def state(self, reply_to: str | None, reply: wire.StateReply) -> None:
+        self._settle(reply_to, reply)
+
+    def _settle(self, reply_to: str | None, reply: wire.Reply | wire.StateReply) -> None:
+        waiting = self._waiting.get(reply_to or "")
         if waiting is not None and not waiting.done():
             waiting.set_result(reply)
 
@@ -196,9 +234,7 @@ class InMemoryRuntime(Service):
 
     async def history(self, aggregate_type: str, aggregate_id: str) -> list[Event]:
         """The aggregate's events, decoded, as stored."""
-        hosted = next((c for c in self._contexts.values() if aggregate_type in c.codecs), None)
-        if hosted is None:
-            raise RadixError(f"no context of this runtime has an aggregate type {aggregate_type!r}")
+        hosted = self._context_with(aggregate_type)
         address = Address(self.namespace, hosted.name, aggregate_type, aggregate_id)
         codec = hosted.codec(aggregate_type)
         commits = await self.events.read(address)

@@ -1,25 +1,35 @@
-"""Connecting to NATS with settings that suit a cluster.
+"""Connecting to NATS with settings that suit a cluster, and a first connection that says what fails.
 
 nats-py's defaults give up after 60 reconnect attempts per server, notice a half-open
-connection only after minutes, and report dropped messages only to an error callback.
-`connect` changes those: unlimited reconnects, a ping every few seconds, and every
-connection event logged.
+connection only after minutes, and report dropped messages only to an error callback; and
+with reconnects unlimited, its first connection never gives up and never says why. `connect`
+changes those: unlimited reconnects once connected, a ping every few seconds, every
+connection event logged; and a first connection that ends at once on refused credentials or a
+failed TLS handshake (they will not get better), and otherwise keeps trying, with backoff,
+until `wait` seconds pass (for good when None, saying so as the time grows).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
 from nats.aio.client import Client as NATS
 
-from radix.errors import ConfigError
+from radix.errors import ConfigError, NatsAuthorizationError, NatsTlsError, NatsUnreachableError
 from radix.observability.logs import logger
 
 __all__ = ["ConnectOptions", "connect"]
+
+#: The pause between attempts to make the first connection doubles up to this (seconds).
+MAX_BACKOFF = 5.0
+#: Seconds of trying after which a node that cannot connect says so again (and at each doubling after).
+FIRST_REMINDER = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,41 +63,140 @@ class ConnectOptions:
             context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
         return context
 
+    def whose(self) -> tuple[str, str]:
+        """Whose credentials these are, and what to do when they are refused."""
+        if self.credentials is not None:
+            return f"the credentials in {self.credentials}", "check the credentials file"
+        if self.user is not None:
+            return f"user {self.user!r}", "check the user and password"
+        if self.token is not None:
+            return "the token given", "check the token"
+        return "no credentials", "give a user and password, a token or a credentials file"
 
-async def connect(options: ConnectOptions, *, name: str) -> NATS:
-    """A nats-py connection that keeps trying to reconnect and logs what happens to it."""
+
+class _FirstConnection:
+    """What the first connection has met so far: when it began, what failed last, what was said."""
+
+    def __init__(self, options: ConnectOptions, wait: float | None, name: str) -> None:
+        self.options = options
+        self.wait = wait
+        self.name = name
+        self.began = time.monotonic()
+        self.pending = True
+        self.reason = ""
+        self.attempts = 0
+        self._said = ""
+        self._next_reminder = FIRST_REMINDER
+
+    async def failed(self, error: Exception, url: str) -> None:
+        """One attempt failed: give up at once if it cannot get better; else say so (once per reason, and
+        again as the time grows), and pause before the next attempt."""
+        if _is_refused_authorization(error):
+            whose, advice = self.options.whose()
+            raise NatsAuthorizationError(f"NATS at {url} refused the authorization of {whose}: {advice}")
+        if isinstance(error, ssl.SSLError):
+            raise NatsTlsError(f"TLS with NATS at {url} failed ({error}): check the CA and the certificate")
+        self.reason = _reason(error)
+        self.attempts += 1
+        trying_for = round(time.monotonic() - self.began, 1)
+        if self.wait is None and (self.reason != self._said or trying_for >= self._next_reminder):
+            logger.warning(
+                "cannot reach nats; trying again",
+                connection=self.name,
+                servers=list(self.options.servers),
+                reason=self.reason,
+                trying_for=trying_for,
+            )
+            self._said = self.reason
+            while trying_for >= self._next_reminder:
+                self._next_reminder *= 2
+        # nats-py waits reconnect_time_wait (1 s) between attempts at one server; this pause adds the backoff.
+        await asyncio.sleep(min(2 ** min(self.attempts, 4) / 4, MAX_BACKOFF))
+
+    def gave_up(self) -> NatsUnreachableError:
+        servers = ", ".join(self.options.servers)
+        reason = f" ({self.reason})" if self.reason else ""
+        return NatsUnreachableError(
+            f"cannot reach NATS at {servers}{reason} within {self.wait:g}s: start the server, or pass "
+            "--nats URL (or set RADIX_NATS)",
+            servers=tuple(self.options.servers),
+            reason=self.reason,
+        )
+
+
+def _is_refused_authorization(error: Exception) -> bool:
+    return "authorization violation" in str(error).lower()
+
+
+def _reason(error: Exception) -> str:
+    """What an attempt to connect met, in a few words."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return "no answer"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error) or type(error).__name__
+
+
+async def connect(options: ConnectOptions, *, name: str, wait: float | None = None) -> NATS:
+    """A nats-py connection that keeps trying to reconnect once connected, and logs what happens to it.
+
+    The first connection is tried until `wait` seconds pass (for good when None); refused credentials
+    (`NatsAuthorizationError`) and a failed TLS handshake (`NatsTlsError`) end it at once, and giving
+    up is a `NatsUnreachableError` naming the servers and what the last attempt met.
+    """
     log = logger.bind(connection=name)
+    nc = NATS()
+    first = _FirstConnection(options, wait, name)
 
     async def on_error(error: Exception) -> None:
-        log.warning("nats error", error=repr(error))
+        if first.pending:
+            url = nc._current_server.uri.geturl() if nc._current_server else ", ".join(options.servers)
+            await first.failed(error, url)
+        else:
+            log.warning("nats error", error=repr(error))
 
     async def on_disconnected() -> None:
-        if not nc.is_closed:  # nats-py also reports a deliberate close as a disconnection
+        if not nc.is_closed and not first.pending:  # nats-py also reports a deliberate close as a disconnection
             log.warning("nats disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected", server=str(nc.connected_url.geturl() if nc.connected_url else None))
 
-    async def on_closed() -> None:
-        log.debug("nats connection closed")
-
-    nc = await nats.connect(
-        servers=list(options.servers),
-        name=name,
-        user=options.user,
-        password=options.password,
-        token=options.token,
-        user_credentials=str(options.credentials) if options.credentials else None,
-        tls=options.tls_context(),
-        allow_reconnect=True,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        ping_interval=options.ping_interval,
-        max_outstanding_pings=3,
-        connect_timeout=int(options.connect_timeout),
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-        closed_cb=on_closed,
-    )
+    try:
+        async with asyncio.timeout(wait):
+            await nc.connect(
+                servers=list(options.servers),
+                name=name,
+                user=options.user,
+                password=options.password,
+                token=options.token,
+                user_credentials=str(options.credentials) if options.credentials else None,
+                tls=options.tls_context(),
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                ping_interval=options.ping_interval,
+                max_outstanding_pings=3,
+                connect_timeout=int(options.connect_timeout),
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+    except TimeoutError:
+        await _discard(nc)
+        raise first.gave_up() from None
+    except BaseException:
+        await _discard(nc)
+        raise
+    first.pending = False
+    if first.attempts:
+        log.info("connected to nats", after_seconds=round(time.monotonic() - first.began, 1))
     return nc
+
+
+async def _discard(nc: NATS) -> None:
+    """Close a connection whose first attempt did not succeed (nats-py may hold a socket or tasks)."""
+    with contextlib.suppress(Exception):
+        await nc.close()

@@ -29,7 +29,7 @@ from typing import Self
 
 from radix.errors import ConfigError, NatsServerError
 
-__all__ = ["ClusterSpec", "EmbeddedCluster", "EmbeddedNats", "find_nats_server"]
+__all__ = ["ClusterSpec", "EmbeddedCluster", "EmbeddedNats", "find_nats_server", "free_port"]
 
 BINARY_ENV = "RADIX_NATS_SERVER"
 
@@ -89,6 +89,11 @@ class EmbeddedNats:
     cluster: ClusterSpec | None = None
     jetstream: bool = True
     max_payload: int | None = None
+    user: str | None = None
+    """With `password`: the one user a client must authenticate as (tests of authorization)."""
+    password: str | None = None
+    token: str | None = None
+    """The one token a client must present (tests of authorization)."""
     binary: Path | None = None
     startup_timeout: float = 15.0
     stop_timeout: float = 10.0
@@ -133,6 +138,11 @@ class EmbeddedNats:
         ]
         if self.max_payload is not None:
             lines.append(f"max_payload: {self.max_payload}")
+        if self.user is not None:
+            user, password = json.dumps(self.user), json.dumps(self.password or "")
+            lines.append(f"authorization {{ user: {user}, password: {password} }}")
+        elif self.token is not None:
+            lines.append(f"authorization {{ token: {json.dumps(self.token)} }}")
         if self.jetstream:
             lines.append(f'jetstream {{ store_dir: "{store_dir}" }}')
         if self.cluster is not None:
@@ -251,7 +261,7 @@ class EmbeddedNats:
         await self.astop()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A port free on 127.0.0.1 now, for a server to bind a moment later.
 
     Drawn below the kernel's ephemeral range when it can be: a port from that range (what binding
@@ -303,7 +313,7 @@ class EmbeddedCluster:
         self.servers: list[EmbeddedNats] = []
         # A JetStream cluster needs its routes configured up front: the route ports are picked
         # here (free ports the OS hands out), so that links can be set up before starting.
-        self.route_ports = [_free_port() for _ in range(size)]
+        self.route_ports = [free_port() for _ in range(size)]
         self.links: dict[tuple[int, int], str] = {}
 
     @property

@@ -16,17 +16,20 @@ __all__ = [
     "ACCEPTED",
     "CONFLICT",
     "ERROR",
+    "OK",
     "REJECTED",
     "CommitBody",
     "LogEntry",
     "RecordedEvent",
     "Reply",
+    "StateReply",
     "Status",
     "commit_decoder",
     "commit_encoder",
     "log_decoder",
     "reply_decoder",
     "reply_encoder",
+    "state_decoder",
     "timestamp",
 ]
 
@@ -100,6 +103,21 @@ class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     duplicate: bool = False
 
 
+#: The status of a read that was answered with the aggregate's state.
+OK: Final = "ok"
+
+
+class StateReply(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The answer to a read (docs/protocol.md, "Reading an aggregate"): `ok` with the aggregate's
+    `version` (0: no events yet) and its `state` as the aggregate shows it, or `error` with a `reason`."""
+
+    status: Literal["ok", "error"]
+    version: int | None = None
+    state: msgspec.Raw = msgspec.Raw(b"null")  # JSON null: left out of an error
+    reason: str | None = None
+
+
+state_decoder: Final = msgspec.json.Decoder(StateReply)
 reply_encoder: Final = msgspec.json.Encoder()
 reply_decoder: Final = msgspec.json.Decoder(Reply)
 log_decoder: Final = msgspec.json.Decoder(LogEntry)

@@ -16,10 +16,14 @@ from typing import Final, NamedTuple
 from radix.errors import InvalidNameError
 
 __all__ = [
+    "COMMANDS",
     "DRAIN",
+    "EVENTS",
     "FORWARD",
+    "LOG",
     "MIGRATE",
     "PREFIX",
+    "READS",
     "STATUS",
     "Address",
     "CommandSubject",
@@ -50,6 +54,7 @@ __all__ = [
     "nodes_bucket",
     "parse_command_subject",
     "parse_stored_subject",
+    "query_subject",
     "queue_group",
     "refusals_bucket",
     "schemas_bucket",
@@ -193,21 +198,35 @@ def invalid_log_subject(namespace: str, context: str) -> str:
     return f"{_scoped(namespace, context)}.log._invalid"
 
 
+def query_subject(address: Address) -> str:
+    """The request/reply subject that reads of one aggregate's state are sent to."""
+    a = address
+    return f"{_scoped(a.namespace, a.context)}.{READS}.{a.aggregate_type}.{a.aggregate_id}"
+
+
+#: The kinds of subject in a context: commands, reads, stored events, command-log entries.
+COMMANDS: Final = "cmd"
+READS: Final = "get"
+EVENTS: Final = "evt"
+LOG: Final = "log"
+
+
 class CommandSubject(NamedTuple):
-    """A subject read as a command subject: its namespace and context, then (when it has them) the
-    aggregate type and the aggregate id, not yet validated (an id with a `.` is several tokens)."""
+    """A subject read as a request to a node: its namespace, context and kind (`COMMANDS`, `READS`), then
+    (when it has them) the aggregate type and the aggregate id, not yet validated (an id with a `.` is
+    several tokens)."""
 
     namespace: str
     context: str
+    kind: str | None
     aggregate_type: str | None
     aggregate_id: str | None
-    is_command: bool
 
 
 def parse_command_subject(subject: str) -> CommandSubject | None:
-    """The parts of a `radix.{ns}.{ctx}.cmd.{Type}.{id}` subject, or None if it has no namespace and context.
+    """The parts of a `radix.{ns}.{ctx}.{kind}.{Type}.{id}` subject, or None if it has no namespace and context.
 
-    `is_command` is False when the subject is not under `cmd`; the type and id are None when missing.
+    The kind, type and id are None when missing.
     """
     tokens = subject.split(".")
     if len(tokens) < 3 or tokens[0] != PREFIX:
@@ -215,9 +234,9 @@ def parse_command_subject(subject: str) -> CommandSubject | None:
     return CommandSubject(
         tokens[1],
         tokens[2],
+        tokens[3] if len(tokens) > 3 else None,
         tokens[4] if len(tokens) > 4 else None,
         ".".join(tokens[5:]) if len(tokens) > 5 else None,
-        len(tokens) > 3 and tokens[3] == "cmd",
     )
 
 

@@ -7,9 +7,11 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -19,7 +21,25 @@ from radix import Address, Client, EmbeddedNats, Node, NodeConfig, PlacementConf
 from radix.cli.messages import intersect
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime.node import NodeState
-from radix.testing import eventually
+from radix.testing import NodeProcess, eventually
+from radix.transport.server import free_port
+from radix.wire.names import context_filter
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+
+
+async def start_radix(*args: str, cwd: Path, stderr: bool = False) -> asyncio.subprocess.Process:
+    """`radix ARGS` left running (stopped by the test, by its handle); its stderr piped if asked for."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "radix",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
+        env=ENV,
+    )
 
 
 async def radix(*args: str, cwd: Path | None = None, timeout: float = 60) -> tuple[int, str, str]:
@@ -32,7 +52,7 @@ async def radix(*args: str, cwd: Path | None = None, timeout: float = 60) -> tup
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        env=ENV,
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
@@ -114,6 +134,7 @@ async def test_send_prints_the_reply(
     reply = json.loads(out)
     assert (reply["status"], reply["version"]) == ("accepted", 1)
     assert reply["events"][0]["issuer"] == "ops"
+    assert reply["node"] in ("cli-a", "cli-b")  # the node that answered (its Radix-Node header)
     code, out, _ = await radix(
         "send",
         namespace,
@@ -139,7 +160,7 @@ async def test_tail_follows_wildcards_across_namespaces(
     one, two = Client(nc, inventory, namespace=namespace), Client(nc, inventory, namespace=f"{namespace}-2")
     await one.send(CreateItem(name="first"), aggregate_id="t-1")
     await two.send(CreateItem(name="other"), aggregate_id="t-2")
-    replay = await tail_from_start(f"radix.{namespace}.inventory.evt.>", nats_server.url)
+    replay = await tail_from_start(context_filter(namespace, "inventory", "evt"), nats_server.url)
     assert replay[0] == 0, replay[2]
     assert replay[1].startswith(f'{namespace} inventory InventoryItem/t-1 v1 ItemCreated {{"name":"first"}}')
     live = asyncio.create_task(
@@ -165,11 +186,19 @@ async def test_tail_follows_wildcards_across_namespaces(
 async def test_tail_shows_the_command_log(
     two_namespaces: tuple[Node, Node], nats_server: EmbeddedNats, namespace: str, nc: NATS
 ) -> None:
-    """Command-log entries show status, type, command id and node."""
-    await Client(nc, inventory, namespace=namespace).send(CreateItem(name="x"), aggregate_id="t-3", command_id="k-3")
-    code, out, _ = await tail_from_start(f"radix.{namespace}.inventory.log.>", nats_server.url)
-    assert code == 0
-    assert f"{namespace} inventory InventoryItem/t-3 accepted CreateItem v1 (command k-3, node " in out
+    """Command-log entries show status, type, command id and node, and a command answered again is marked."""
+    client = Client(nc, inventory, namespace=namespace)
+    await client.send(CreateItem(name="x"), aggregate_id="t-3", command_id="k-3")
+    await client.send(CreateItem(name="x"), aggregate_id="t-3", command_id="k-3")
+    code, out, err = await radix(
+        "tail", context_filter(namespace, "inventory", "log"), "--from-start", "--count", "2", "--nats", nats_server.url
+    )
+    assert code == 0, err
+    first, again = out.splitlines()
+    assert first.startswith(f"{namespace} inventory InventoryItem/t-3 accepted CreateItem v1 (command k-3, node ")
+    assert again.startswith(
+        f"{namespace} inventory InventoryItem/t-3 accepted CreateItem v1 (command k-3, duplicate, node "
+    )
 
 
 async def test_tail_finds_streams_past_the_first_page_of_the_listing(
@@ -182,7 +211,7 @@ async def test_tail_finds_streams_past_the_first_page_of_the_listing(
     try:
         for name in earlier:
             await js.add_stream(name=name, subjects=[f"{name}.x"], storage="memory")
-        code, out, err = await tail_from_start(f"radix.{namespace}.inventory.evt.>", nats_server.url)
+        code, out, err = await tail_from_start(context_filter(namespace, "inventory", "evt"), nats_server.url)
     finally:
         for name in earlier:
             await js.delete_stream(name)
@@ -210,6 +239,10 @@ async def test_status_migrate_and_drain(
     owner = a if a.live_actors else b
     other = b if owner is a else a
     moved = next(f"st-{i}" for i in range(6) if owner.is_live(client_address(namespace, f"st-{i}")))
+    aggregate = f"{namespace}/inventory/InventoryItem/{moved}"
+    code, out, _ = await radix("migrate", aggregate, "--to", owner.node_id, *url)
+    assert code == 1
+    assert json.loads(out)["reason"] == f"{client_address(namespace, moved)} is on {owner.node_id} already"
     code, out, err = await radix("migrate", f"{namespace}/inventory/InventoryItem/{moved}", "--to", other.node_id, *url)
     assert code == 0, out + err
     assert json.loads(out) == {"from": owner.node_id, "ok": True, "to": other.node_id, "ended": "moved"}
@@ -231,19 +264,8 @@ def client_address(namespace: str, aggregate_id: str) -> Address:
 
 async def test_node_without_nats_embeds_a_server(tmp_path: Path) -> None:
     """`radix node` with no --nats starts an embedded server under .radix/, and `radix send` there finds it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "radix",
-        "node",
-        "--namespace",
-        "local",
-        "--context",
-        "radix.examples.inventory",
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    process = await start_radix(
+        "node", "--namespace", "local", "--context", "radix.examples.inventory", cwd=tmp_path, stderr=True
     )
     try:
         await eventually(lambda: (tmp_path / ".radix" / "nats.url").is_file(), timeout=30, what="the url file")
@@ -267,7 +289,7 @@ async def test_node_without_nats_embeds_a_server(tmp_path: Path) -> None:
             process.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
-    assert b"started an embedded nats-server" in err
+    assert b"started a nats-server at nats://127.0.0.1:" in err
     assert not (tmp_path / ".radix" / "nats.url").exists()
 
 
@@ -278,3 +300,139 @@ def test_subject_intersection() -> None:
     assert intersect("radix.*.inventory.evt.>", "radix.ns1.inventory.log.>") is None
     assert intersect("radix.ns1.inventory.evt.Item.a", "radix.ns1.inventory.evt.>") == "radix.ns1.inventory.evt.Item.a"
     assert intersect("radix.*", "radix.ns1.inventory.evt.>") is None
+
+
+@pytest.mark.parametrize(
+    ("credentials", "expected"),
+    [
+        (["--user", "ann", "--password", "wrong"], "refused the authorization of user 'ann'"),
+        (["--token", "wrong"], "refused the authorization of the token given"),
+    ],
+)
+async def test_refused_credentials_end_a_command_at_once_with_one_line(credentials: list[str], expected: str) -> None:
+    """Wrong credentials: `radix status` and `radix send` end at once, non-zero, with one line saying so."""
+    auth = {"user": "ann", "password": "secret"} if "--user" in credentials else {"token": "secret"}
+    async with EmbeddedNats(**auth) as server:  # type: ignore[arg-type]  # user and password, or a token
+        for command in (
+            ["status"],
+            ["send", "ns", "inventory", "InventoryItem", "x", '{"type": "CheckIn", "count": 1}'],
+        ):
+            began = time.monotonic()
+            code, out, err = await radix(*command, "--nats", server.url, *credentials, "--timeout", "3", timeout=20)
+            assert time.monotonic() - began < 10  # the interpreter's start included
+            assert code == 1
+            assert err.strip() == f"radix: NATS at {server.url} {expected}: check the " + (
+                "user and password" if "--user" in credentials else "token"
+            )
+            assert out == ""
+
+
+async def test_an_unreachable_server_ends_a_command_within_its_timeout() -> None:
+    """Nothing listens at the URL: `radix status` and `radix send` give up within `--timeout`, with one line."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    for command in (["status"], ["send", "ns", "inventory", "InventoryItem", "x", '{"type": "CheckIn", "count": 1}']):
+        began = time.monotonic()
+        code, _, err = await radix(*command, "--nats", url, "--timeout", "2", timeout=20)
+        assert time.monotonic() - began < 9
+        assert code == 1
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith(f"radix: cannot reach NATS at {url} (connection refused) within 2s")
+
+
+def node_without_server(port: int, log_dir: Path) -> NodeProcess:
+    """A `radix node` pointed at a port where no server listens (yet), started."""
+    return NodeProcess(
+        nats_url=f"nats://127.0.0.1:{port}",
+        namespace="patient",
+        context="radix.examples.inventory",
+        node_id="patient-1",
+        log_dir=log_dir,
+    ).start()
+
+
+async def test_a_node_waits_for_its_server_and_says_for_how_long(tmp_path: Path) -> None:
+    """`radix node` with its server down keeps trying, saying so once with how long it has tried, then
+    serves once the server is up."""
+    port = free_port()
+    node = node_without_server(port, tmp_path)
+    try:
+
+        def waiting() -> list[dict[str, Any]]:
+            return [r for r in node.log_records() if r["event"] == "cannot reach nats; trying again"]
+
+        await eventually(lambda: bool(waiting()), timeout=30, what="the node saying it cannot reach NATS")
+        assert waiting()[0]["reason"] == "connection refused"
+        async with EmbeddedNats(port=port) as server:
+            nc = await nats.connect(server.url)
+            try:
+                await node.wait_running(nc, timeout=30)
+            finally:
+                await nc.close()
+        assert len(waiting()) <= 3  # one line, and a few more as the time grows: not one a second
+    finally:
+        node.stop()
+
+
+async def test_a_local_cluster_outlives_each_of_its_nodes(tmp_path: Path) -> None:
+    """`radix server` runs the server on its own: every node of a local cluster drains in turn (`radix
+    drain`, which ends cleanly), the others take the aggregates on, and the server stays up to the end."""
+    server = await start_radix("server", cwd=tmp_path)
+    nodes: list[asyncio.subprocess.Process] = []
+    try:
+        await eventually(lambda: (tmp_path / ".radix" / "nats.url").is_file(), timeout=30, what="the url file")
+        url = (tmp_path / ".radix" / "nats.url").read_text().strip()
+        for n in range(3):
+            nodes.append(
+                await start_radix(
+                    "node",
+                    "--namespace",
+                    "local",
+                    "--context",
+                    "radix.examples.inventory",
+                    "--node-id",
+                    f"local-{n}",
+                    cwd=tmp_path,
+                )
+            )
+        nc = await nats.connect(url)
+        client = Client(nc, inventory, namespace="local")
+        for i in range(6):
+            await client.send(CreateItem(name="x"), aggregate_id=f"l-{i}", timeout=30)
+        for n in range(3):
+            code, out, err = await radix("drain", f"local-{n}", "--namespace", "local", cwd=tmp_path, timeout=60)
+            assert (code, err) == (0, ""), out
+            assert f"local-{n} has handed off its aggregates and left" in out
+            assert await nodes[n].wait() == 0
+            if n < 2:  # the last node drained holds them no more: they wait, stored, for the next node
+                for i in range(6):
+                    assert (await client.send(CheckIn(count=1), aggregate_id=f"l-{i}", timeout=30)).version == n + 2
+        await nc.close()
+        assert server.returncode is None  # the server stayed up throughout
+        code, out, err = await radix("status", "--namespace", "local", cwd=tmp_path)
+        assert (code, err) == (0, "")
+        assert "namespace local: 0 live node(s)" in out
+    finally:
+        for process in (*nodes, server):
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), 30)
+    assert server.returncode == 0
+    assert not (tmp_path / ".radix" / "nats.url").exists()
+
+
+async def test_a_node_waiting_for_its_server_stops_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM to a node still waiting for NATS stops it at once, cleanly: it holds nothing to hand over."""
+    node = node_without_server(free_port(), tmp_path)
+    try:
+        await eventually(
+            lambda: any(r["event"] == "cannot reach nats; trying again" for r in node.log_records()),
+            timeout=30,
+            what="the node waiting for NATS",
+        )
+        node.signal(signal.SIGTERM)
+        process = node.process
+        assert process is not None
+        await eventually(lambda: process.poll() is not None, timeout=10, what="the node exiting")
+        assert process.returncode == 0
+    finally:
+        node.stop()

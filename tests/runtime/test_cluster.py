@@ -31,7 +31,7 @@ from radix.store.kv import KVBucket
 from radix.store.placement import KVPlacement
 from radix.testing import eventually, open_inboxes
 from radix.wire import H_COMMAND_ID, H_HOPS, H_REPLY_TO, H_SUBJECT
-from radix.wire.names import FORWARD, MIGRATE, command_subject, leases_bucket, node_subject
+from radix.wire.names import FORWARD, MIGRATE, command_subject, leases_bucket, node_subject, query_subject
 
 FAST = {"liveness_ttl": 2, "rebalance_interval": 0.2, "forward_timeout": 0.5}
 
@@ -120,6 +120,24 @@ async def test_commands_reach_the_single_owner(cluster: Cluster, nc: NATS, names
     assert len({next(iter(n)) for n in answered_by.values()}) > 1  # the work is spread
     assert sum(n.counts["accepted"] for n in cluster.nodes.values()) == 72
     await eventually(cluster.converged, what="lease caches converge")
+
+
+async def test_reads_reach_the_single_owner(cluster: Cluster, client: Client, nc: NATS, namespace: str) -> None:
+    """Whichever node receives a read, the aggregate's owner answers it from its live state."""
+    for node_id in ("n1", "n2", "n3"):
+        await cluster.start(node_id)
+    for i in range(6):
+        await client.send(CreateItem(name="x"), aggregate_id=f"read-{i}")
+        await client.send(CheckIn(count=i + 1), aggregate_id=f"read-{i}")
+    for _ in range(3):
+        for i in range(6):
+            reply = await nc.request(query_subject(cluster.address(f"read-{i}")), b"", timeout=5)
+            owner = cluster.owner_of(f"read-{i}")
+            assert owner is not None
+            assert reply.headers is not None
+            assert reply.headers["Radix-Node"] == owner.node_id
+            body = msgspec.json.decode(reply.data)
+            assert (body["version"], body["state"]) == (2, {"name": "x", "count": i + 1})
 
 
 async def test_ownership_cache_converges_after_joins_and_leaves(cluster: Cluster, client: Client) -> None:

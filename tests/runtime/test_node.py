@@ -19,6 +19,7 @@ from radix import (
     CommandRejectedError,
     CommandTimeoutError,
     IntakeConfig,
+    InvalidNameError,
     JetStreamEventStore,
     Node,
     NodeConfig,
@@ -31,6 +32,7 @@ from radix.examples.inventory import (
     CreateItem,
     ItemsCheckedIn,
     ItemsRemoved,
+    ItemState,
     Remove,
     inventory,
 )
@@ -40,7 +42,7 @@ from radix.runtime.node import NodeState
 from radix.runtime.ports import LeaseHolder
 from radix.store import Cause, Commit
 from radix.testing import eventually, open_inboxes
-from radix.wire.names import command_subject, event_subject, events_stream
+from radix.wire.names import command_subject, event_subject, events_stream, query_subject
 from tests.gadgets import Corrupt, Explode, Poke, Refuse, Scribble, gadgets
 from tests.reading import commit_count, log_entries
 
@@ -100,7 +102,8 @@ async def test_true_conflict_and_stale_but_compatible(node: Node, client: Client
     with pytest.raises(CommandConflictError) as info:
         await client.send(Remove(count=2), aggregate_id="sku-3", expected_version=seen)
     assert info.value.reason == "3 item(s) were removed concurrently; check the stock and try again"
-    assert [(e.type, e.version) for e in info.value.conflicts] == [("ItemsRemoved", 3)]
+    assert [(e.type, e.version) for e in info.value.records] == [("ItemsRemoved", 3)]
+    assert info.value.conflicts == (ItemsRemoved(count=3),)  # decoded, as an accepted command's events are
     accepted = await client.send(CheckIn(count=1), aggregate_id="sku-3", expected_version=seen)
     assert accepted.version == 4
     current = await client.send(Remove(count=2), aggregate_id="sku-3", expected_version=4)
@@ -126,7 +129,7 @@ async def test_a_conflict_check_after_parking_reads_only_the_recent_commits(
     monkeypatch.setattr(node.store, "read", spy)
     with pytest.raises(CommandConflictError) as info:
         await client.send(Remove(count=2), aggregate_id="sku-r", expected_version=seen)
-    assert [(e.type, e.version) for e in info.value.conflicts] == [("ItemsRemoved", 22)]
+    assert [(e.type, e.version) for e in info.value.records] == [("ItemsRemoved", 22)]
     first = (await original(Address(namespace, "inventory", "InventoryItem", "sku-r")))[0].position
     assert reads
     assert all(start > first for start in reads)
@@ -151,7 +154,7 @@ async def test_a_conflict_check_never_misses_events_a_lagging_replica_lacks(
     monkeypatch.setattr(node.store, "read", lagging)
     with pytest.raises(CommandConflictError) as info:
         await client.send(Remove(count=2), aggregate_id="sku-lag", expected_version=seen)
-    assert [(e.type, e.version) for e in info.value.conflicts] == [("ItemsRemoved", 3)]
+    assert [(e.type, e.version) for e in info.value.records] == [("ItemsRemoved", 3)]
     assert from_leader == [False, True]
 
 
@@ -660,3 +663,42 @@ async def test_commands_past_the_route_cache_are_served(
                     CreateItem(name="r") if round_ == 1 else CheckIn(count=1), aggregate_id=f"r-{n}"
                 )
                 assert accepted.version == round_
+
+
+async def test_an_aggregate_is_read_from_its_owners_live_state(
+    node: Node, client: Client, nc: NATS, namespace: str
+) -> None:
+    """A read answers the aggregate's version and state, after every command acknowledged before it; over
+    the wire with any NATS client, and through the client with the state typed."""
+    await client.send(CreateItem(name="w"), aggregate_id="r-1")
+    await client.send(CheckIn(count=3), aggregate_id="r-1")
+    read = await client.read("InventoryItem", "r-1")
+    assert (read.version, read.state) == (2, ItemState(name="w", count=3))
+    subject = query_subject(Address(namespace, "inventory", "InventoryItem", "r-1"))
+    raw = await nc.request(subject, b"", timeout=5)
+    assert raw.headers is not None
+    assert (raw.headers["Radix-Status"], raw.headers["Radix-Node"]) == ("ok", "node-a")
+    assert msgspec.json.decode(raw.data) == {"status": "ok", "version": 2, "state": {"name": "w", "count": 3}}
+    sends = [client.send(CheckIn(count=1), aggregate_id="r-1") for _ in range(20)]
+    await asyncio.gather(*sends)
+    assert (await client.read("InventoryItem", "r-1")).version == 22
+
+
+async def test_an_aggregate_never_written_reads_as_its_initial_state(node: Node, client: Client) -> None:
+    """No events yet: version 0 and the aggregate's initial state, not an error."""
+    read = await client.read("InventoryItem", "nobody")
+    assert (read.version, read.state) == (0, ItemState())
+
+
+async def test_an_aggregate_shows_its_state_its_own_way(node: Node, nc: NATS, namespace: str) -> None:
+    """An aggregate that defines `show` is read as it shows itself; a bad address is a clear error."""
+    gadgets_client = Client(nc, gadgets, namespace=namespace)
+    await gadgets_client.send(Poke(), aggregate_id="g-show")
+    read = await gadgets_client.read("Gadget", "g-show")
+    assert (read.version, read.state) == (1, {"events": 1, "note": "shown by the aggregate's own rule"})
+    bad = await nc.request(f"radix.{namespace}.gadgets.get.Gadget.a.b", b"", timeout=5)
+    body = msgspec.json.decode(bad.data)
+    assert body["status"] == "error"
+    assert body["reason"].startswith("invalid aggregate id 'a.b'")
+    with pytest.raises(InvalidNameError, match="invalid aggregate type 'Nope'"):
+        await gadgets_client.read("Nope", "x")

@@ -23,7 +23,7 @@ from radix import (
     VersionConflictError,
     Writer,
 )
-from radix.wire.names import event_subject, events_stream
+from radix.wire.names import context_filter, event_subject, events_stream
 
 
 def event(n: int, *, size: int = 0) -> EventData:
@@ -272,7 +272,7 @@ class TestJetStreamEventStore(StoreContract):
         await store.append(address, [event(1)], expected_version=0, command_id="c1")
         info = await nc.jetstream().stream_info(events_stream(address.namespace, address.context))
         config = info.config
-        assert config.subjects == [f"radix.{address.namespace}.shop.evt.>"]
+        assert config.subjects == [context_filter(address.namespace, "shop", "evt")]
         assert config.storage == "file"
         assert (config.allow_direct, config.allow_atomic, config.deny_delete) == (True, True, True)
         assert config.duplicate_window == 120

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from radix import ActorConfig, CommandConflictError, CommandFailedError, CommandRejectedError, RadixError
-from radix.examples.bank import Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
+from radix.examples.bank import Balance, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
 from radix.examples.inventory import CheckIn, CreateItem, ItemsCheckedIn, inventory
 from radix.testing import InMemoryRuntime
 
@@ -51,7 +51,7 @@ async def test_a_stale_command_meets_the_conflict_rule() -> None:
         await runtime.send(Withdraw(amount=3), aggregate_id="acc-3")
         with pytest.raises(CommandConflictError, match="3 was withdrawn concurrently") as conflict:
             await runtime.send(Withdraw(amount=1), aggregate_id="acc-3", expected_version=2)
-        assert [e.type for e in conflict.value.conflicts] == ["Withdrawn"]
+        assert conflict.value.conflicts == (Withdrawn(amount=3),)
         assert (await runtime.send(Deposit(amount=1), aggregate_id="acc-3", expected_version=2)).version == 4
         with pytest.raises(CommandFailedError, match="ahead of the aggregate's version 4"):
             await runtime.send(Deposit(amount=1), aggregate_id="acc-3", expected_version=9)
@@ -88,3 +88,13 @@ async def test_a_command_of_no_context_it_runs_is_refused() -> None:
     async with InMemoryRuntime([bank]) as runtime:
         with pytest.raises(RadixError, match="CheckIn is a command of none of bank"):
             await runtime.send(CheckIn(count=1), aggregate_id="x")
+
+
+async def test_an_aggregate_is_read_as_a_node_reads_it() -> None:
+    """A read through the in-memory runtime answers the version and typed state after what came before it."""
+    async with InMemoryRuntime([bank]) as runtime:
+        assert (await runtime.read("Account", "acc-9")).version == 0
+        await runtime.send(Open(owner="ann"), aggregate_id="acc-9")
+        await runtime.send(Deposit(amount=7), aggregate_id="acc-9")
+        read = await runtime.read("Account", "acc-9")
+        assert (read.version, read.state) == (2, Balance(owner="ann", balance=7))
