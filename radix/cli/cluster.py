@@ -11,10 +11,12 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.js import errors as js_errors
 
 from radix import wire
-from radix.cli.common import connected, print_json
+from radix.cli.common import connected, left, print_json
 from radix.errors import RadixError
+from radix.observability.logs import logged
 from radix.store.kv import KVBucket
 from radix.store.streams import all_streams
 from radix.wire.names import (
@@ -42,8 +44,12 @@ async def _namespaces(nc: NATS, given: Sequence[str] | None) -> list[str]:
     return sorted(namespace for namespace in found if namespace is not None)
 
 
-async def _live_nodes(nc: NATS, namespace: str) -> list[str]:
+async def _live_nodes(nc: NATS, namespace: str, timeout: float) -> list[str]:
     bucket = KVBucket(nc, nodes_bucket(namespace))
+    try:
+        await nc.jetstream().stream_info(bucket.stream)
+    except js_errors.NotFoundError:
+        raise RadixError(f"no Radix namespace {namespace!r} on this NATS: no node ever served it") from None
     ready = asyncio.Event()
     found: dict[str, bool] = {}
 
@@ -52,9 +58,11 @@ async def _live_nodes(nc: NATS, namespace: str) -> list[str]:
             found[entry.key] = entry.value is not None
 
     async with asyncio.TaskGroup() as group:
-        watcher = group.create_task(collect())
+        watcher = group.create_task(logged(collect(), "watching the nodes failed"))
         try:
-            await asyncio.wait_for(ready.wait(), timeout=5)
+            await asyncio.wait_for(ready.wait(), timeout=timeout)
+        except TimeoutError:
+            raise RadixError(f"the nodes of namespace {namespace!r} could not be listed within {timeout:g}s") from None
         finally:
             watcher.cancel()
     return sorted(k for k, live in found.items() if live)
@@ -66,13 +74,14 @@ async def _ask(nc: NATS, namespace: str, node: str, verb: str, body: bytes = b""
 
 
 async def status(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
         report: dict[str, list[dict[str, Any]]] = {}
         for namespace in await _namespaces(nc, args.namespace):
             rows = report.setdefault(namespace, [])
-            for node in await _live_nodes(nc, namespace):
+            for node in await _live_nodes(nc, namespace, left(deadline)):
                 try:
-                    rows.append(await _ask(nc, namespace, node, STATUS))
+                    rows.append(await _ask(nc, namespace, node, STATUS, timeout=min(2.0, left(deadline))))
                 except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
                     rows.append({"node": node, "state": "not answering"})
     if args.json:
@@ -104,6 +113,7 @@ def _parse_aggregate(text: str) -> Address:
 async def migrate(args: argparse.Namespace) -> int:
     address = _parse_aggregate(args.aggregate)
     placement_key = args.lease_key or default_placement_key(address.aggregate_type, address.aggregate_id)
+    deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
         entry = await KVBucket(nc, leases_bucket(address.namespace)).get(lease_key(address.context, placement_key))
         if entry.value is None:
@@ -111,7 +121,11 @@ async def migrate(args: argparse.Namespace) -> int:
             return 1
         owner = wire.lease_decoder.decode(entry.value).node
         request = wire.MigrateRequest(address.context, address.aggregate_type, address.aggregate_id, args.to)
-        result = await _ask(nc, address.namespace, owner, MIGRATE, wire.control_encoder.encode(request), timeout=35)
+        body = wire.control_encoder.encode(request)
+        try:
+            result = await _ask(nc, address.namespace, owner, MIGRATE, body, timeout=left(deadline))
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            raise RadixError(f"{owner}, the owner of {address}, did not answer within {args.timeout:g}s") from None
     print_json({"from": owner, **result})
     return 0 if result.get("ok") else 1
 
@@ -122,13 +136,15 @@ async def drain(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
         try:
-            await _ask(nc, namespace, args.node, DRAIN)
+            await _ask(nc, namespace, args.node, DRAIN, timeout=min(2.0, left(deadline)))
         except nats.errors.NoRespondersError:
             raise RadixError(f"no node {args.node!r} is live in namespace {namespace!r}") from None
+        except nats.errors.TimeoutError:
+            raise RadixError(f"node {args.node!r} did not answer the request to drain") from None
         print(f"draining {args.node}...", flush=True)
         while time.monotonic() < deadline:
             try:
-                status = await _ask(nc, namespace, args.node, STATUS, timeout=0.5)
+                status = await _ask(nc, namespace, args.node, STATUS, timeout=min(0.5, left(deadline)))
                 print(f"  {status['state']}: {status['live_actors']} live aggregates left", flush=True)
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
                 print(f"{args.node} has handed off its aggregates and left", flush=True)

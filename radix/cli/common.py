@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,17 @@ from radix.domain import BoundedContext
 from radix.errors import RadixError
 from radix.transport.connection import ConnectOptions, connect
 
-__all__ = ["DEFAULT_URL", "URL_FILE", "connected", "load_context", "options", "plain", "print_json", "servers"]
+__all__ = [
+    "DEFAULT_URL",
+    "URL_FILE",
+    "connected",
+    "left",
+    "load_context",
+    "options",
+    "plain",
+    "print_json",
+    "servers",
+]
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 #: Where `radix node` notes the URL of the nats-server it embedded, for the other commands to find.
@@ -85,6 +96,11 @@ async def connected(args: argparse.Namespace) -> AsyncIterator[NATS]:
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+def left(deadline: float) -> float:
+    """What is left until a command's deadline (its `--timeout` from its start): a moment at least."""
+    return max(deadline - time.monotonic(), 0.1)
 
 
 def plain(value: Any) -> Any:

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from radix import wire
-from radix.cli.common import connected, plain, print_json
+from radix.cli.common import connected, left, plain, print_json
 from radix.client import SendOptions, command_headers, request, request_command
 from radix.errors import RadixError, ReadTimeoutError
 from radix.store.streams import all_streams
@@ -48,7 +48,7 @@ async def send(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
         reply, node = await request_command(
-            nc, command_subject(address), args.body.encode(), headers, timeout=_left(deadline), attempt_timeout=2.0
+            nc, command_subject(address), args.body.encode(), headers, timeout=left(deadline), attempt_timeout=2.0
         )
     print_json({**plain(reply), "node": node})
     return 0 if reply.status == wire.ACCEPTED else 1
@@ -63,18 +63,13 @@ async def get(args: argparse.Namespace) -> int:
             subject,
             b"",
             None,
-            timeout=_left(deadline),
+            timeout=left(deadline),
             attempt_timeout=2.0,
             timed_out=ReadTimeoutError(subject, args.timeout),
         )
     reply = wire.state_decoder.decode(msg.data)
     print_json({**plain(reply), "node": (msg.headers or {}).get(wire.H_NODE)})
     return 0 if reply.status == wire.OK else 1
-
-
-def _left(deadline: float) -> float:
-    """What is left of a command's `--timeout` once it has connected (a moment at least)."""
-    return max(deadline - time.monotonic(), 0.1)
 
 
 def intersect(a: str, b: str) -> str | None:

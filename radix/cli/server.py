@@ -8,10 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-import nats
-
 from radix.cli.common import URL_FILE
-from radix.errors import RadixError
+from radix.errors import NatsConnectionError, RadixError
+from radix.transport.connection import ConnectOptions, connect
 from radix.transport.server import EmbeddedNats
 
 __all__ = ["run", "serving_here"]
@@ -26,9 +25,9 @@ async def serving_here() -> str | None:
         return None
     url = URL_FILE.read_text().strip()
     try:
-        probe = await nats.connect(url, allow_reconnect=False, connect_timeout=1)
-    except Exception:
-        URL_FILE.unlink(missing_ok=True)
+        probe = await connect(ConnectOptions(servers=[url]), name="radix probe", wait=2.0)
+    except NatsConnectionError:
+        URL_FILE.unlink(missing_ok=True)  # left by a server that is gone (killed, say)
         return None
     await probe.close()
     return url

@@ -5,6 +5,24 @@ Only the logs are imported here: every layer logs, while metrics (prometheus_cli
 (nats.micro) are the runtime's, imported from their modules.
 """
 
-from radix.observability.logs import bind, bound, configure_logging, logged, logger
+from radix.observability.logs import (
+    bind,
+    bound,
+    configure_logging,
+    in_actor,
+    logged,
+    logger,
+    merge_runtime_context,
+    on_command,
+)
 
-__all__ = ["bind", "bound", "configure_logging", "logged", "logger"]
+__all__ = [
+    "bind",
+    "bound",
+    "configure_logging",
+    "in_actor",
+    "logged",
+    "logger",
+    "merge_runtime_context",
+    "on_command",
+]

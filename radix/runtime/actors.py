@@ -177,6 +177,8 @@ class Actors:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
                 task.cancel()
+            if pending:  # let them run their `finally`, which settles them (their leases, their leftovers)
+                await asyncio.wait(pending)
         await self.settled(timeout)
 
     async def settled(self, timeout: float) -> None:

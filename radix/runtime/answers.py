@@ -104,7 +104,7 @@ class Replies:
 
     async def refuse(self, subject: str, headers: dict[str, str], reply_to: str | None, bad: BadCommand) -> None:
         """Answer a command that reached no actor with an `error`, count it and log it where it can be."""
-        logger.info("bad request", subject=subject, reason=bad.reason, command_id=bad.command_id)
+        logger.info("bad command", subject=subject, reason=bad.reason, command_id=bad.command_id)
         parts = parse_command_subject(subject)
         if parts is not None and parts.kind == READS:
             await self.state(reply_to, wire.StateReply(status=wire.ERROR, reason=bad.reason))

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 
 from radix.errors import KeyChangedError, LivenessLostError, StoreError
-from radix.observability.logs import logger
+from radix.observability.logs import logged, logger
 from radix.store.placement import KVPlacement
 
 __all__ = ["Membership"]
@@ -61,7 +61,7 @@ class Membership:
             await placement.renew()
             return True
         except LivenessLostError as e:
-            await self._lost(namespace, placement, e)
+            await logged(self._lost(namespace, placement, e), "stepping down failed")
         except Exception as e:  # whatever the store says, the heartbeat goes on
             logger.warning("liveness not renewed; retrying", namespace=namespace, error=repr(e))
         return False

@@ -33,7 +33,7 @@ from nats.aio.client import Client as NATS
 from radix import wire
 from radix.domain import BoundedContext
 from radix.errors import RadixError
-from radix.observability.logs import bind, logger
+from radix.observability.logs import bind, logged, logger
 from radix.observability.metrics import Metrics
 from radix.runtime.config import NodeConfig
 from radix.runtime.hosting import Hosting
@@ -121,6 +121,7 @@ class Node(Service):
             self._state = NodeState.STARTING
             self._ready = asyncio.get_running_loop().create_future()
             self._supervisor = asyncio.create_task(self._supervise(), name=f"radix node {self.node_id}")
+            self._supervisor.add_done_callback(self._supervised)
         if self._state is not NodeState.STARTING:
             return self
         assert self._ready is not None
@@ -186,15 +187,30 @@ class Node(Service):
         finally:
             await asyncio.shield(self.stop())
 
+    def _supervised(self, supervisor: asyncio.Task[None]) -> None:
+        """The supervisor ended: the node is stopped (also when a stop cancelled it before its first step)."""
+        self._state = NodeState.STOPPED
+        self._stopped.set()
+
     async def _supervise(self) -> None:
         """Own the node's task group: wire the parts, serve until asked to stop, unwind in reverse order."""
         bind(node=self.node_id)
         try:
-            async with _Tasks() as group, contextlib.AsyncExitStack() as stack:
+            async with (
+                contextlib.AsyncExitStack() as closing,
+                _Tasks() as group,
+                contextlib.AsyncExitStack() as stack,
+            ):
                 self._tasks = group
                 try:
                     self._parts = await wire_node(
-                        self._connect, config=self.config, hosting=self._hosting, hooks=self, group=group, stack=stack
+                        self._connect,
+                        config=self.config,
+                        hosting=self._hosting,
+                        hooks=self,
+                        group=group,
+                        stack=stack,
+                        closing=closing,
                     )
                 except Exception as e:
                     self._start_error = e
@@ -221,7 +237,7 @@ class Node(Service):
         started = time.monotonic()
         logger.info("draining", live_actors=len(parts.actors))
         await parts.stop_intake()
-        handoffs = group.create_task(parts.migrations.hand_off_all())
+        handoffs = group.create_task(logged(parts.migrations.hand_off_all(), "handing off failed"))
         interrupted = group.create_task(self._stop_asked.wait())
         await asyncio.wait([handoffs, interrupted], return_when=asyncio.FIRST_COMPLETED)
         handoffs.cancel()

@@ -24,6 +24,7 @@ from radix.store.refusals import fitted
 
 if TYPE_CHECKING:  # annotations only: the actor module imports this one
     from radix.runtime.actor import AggregateActor
+    from radix.runtime.history import ActorHistory
 
 __all__ = ["SupersededError", "read", "take"]
 
@@ -84,18 +85,25 @@ async def read(actor: AggregateActor, envelope: Envelope) -> None:
         try:
             if history.stale or await actor.ports.events.head(actor.address) != history.position:
                 await _reload(actor)
-            shown = msgspec.json.encode(history.codec.aggregate.show(history.state))
-            reply = wire.StateReply(status=wire.OK, version=history.version, state=msgspec.Raw(shown))
         except SupersededError:
             raise
-        except (TypeError, ValueError) as e:
-            reason = f"the state of {history.codec.type_name} cannot be shown as JSON ({e}): define its `show`"
-            reply = wire.StateReply(status=wire.ERROR, reason=reason)
         except Exception as e:
             logger.warning("read failed", error=repr(e))
             history.stale = True
             reply = wire.StateReply(status=wire.ERROR, reason=f"the aggregate could not be read: {e}; retry")
+        else:
+            reply = _shown(history)
     await actor.ports.answers.state(envelope.reply_to, reply)
+
+
+def _shown(history: ActorHistory) -> wire.StateReply:
+    """The aggregate's version and state as it shows it; an error if `show` fails or gives no JSON value."""
+    try:
+        shown = msgspec.json.encode(history.codec.aggregate.show(history.state))
+    except Exception as e:
+        reason = f"the state of {history.codec.type_name} cannot be shown as JSON ({e!r}): see its `show`"
+        return wire.StateReply(status=wire.ERROR, reason=reason)
+    return wire.StateReply(status=wire.OK, version=history.version, state=msgspec.Raw(shown))
 
 
 async def _handle(actor: AggregateActor, batch: list[Envelope]) -> list[wire.Reply]:

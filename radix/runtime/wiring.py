@@ -111,13 +111,15 @@ async def wire_node(
     hooks: NodeHooks,
     group: asyncio.TaskGroup,
     stack: contextlib.AsyncExitStack,
+    closing: contextlib.AsyncExitStack,
 ) -> Parts:
     """Connect and start every part of a node, each undo pushed on `stack` as it is started; every task
-    goes to `group`."""
+    goes to `group`. The connection's close goes on `closing`, undone once the group's tasks have ended
+    (a forward or a snapshot write still running needs it)."""
     node_id = config.node_id
     if isinstance(nats, ConnectOptions):
         nc = await connect(nats, name=f"radix {node_id}")
-        stack.push_async_callback(_undo, "closing the connection", nc.close)
+        closing.push_async_callback(_undo, "closing the connection", nc.close)
     else:
         nc = nats
     await check_server(nc)
@@ -126,8 +128,8 @@ async def wire_node(
     snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)
     refusals = KVRefusalStore(nc, replicas=replicas, timeout=timeout)
     command_log = CommandLog(nc, max_age=config.command_log.max_age, replicas=replicas)
-    for closing in (store.close, snapshots.close, refusals.close):
-        stack.push_async_callback(_undo, "closing the stores", closing)
+    for close in (store.close, snapshots.close, refusals.close):
+        stack.push_async_callback(_undo, "closing the stores", close)
     await command_log.start(group)
     stack.push_async_callback(_undo, "flushing the command log", command_log.flush, config.command_log.flush_timeout)
 

@@ -23,7 +23,7 @@ from typing import Any, Self, Unpack
 from radix import wire
 from radix.client import Accepted, AggregateState, SendOptions, command_headers, outcome, state_of
 from radix.domain import BoundedContext, Command, Event, encode_command
-from radix.errors import RadixError
+from radix.errors import CommandTimeoutError, RadixError, ReadTimeoutError
 from radix.runtime.actor import AggregateActor
 from radix.runtime.actors import Actors
 from radix.runtime.answers import entry_of
@@ -56,9 +56,12 @@ class InMemoryRuntime(Service):
         namespace: str = "test",
         config: ActorConfig | None = None,
         node_id: str = "memory",
+        timeout: float = 30.0,
     ) -> None:
         self.namespace = namespace
         self.node_id = node_id
+        self.timeout = timeout
+        """How long `send`, `reply` and `read` wait for an answer before they raise, as a client's timeout."""
         self._contexts = {c.name: c for c in contexts}
         self._hosting = Hosting({namespace: contexts})
         self._settings = ActorSettings.of(config or ActorConfig(), DEFAULT_MAX_PAYLOAD)
@@ -82,7 +85,11 @@ class InMemoryRuntime(Service):
         if self._supervisor is None:
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._supervisor = asyncio.create_task(self._supervise(ready))
-            await asyncio.wait([ready, self._supervisor], return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait([ready, self._supervisor], return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                await self.stop()
+                raise
             if self._supervisor.done():
                 self._supervisor.result()  # raises what failed
         return self
@@ -112,8 +119,10 @@ class InMemoryRuntime(Service):
                 pace=pace,
                 reroute=self._reroute,
             )
+            sweep = group.create_task(self._actors.passivate_idle())
             ready.set_result(None)
             await self._stopping.wait()
+            sweep.cancel()
             await self._actors.stop_all(timeout=30.0)
         await self._placement.deregister()
 
@@ -151,7 +160,10 @@ class InMemoryRuntime(Service):
             headers=headers,
             received=time.monotonic(),
         )
-        reply: wire.Reply = await self._answered(actors, address, envelope)
+        try:
+            reply: wire.Reply = await self._answered(actors, address, envelope)
+        except TimeoutError:
+            raise CommandTimeoutError(command_id, envelope.subject, self.timeout) from None
         return reply
 
     async def read(self, aggregate_type: str, aggregate_id: str) -> AggregateState:
@@ -172,7 +184,10 @@ class InMemoryRuntime(Service):
             headers={},
             received=time.monotonic(),
         )
-        reply: wire.StateReply = await self._answered(actors, address, envelope)
+        try:
+            reply: wire.StateReply = await self._answered(actors, address, envelope)
+        except TimeoutError:
+            raise ReadTimeoutError(envelope.subject, self.timeout) from None
         return state_of(context, aggregate_type, reply, subject=envelope.subject)
 
     async def _answered(self, actors: Actors, address: Address, envelope: Envelope) -> Any:
@@ -182,7 +197,8 @@ class InMemoryRuntime(Service):
         self._waiting[envelope.reply_to] = answered
         try:
             self._deliver(actors, address, envelope)
-            return await answered
+            async with asyncio.timeout(self.timeout):
+                return await answered
         finally:
             del self._waiting[envelope.reply_to]
 

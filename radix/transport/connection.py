@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from radix.errors import ConfigError, NatsAuthorizationError, NatsTlsError, NatsUnreachableError
 from radix.observability.logs import logger
 
-__all__ = ["ConnectOptions", "connect"]
+__all__ = ["ConnectOptions", "connect", "shown_url"]
 
 #: The pause between attempts to make the first connection doubles up to this (seconds).
 MAX_BACKOFF = 5.0
@@ -83,6 +83,7 @@ class _FirstConnection:
         self.name = name
         self.began = time.monotonic()
         self.pending = True
+        self.discarded = False  # the first connection failed and is being closed: what that meets is no news
         self.reason = ""
         self.attempts = 0
         self._said = ""
@@ -103,7 +104,7 @@ class _FirstConnection:
             logger.warning(
                 "cannot reach nats; trying again",
                 connection=self.name,
-                servers=list(self.options.servers),
+                servers=[shown_url(u) for u in self.options.servers],
                 reason=self.reason,
                 trying_for=trying_for,
             )
@@ -114,14 +115,22 @@ class _FirstConnection:
         await asyncio.sleep(min(2 ** min(self.attempts, 4) / 4, MAX_BACKOFF))
 
     def gave_up(self) -> NatsUnreachableError:
-        servers = ", ".join(self.options.servers)
+        servers = ", ".join(shown_url(u) for u in self.options.servers)
         reason = f" ({self.reason})" if self.reason else ""
         return NatsUnreachableError(
             f"cannot reach NATS at {servers}{reason} within {self.wait:g}s: start the server, or pass "
             "--nats URL (or set RADIX_NATS)",
-            servers=tuple(self.options.servers),
+            servers=tuple(shown_url(u) for u in self.options.servers),
             reason=self.reason,
         )
+
+
+def shown_url(url: str) -> str:
+    """A server URL fit for logs and errors: any `user:password@` left out."""
+    scheme, found, rest = url.partition("://")
+    if not found or "@" not in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://{rest.split('@', 1)[1]}"
 
 
 def _is_refused_authorization(error: Exception) -> bool:
@@ -151,8 +160,11 @@ async def connect(options: ConnectOptions, *, name: str, wait: float | None = No
     first = _FirstConnection(options, wait, name)
 
     async def on_error(error: Exception) -> None:
+        if first.discarded:
+            return
         if first.pending:
             url = nc._current_server.uri.geturl() if nc._current_server else ", ".join(options.servers)
+            url = ", ".join(shown_url(u) for u in url.split(", "))
             await first.failed(error, url)
         else:
             log.warning("nats error", error=repr(error))
@@ -162,10 +174,10 @@ async def connect(options: ConnectOptions, *, name: str, wait: float | None = No
             log.warning("nats disconnected")
 
     async def on_reconnected() -> None:
-        log.info("nats reconnected", server=str(nc.connected_url.geturl() if nc.connected_url else None))
+        log.info("nats reconnected", server=shown_url(nc.connected_url.geturl()) if nc.connected_url else None)
 
     try:
-        async with asyncio.timeout(wait):
+        async with asyncio.timeout(wait) as limit:
             await nc.connect(
                 servers=list(options.servers),
                 name=name,
@@ -185,9 +197,13 @@ async def connect(options: ConnectOptions, *, name: str, wait: float | None = No
                 reconnected_cb=on_reconnected,
             )
     except TimeoutError:
+        first.discarded = True
         await _discard(nc)
+        if not limit.expired():
+            raise
         raise first.gave_up() from None
     except BaseException:
+        first.discarded = True
         await _discard(nc)
         raise
     first.pending = False

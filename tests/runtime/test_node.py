@@ -606,6 +606,18 @@ async def test_shutdown_answers_everything_queued_and_is_idempotent(nc: NATS, na
     await eventually(lambda: asyncio.all_tasks() <= tasks_before, timeout=2, what="no task left")
 
 
+async def test_a_stop_asked_before_the_node_takes_its_first_step_stops_it(nc: NATS, namespace: str) -> None:
+    """A stop that lands before the node's supervisor has run at all still leaves it stopped: `start`
+    returns, and whoever waits for the stop is woken."""
+    node = Node({namespace: [inventory]}, nats=nc)
+    asyncio.get_running_loop().call_soon(node.request_stop)  # runs after start() has made the supervisor
+    async with asyncio.timeout(5):
+        assert await node.start() is node
+        await node.wait_stopped()
+    assert node.state is NodeState.STOPPED
+    await node.stop()  # and stopping again is harmless
+
+
 async def test_run_serves_until_cancelled(nc: NATS, namespace: str, client: Client) -> None:
     """`Node.run()` serves until its task is cancelled, then stops cleanly."""
     node = Node({namespace: [inventory]}, nats=nc)

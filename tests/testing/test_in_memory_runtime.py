@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from radix import ActorConfig, CommandConflictError, CommandFailedError, CommandRejectedError, RadixError
+from radix import (
+    ActorConfig,
+    CommandConflictError,
+    CommandFailedError,
+    CommandRejectedError,
+    CommandTimeoutError,
+    RadixError,
+)
 from radix.examples.bank import Balance, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
 from radix.examples.inventory import CheckIn, CreateItem, ItemsCheckedIn, inventory
-from radix.testing import InMemoryRuntime
+from radix.testing import InMemoryRuntime, eventually
 
 
 async def test_commands_are_decided_written_and_answered() -> None:
@@ -98,3 +106,34 @@ async def test_an_aggregate_is_read_as_a_node_reads_it() -> None:
         await runtime.send(Deposit(amount=7), aggregate_id="acc-9")
         read = await runtime.read("Account", "acc-9")
         assert (read.version, read.state) == (2, Balance(owner="ann", balance=7))
+
+
+async def test_idle_aggregates_passivate_on_their_own_and_come_back() -> None:
+    """An aggregate idle for `idle_timeout` passivates without being asked, as on a node; the next command
+    rehydrates it."""
+    async with InMemoryRuntime([inventory], config=ActorConfig(idle_timeout=0.1)) as runtime:
+        await runtime.send(CreateItem(name="w"), aggregate_id="sku-3")
+        assert runtime.live == 1
+        await eventually(lambda: runtime.live == 0, timeout=5.0, what="the idle aggregate passivated")
+        assert (await runtime.send(CheckIn(count=2), aggregate_id="sku-3")).version == 2
+        assert runtime.stats.activations == 2
+
+
+async def test_a_stalled_store_times_the_command_out_and_a_retry_applies_it_once() -> None:
+    """No answer within the runtime's timeout raises `CommandTimeoutError`, as a client does; once the store
+    moves again, sending with the same command id answers the one outcome."""
+    async with InMemoryRuntime([inventory], timeout=0.2) as runtime:
+        await runtime.send(CreateItem(name="w"), aggregate_id="sku-4")
+        moving = asyncio.Event()
+        append = runtime.events.append
+
+        async def stalled(*args: Any, **kwargs: Any) -> Any:
+            await moving.wait()
+            return await append(*args, **kwargs)
+
+        runtime.events.append = stalled  # type: ignore[method-assign]
+        with pytest.raises(CommandTimeoutError, match="ci-1"):
+            await runtime.send(CheckIn(count=1), aggregate_id="sku-4", command_id="ci-1")
+        moving.set()
+        assert (await runtime.send(CheckIn(count=1), aggregate_id="sku-4", command_id="ci-1")).version == 2
+        assert (await runtime.read("InventoryItem", "sku-4")).version == 2
