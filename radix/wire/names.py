@@ -175,22 +175,24 @@ def _scoped(namespace: str, context: str) -> str:
 # -- subjects of one aggregate ---------------------------------------------------------------
 
 
+def _of_aggregate(address: Address, kind: str) -> str:
+    a = address
+    return f"{_scoped(a.namespace, a.context)}.{kind}.{a.aggregate_type}.{a.aggregate_id}"
+
+
 def event_subject(address: Address) -> str:
     """The subject of one aggregate's event stream: one subject per aggregate."""
-    a = address
-    return f"{_scoped(a.namespace, a.context)}.evt.{a.aggregate_type}.{a.aggregate_id}"
+    return _of_aggregate(address, EVENTS)
 
 
 def command_subject(address: Address) -> str:
     """The request/reply subject that commands to one aggregate are sent to."""
-    a = address
-    return f"{_scoped(a.namespace, a.context)}.cmd.{a.aggregate_type}.{a.aggregate_id}"
+    return _of_aggregate(address, COMMANDS)
 
 
 def log_subject(address: Address) -> str:
     """The subject of one aggregate's command-log entries."""
-    a = address
-    return f"{_scoped(a.namespace, a.context)}.log.{a.aggregate_type}.{a.aggregate_id}"
+    return _of_aggregate(address, LOG)
 
 
 def invalid_log_subject(namespace: str, context: str) -> str:
@@ -200,8 +202,7 @@ def invalid_log_subject(namespace: str, context: str) -> str:
 
 def query_subject(address: Address) -> str:
     """The request/reply subject that reads of one aggregate's state are sent to."""
-    a = address
-    return f"{_scoped(a.namespace, a.context)}.{READS}.{a.aggregate_type}.{a.aggregate_id}"
+    return _of_aggregate(address, READS)
 
 
 #: The kinds of subject in a context: commands, reads, stored events, command-log entries.
