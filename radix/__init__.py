@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and editors
     from radix.client import Accepted, Client
-    from radix.domain import Aggregate, BoundedContext, Command, Event, EventData
+    from radix.domain import Aggregate, BoundedContext, Command, Event, EventData, upcaster
     from radix.errors import (
         CommandConflictError,
         CommandError,
@@ -26,12 +26,15 @@ if TYPE_CHECKING:  # what the lazy loading below gives, for type checkers and ed
         DefinitionError,
         DomainError,
         InvalidArgumentError,
+        InvalidEventError,
         InvalidNameError,
         NatsServerError,
         RadixError,
+        SchemaError,
         StoreError,
         StoreUnavailableError,
         UnknownTypeError,
+        UnreadableEventError,
         VersionConflictError,
     )
     from radix.observability.logs import configure_logging
@@ -83,6 +86,7 @@ _EXPORTS: dict[str, str] = {
     "InMemoryEventStore": "radix.store.memory",
     "IntakeConfig": "radix.runtime.config",
     "InvalidArgumentError": "radix.errors",
+    "InvalidEventError": "radix.errors",
     "InvalidNameError": "radix.errors",
     "JetStreamEventStore": "radix.store.jetstream",
     "MetricsConfig": "radix.runtime.config",
@@ -91,13 +95,16 @@ _EXPORTS: dict[str, str] = {
     "NodeConfig": "radix.runtime.config",
     "PlacementConfig": "radix.runtime.config",
     "RadixError": "radix.errors",
+    "SchemaError": "radix.errors",
     "StoreConfig": "radix.store.jetstream",
     "StoreError": "radix.errors",
     "StoreUnavailableError": "radix.errors",
     "UnknownTypeError": "radix.errors",
+    "UnreadableEventError": "radix.errors",
     "VersionConflictError": "radix.errors",
     "Writer": "radix.store.commit",
     "configure_logging": "radix.observability.logs",
+    "upcaster": "radix.domain",
 }
 
 __all__ = [
@@ -130,6 +137,7 @@ __all__ = [
     "InMemoryEventStore",
     "IntakeConfig",
     "InvalidArgumentError",
+    "InvalidEventError",
     "InvalidNameError",
     "JetStreamEventStore",
     "MetricsConfig",
@@ -138,13 +146,16 @@ __all__ = [
     "NodeConfig",
     "PlacementConfig",
     "RadixError",
+    "SchemaError",
     "StoreConfig",
     "StoreError",
     "StoreUnavailableError",
     "UnknownTypeError",
+    "UnreadableEventError",
     "VersionConflictError",
     "Writer",
     "configure_logging",
+    "upcaster",
 ]
 
 # `__all__` and `_EXPORTS` name the same names: tests/test_api.py holds them to it.

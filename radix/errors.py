@@ -31,6 +31,7 @@ __all__ = [
     "DefinitionError",
     "DomainError",
     "InvalidArgumentError",
+    "InvalidEventError",
     "InvalidNameError",
     "KeyChangedError",
     "LeaseHeldError",
@@ -43,9 +44,11 @@ __all__ = [
     "RadixError",
     "ReadError",
     "ReadTimeoutError",
+    "SchemaError",
     "StoreError",
     "StoreUnavailableError",
     "UnknownTypeError",
+    "UnreadableEventError",
     "VersionConflictError",
     "require",
 ]
@@ -99,6 +102,37 @@ class UnknownTypeError(DecodeError):
     def __init__(self, message: str, *, type_name: str, expected: tuple[str, ...]) -> None:
         self.type_name = type_name
         self.expected = expected
+        super().__init__(message)
+
+
+class UnreadableEventError(DecodeError):
+    """A stored event this code cannot read: its type is unknown here, its major version is newer than
+    this code's, or an older major has no upcaster to the next. `deploy` says what code would read it.
+
+    Nothing is wrong with the stored event: deploy code that reads it (or declare the missing upcaster).
+    """
+
+    def __init__(self, what: str, *, type_name: str, schema: str, deploy: str) -> None:
+        self.type_name = type_name
+        self.schema = schema
+        self.deploy = deploy
+        super().__init__(f"{what}: deploy code that {deploy}")
+
+
+class InvalidEventError(DecodeError):
+    """An event that `decide` returned does not fit its type's declared shape (a field holds a value of
+    another type): it is refused before anything is written."""
+
+
+class SchemaError(RadixError):
+    """This code's event schemas disagree with the namespace's schema registry; `problems` says how.
+
+    A version, once registered, keeps its shape: raise the minor for a compatible change (new fields
+    with defaults), the major for any other (and declare an upcaster from the old major).
+    """
+
+    def __init__(self, message: str, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
         super().__init__(message)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from radix import Aggregate, BoundedContext, Command, DomainError, Event
-from radix.examples.inventory import InventoryItem
+from radix.examples.inventory import InventoryItem, ItemCreated
 
 
 class GadgetCommand(Command):
@@ -30,6 +30,14 @@ class Scribble(GadgetCommand):
 
 class Refuse(GadgetCommand):
     size: int
+
+
+class Mistype(GadgetCommand):
+    """Decides an event whose field holds a value of another type (msgspec does not check on construction)."""
+
+
+class Stray(GadgetCommand):
+    """Decides an event of another aggregate type."""
 
 
 class GadgetEvent(Event):
@@ -66,6 +74,10 @@ class Gadget(Aggregate[int, GadgetCommand, GadgetEvent]):
             return [Scribbled(text="x" * command.size)]
         if isinstance(command, Refuse):
             raise DomainError("no" * (command.size // 2))
+        if isinstance(command, Mistype):
+            return [Poked(), Scribbled(text=5)]  # type: ignore[arg-type]
+        if isinstance(command, Stray):
+            return [ItemCreated(name="not mine")]  # type: ignore[list-item]
         return [Poked()]
 
     def show(self, state: int) -> object:

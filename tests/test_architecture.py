@@ -175,6 +175,7 @@ def test_public_api_is_pinned() -> None:
         "InMemoryEventStore",
         "IntakeConfig",
         "InvalidArgumentError",
+        "InvalidEventError",
         "InvalidNameError",
         "JetStreamEventStore",
         "MetricsConfig",
@@ -183,13 +184,16 @@ def test_public_api_is_pinned() -> None:
         "NodeConfig",
         "PlacementConfig",
         "RadixError",
+        "SchemaError",
         "StoreConfig",
         "StoreError",
         "StoreUnavailableError",
         "UnknownTypeError",
+        "UnreadableEventError",
         "VersionConflictError",
         "Writer",
         "configure_logging",
+        "upcaster",
     ]
     assert sorted(radix._EXPORTS) == radix.__all__
     for name, module in radix._EXPORTS.items():

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Sequence
 
 from radix import wire
 from radix.domain import AggregateCodec
-from radix.errors import LeaseHeldError
+from radix.errors import LeaseHeldError, UnreadableEventError
 from radix.observability.logs import in_actor, logger
 from radix.runtime import turn
 from radix.runtime.history import ActorHistory
@@ -35,7 +36,8 @@ class Ending(enum.Enum):
     STOPPED = "stopped"
     """Asked to stop (shutdown, memory limit): the lease is released."""
     FAILED = "failed"
-    """It could not be loaded: queued commands were answered `error`; the lease is released."""
+    """It could not be loaded, or its history holds events this code cannot read: queued commands were
+    answered `error`; the lease is released (a node whose code reads them may take it)."""
     UNLEASED = "unleased"
     """Its lease could not be settled: queued commands were answered `error`; no lease was taken."""
     MOVED = "moved"
@@ -155,6 +157,9 @@ class AggregateActor:
             await self.history.activate(taken_over)
             ports.stats.activation_seconds.append(time.monotonic() - began)
             logger.debug("activated", epoch=self.epoch, version=self.history.version)
+        except UnreadableEventError as e:
+            await self._unservable(turn.UnservableError(self.address, e))
+            return False
         except Exception as e:
             logger.error("activation failed", error=repr(e), exc_info=e)
             self.ending = Ending.FAILED
@@ -162,10 +167,18 @@ class AggregateActor:
             return False
         return True
 
-    async def _fail_queued(self, reason: str) -> None:
+    async def _unservable(self, unservable: turn.UnservableError, taken: Sequence[Envelope] = ()) -> None:
+        """End without writing anything: the history holds events this code cannot read. What was taken
+        and what queued is answered with what to deploy."""
+        logger.warning("aggregate not servable by this code", reason=unservable.reason)
+        self.ending = Ending.FAILED
+        await self._fail_queued(unservable.reason, taken)
+
+    async def _fail_queued(self, reason: str, taken: Sequence[Envelope] = ()) -> None:
+        """Answer `error` with `reason` to the commands and reads taken, and to what the mailbox holds."""
         answers = self.ports.answers
-        while not self.mailbox.empty():
-            envelope = self.mailbox.get_nowait()
+        queued = [self.mailbox.get_nowait() for _ in range(len(self.mailbox))]
+        for envelope in (*taken, *queued):
             if isinstance(envelope, Envelope) and envelope.command is READ:
                 await answers.state(envelope.reply_to, wire.StateReply(status=wire.ERROR, reason=reason))
             elif isinstance(envelope, Envelope):
@@ -220,6 +233,9 @@ class AggregateActor:
             except turn.SupersededError as e:
                 self.ending, self.hand_to = Ending.LOST, e.node or None
                 self.leftover = tuple(batch)
+                return True
+            except turn.UnservableError as e:
+                await self._unservable(e, batch)
                 return True
             finally:
                 self.busy = False

@@ -15,7 +15,7 @@ from typing import Any
 
 from radix import wire
 from radix.domain import AggregateCodec, Event, EventData
-from radix.errors import DomainError
+from radix.errors import DomainError, RadixError
 from radix.runtime.mailbox import Envelope
 from radix.store.commit import Cause, Commit
 
@@ -108,7 +108,9 @@ def decide(
             after = _evolve(codec, decision.state, events)
         except Exception as e:
             decision.failures.append(Failure(command_id, "decide returned events that could not be applied", e))
-            replies.append(error(command_id, f"the events decided could not be applied: {e!r}"))
+            what = str(e) if isinstance(e, RadixError) else f"{e!r}: a bug in the aggregate's code"
+            refused = f"the events decided could not be applied, and nothing was written: {what}"
+            replies.append(error(command_id, refused))
             continue
         cause = Cause(command_id, envelope.correlation_id, envelope.issuer)
         for offset, event in enumerate(encoded, start=1):

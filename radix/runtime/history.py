@@ -36,6 +36,15 @@ __all__ = ["REPLAY_IDS", "ActorHistory", "state_fingerprint"]
 REPLAY_IDS = SNAPSHOT_IDS // 2
 
 
+_NOTHING: frozenset[tuple[str, str]] = frozenset()
+#: One set object per distinct set of (event type, schema version): most aggregates of a type share one.
+_HOLDS: dict[frozenset[tuple[str, str]], frozenset[tuple[str, str]]] = {_NOTHING: _NOTHING}
+
+
+def _interned(holds: frozenset[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    return _HOLDS.setdefault(holds, holds)
+
+
 def state_fingerprint(codec: AggregateCodec) -> str | None:
     """A fingerprint of the aggregate's state type; None if the state cannot be snapshotted."""
     try:
@@ -54,6 +63,7 @@ class ActorHistory:
         "applied",
         "codec",
         "fingerprint",
+        "holds",
         "ports",
         "position",
         "recent",
@@ -90,6 +100,9 @@ class ActorHistory:
         # A write or read failed: it may have landed, others may have written meanwhile. Reload first.
         self.stale = False
         self.snapshotting = False
+        # Every (event type, schema version) in the history: a snapshot carries them, so that code which
+        # cannot read one of them never takes the snapshot's state and writes after it.
+        self.holds: frozenset[tuple[str, str]] = _NOTHING
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -116,6 +129,12 @@ class ActorHistory:
         ports.stats.activations += 1
         ids_from = 0
         if snapshot is not None:
+            assert snapshot.holds is not None
+            for type_name, schema in snapshot.holds:
+                unreadable = self.codec.unreadable(type_name, schema)
+                if unreadable is not None:
+                    raise unreadable
+            self.holds = _interned(frozenset((t, s) for t, s in snapshot.holds))
             ports.stats.snapshots_loaded += 1
             self.state = msgspec.json.decode(snapshot.state, type=aggregate.state_type)
             self.version = self.snapshot_version = snapshot.version
@@ -131,6 +150,7 @@ class ActorHistory:
         if not await self.catch_up(ids_from) and snapshot is not None:
             logger.warning("snapshot does not continue into the stream; replaying from the start")
             self.state, self.version, self.position, self.snapshot_version = aggregate.initial_state(), 0, 0, 0
+            self.holds = _NOTHING
             await self.catch_up()
 
     async def _load_snapshot(self) -> Snapshot | None:
@@ -141,7 +161,7 @@ class ActorHistory:
         except Exception as e:
             logger.warning("snapshot not readable; replaying", error=repr(e))
             return None
-        if snapshot is None or snapshot.fingerprint != self.fingerprint:
+        if snapshot is None or snapshot.fingerprint != self.fingerprint or snapshot.holds is None:
             return None
         return snapshot
 
@@ -188,10 +208,13 @@ class ActorHistory:
 
     def _note_committed(self, commit: Commit, *, note_ids: bool) -> None:
         """Keep the commit's events in the tail and (unless told not to) its command ids for the dedup window."""
-        tail, keep = self.tail, self.ports.settings.recent_events
+        tail, keep, holds = self.tail, self.ports.settings.recent_events, self.holds
         if tail is None:
             tail = self.tail = []
         tail.extend(commit.events)
+        for recorded in commit.events:
+            if (recorded.type, recorded.schema) not in holds:
+                holds = self.holds = _interned(holds | {(recorded.type, recorded.schema)})
         if len(tail) > 2 * keep:
             del tail[:-keep]
         if note_ids:
@@ -319,6 +342,7 @@ class ActorHistory:
                 taken_at=now,
                 applied=carried,
                 window_from=window_from,
+                holds=sorted(self.holds),
             )
             await ports.snapshots.save(self.address, snapshot)
             self.snapshot_version = version

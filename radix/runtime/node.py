@@ -327,6 +327,8 @@ class Node(Service):
             migrations=self.stats.migrations,
             fenced=self.stats.fenced,
             rate=round(self.metrics.rate(), 1),
+            replayed_events=self.stats.replayed_events,
+            snapshots_loaded=self.stats.snapshots_loaded,
         )
 
 

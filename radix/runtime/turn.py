@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from radix import wire
-from radix.errors import CommitTooLargeError, RadixError, StoreError, VersionConflictError
+from radix.errors import CommitTooLargeError, RadixError, StoreError, UnreadableEventError, VersionConflictError
 from radix.observability.logs import logger, on_command
 from radix.runtime import algorithm
 from radix.runtime.mailbox import Envelope
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # annotations only: the actor module imports this one
     from radix.runtime.actor import AggregateActor
     from radix.runtime.history import ActorHistory
 
-__all__ = ["SupersededError", "read", "take"]
+__all__ = ["SupersededError", "UnservableError", "read", "take"]
 
 
 class SupersededError(RadixError):
@@ -35,6 +35,18 @@ class SupersededError(RadixError):
     def __init__(self, node: str) -> None:
         super().__init__(f"the aggregate is owned by {node or 'nobody'} now")
         self.node = node
+
+
+class UnservableError(RadixError):
+    """The aggregate's history holds events this node's code cannot read: it must not decide or write
+    anything for it. `reason` (what every command is answered with) says what code to deploy."""
+
+    def __init__(self, address: object, unreadable: UnreadableEventError) -> None:
+        self.reason = (
+            f"{address} cannot be served by this node: {unreadable}; until then its commands are refused "
+            "and nothing is written to it"
+        )
+        super().__init__(self.reason)
 
 
 async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
@@ -57,6 +69,8 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
             replies = await _handle(actor, fresh)
         except SupersededError:
             raise
+        except UnreadableEventError as e:
+            raise UnservableError(address, e) from e
         except Exception as e:  # never let one command kill the actor
             logger.exception("command failed")
             history.stale = True
@@ -87,6 +101,8 @@ async def read(actor: AggregateActor, envelope: Envelope) -> None:
                 await _reload(actor)
         except SupersededError:
             raise
+        except UnreadableEventError as e:
+            raise UnservableError(actor.address, e) from e
         except Exception as e:
             logger.warning("read failed", error=repr(e))
             history.stale = True
@@ -206,8 +222,19 @@ async def _reload(actor: AggregateActor) -> None:
     actor's next append. Checked the other way round, a takeover and its write could slip in
     between, and the actor would write after them under its old epoch.
     """
+    history = actor.history
+    try:
+        await history.catch_up()
+    except UnreadableEventError:
+        # Written by newer code: if that code's node owns the aggregate now, hand on to it.
+        history.stale = True
+        await _step_down_if_superseded(actor)
+        raise
+    await _step_down_if_superseded(actor)
+
+
+async def _step_down_if_superseded(actor: AggregateActor) -> None:
     history, ports = actor.history, actor.ports
-    await history.catch_up()
     try:
         if history.refusals_revision is None:  # read before the lease: a takeover after it fences it
             history.adopt_refusals(await ports.refusals.load(actor.address))

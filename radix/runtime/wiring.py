@@ -1,7 +1,8 @@
 """Wiring a node: connecting and starting every part in order, each with its undo, so that whatever was
 started is stopped in reverse order (on a stop, and on a start that fails half way).
 
-The order, and so the reverse order of stopping: the connection, the stores and the command log; in
+The order, and so the reverse order of stopping: the connection, the stores and the command log (and
+the contexts' event schemas, registered or checked: a node that disagrees with the registry stops here); in
 each namespace the placement (its watches, then registration) and the node's inbox; the streams;
 the background loops (heartbeat, rebalancing, the idle sweep); the actors; intake from the queue
 groups; micro and metrics. Stopping thus takes no more commands first, lets the actors finish while
@@ -42,6 +43,7 @@ from radix.store.commandlog import CommandLog
 from radix.store.jetstream import JetStreamEventStore
 from radix.store.placement import KVPlacement
 from radix.store.refusals import KVRefusalStore
+from radix.store.schemas import KVSchemaRegistry, register
 from radix.store.snapshots import KVSnapshotStore
 from radix.transport.connection import ConnectOptions, connect
 from radix.wire.names import COMMANDS, READS, context_filter, node_inbox_filter, queue_group
@@ -128,8 +130,11 @@ async def wire_node(
     snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)
     refusals = KVRefusalStore(nc, replicas=replicas, timeout=timeout)
     command_log = CommandLog(nc, max_age=config.command_log.max_age, replicas=replicas)
-    for close in (store.close, snapshots.close, refusals.close):
+    registry = KVSchemaRegistry(nc, replicas=replicas, timeout=timeout)
+    for close in (store.close, snapshots.close, refusals.close, registry.close):
         stack.push_async_callback(_undo, "closing the stores", close)
+    for hosted in hosting:  # before it joins: a node whose events disagree with the registry does not start
+        await register(registry, hosted.namespace, hosted.context, node_id)
     await command_log.start(group)
     stack.push_async_callback(_undo, "flushing the command log", command_log.flush, config.command_log.flush_timeout)
 

@@ -2,7 +2,7 @@
 
 One stream per namespace and context holds the events, one subject per aggregate, one message
 per commit, every append fenced on the aggregate's last sequence (`JetStreamEventStore`); KV
-buckets per namespace hold snapshots, refusal records, liveness and leases; a stream per
+buckets per namespace hold snapshots, refusal records, event schemas, liveness and leases; a stream per
 context holds the command log. Each port has an in-memory twin (`radix.store.memory`) that
 passes the same contract tests.
 """
@@ -15,11 +15,22 @@ from radix.store.memory import (
     InMemoryLeaseTable,
     InMemoryPlacement,
     InMemoryRefusalStore,
+    InMemorySchemaRegistry,
     InMemorySnapshotStore,
 )
 from radix.store.placement import KVPlacement
-from radix.store.ports import Claim, EventStore, Owner, Placement, Refusals, RefusalStore, SnapshotStore
+from radix.store.ports import (
+    Claim,
+    EventStore,
+    Owner,
+    Placement,
+    Refusals,
+    RefusalStore,
+    SchemaRegistry,
+    SnapshotStore,
+)
 from radix.store.refusals import KVRefusalStore
+from radix.store.schemas import KVSchemaRegistry
 from radix.store.snapshots import KVSnapshotStore, Snapshot
 
 __all__ = [
@@ -33,15 +44,18 @@ __all__ = [
     "InMemoryLeaseTable",
     "InMemoryPlacement",
     "InMemoryRefusalStore",
+    "InMemorySchemaRegistry",
     "InMemorySnapshotStore",
     "JetStreamEventStore",
     "KVPlacement",
     "KVRefusalStore",
+    "KVSchemaRegistry",
     "KVSnapshotStore",
     "Owner",
     "Placement",
     "RefusalStore",
     "Refusals",
+    "SchemaRegistry",
     "Snapshot",
     "SnapshotStore",
     "StoreConfig",

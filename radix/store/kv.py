@@ -186,6 +186,37 @@ class KVBucket:
             raise StoreError(f"writing {key} to {self.name} failed: {ack.error.get('description')}")
         return ack.seq
 
+    async def entries(self, *, timeout: float | None = None) -> list[Entry]:
+        """Every key's latest entry as the bucket holds it now (deleted and expired keys left out), in key order.
+
+        Read with the watch below (an ordered consumer, last entry per key), stopped once what existed
+        when it started has come; `StoreUnavailableError` if that takes longer than `timeout`.
+        """
+        ready = asyncio.Event()
+        found: dict[str, Entry] = {}
+
+        async def collect() -> None:
+            async for entry in self.watch(ready):
+                found[entry.key] = entry
+
+        collecting = asyncio.create_task(collect())
+        waiting = asyncio.create_task(ready.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [collecting, waiting], timeout=timeout or self._timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if collecting in done:
+                collecting.result()  # raises what failed
+            if not done:
+                raise StoreUnavailableError(
+                    f"the entries of {self.name} did not come within {timeout or self._timeout}s"
+                )
+        finally:
+            for task in (collecting, waiting):
+                task.cancel()
+            await asyncio.gather(collecting, waiting, return_exceptions=True)
+        return [found[key] for key in sorted(found) if found[key].value is not None]
+
     async def watch(self, ready: asyncio.Event | None = None) -> AsyncIterator[Entry]:
         """Every key's latest entry, then every change, as it happens (deletes and expiries as value None).
 

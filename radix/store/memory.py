@@ -15,11 +15,13 @@ from collections.abc import Sequence
 
 from radix import wire
 from radix.domain import EventData
+from radix.domain.schemas import EventSchema
 from radix.errors import KeyChangedError, LeaseHeldError, RadixError, VersionConflictError
 from radix.store.commit import DEFAULT_MAX_PAYLOAD, Cause, Commit, Writer, prepare_commit
 from radix.store.placement import new_incarnation
 from radix.store.ports import Claim, Owner, Refusals
 from radix.store.refusals import decode_refusals, encode_refusals
+from radix.store.schemas import decode_schema, encode_schema, selected
 from radix.store.snapshots import Snapshot, decode_snapshot, encode_snapshot
 from radix.wire.control import NodeRecord
 from radix.wire.names import Address
@@ -29,6 +31,7 @@ __all__ = [
     "InMemoryLeaseTable",
     "InMemoryPlacement",
     "InMemoryRefusalStore",
+    "InMemorySchemaRegistry",
     "InMemorySnapshotStore",
 ]
 
@@ -115,6 +118,25 @@ class InMemorySnapshotStore:
 
     async def save(self, address: Address, snapshot: Snapshot) -> None:
         self.snapshots[address] = encode_snapshot(snapshot)
+
+
+class InMemorySchemaRegistry:
+    """A `SchemaRegistry` in this process; schemas are kept encoded, as the KV bucket keeps them."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], bytes] = {}  # (namespace, key) -> the stored record
+
+    async def schemas(self, namespace: str, context: str | None = None) -> list[EventSchema]:
+        await asyncio.sleep(0)
+        return selected((v for (ns, _), v in self.entries.items() if ns == namespace), context)
+
+    async def add(self, namespace: str, schema: EventSchema) -> EventSchema | None:
+        await asyncio.sleep(0)
+        there = self.entries.get((namespace, schema.key))
+        if there is not None:
+            return decode_schema(there)
+        self.entries[(namespace, schema.key)] = encode_schema(schema)
+        return None
 
 
 class InMemoryRefusalStore:

@@ -6,6 +6,7 @@
 | `SnapshotStore` | `KVSnapshotStore` | `InMemorySnapshotStore` |
 | `RefusalStore` | `KVRefusalStore` | `InMemoryRefusalStore` |
 | `Placement` | `KVPlacement` | `InMemoryPlacement` |
+| `SchemaRegistry` | `KVSchemaRegistry` | `InMemorySchemaRegistry` |
 
 Each pair passes one contract test suite (tests/store/), so a twin behaves as its adapter does.
 """
@@ -18,12 +19,22 @@ from typing import NamedTuple, Protocol
 
 from radix import wire
 from radix.domain import EventData
+from radix.domain.schemas import EventSchema
 from radix.store.commit import Cause, Commit, Writer
 from radix.store.snapshots import Snapshot
 from radix.wire.control import NodeRecord
 from radix.wire.names import Address
 
-__all__ = ["Claim", "EventStore", "Owner", "Placement", "RefusalStore", "Refusals", "SnapshotStore"]
+__all__ = [
+    "Claim",
+    "EventStore",
+    "Owner",
+    "Placement",
+    "RefusalStore",
+    "Refusals",
+    "SchemaRegistry",
+    "SnapshotStore",
+]
 
 
 class EventStore(Protocol):
@@ -193,4 +204,16 @@ class Placement(Protocol):
 
     async def release(self, key: str, epoch: int) -> None:
         """Give the lease up, unless it changed since `epoch`."""
+        ...
+
+
+class SchemaRegistry(Protocol):
+    """Each namespace's event schemas, one entry per (context, type, major, minor), never changed once written."""
+
+    async def schemas(self, namespace: str, context: str | None = None) -> list[EventSchema]:
+        """What is registered in the namespace (for one context, or all), in key order."""
+        ...
+
+    async def add(self, namespace: str, schema: EventSchema) -> EventSchema | None:
+        """Register `schema` unless its version is registered already: None if it was added, else what is."""
         ...

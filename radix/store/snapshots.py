@@ -30,6 +30,11 @@ class Snapshot(msgspec.Struct, frozen=True):
     to learn the rest (0: none missing), while the snapshot is younger than the dedup window
     (`taken_at`). Refusals have a record of their own (`radix.store.refusals`); `recent` is
     read only from older snapshots.
+
+    `holds` names every event type and schema version (`[type, "major.minor"]`) in the history
+    it covers, so that code which cannot read all of them does not take the state for it and
+    write after events it cannot read. None: an older snapshot, which is not used (the history
+    is replayed instead, and checked event by event).
     """
 
     version: int
@@ -40,6 +45,7 @@ class Snapshot(msgspec.Struct, frozen=True):
     applied: list[tuple[str, int, int]] = []
     window_from: int = 0
     taken_at: float = 0.0  # wall-clock seconds; 0: unknown (an older snapshot)
+    holds: list[tuple[str, str]] | None = None
 
 
 _encoder: Final = msgspec.json.Encoder()

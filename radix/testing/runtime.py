@@ -39,8 +39,10 @@ from radix.store.memory import (
     InMemoryLeaseTable,
     InMemoryPlacement,
     InMemoryRefusalStore,
+    InMemorySchemaRegistry,
     InMemorySnapshotStore,
 )
+from radix.store.schemas import register
 from radix.wire.names import Address, command_subject, query_subject
 
 __all__ = ["InMemoryRuntime"]
@@ -57,6 +59,7 @@ class InMemoryRuntime(Service):
         config: ActorConfig | None = None,
         node_id: str = "memory",
         timeout: float = 30.0,
+        schemas: InMemorySchemaRegistry | None = None,
     ) -> None:
         self.namespace = namespace
         self.node_id = node_id
@@ -69,6 +72,9 @@ class InMemoryRuntime(Service):
         self.snapshots = InMemorySnapshotStore()
         self.refusals = InMemoryRefusalStore()
         self.leases = InMemoryLeaseTable()
+        self.schemas = schemas or InMemorySchemaRegistry()
+        """The schema registry its contexts register in at start; give two runtimes one to see whether
+        one version of a context may follow another (a `SchemaError` from `start` if not)."""
         self._placement = InMemoryPlacement(self.leases, node_id, sorted(self._contexts))
         self.stats = Stats()
         self.command_log: list[wire.LogEntry] = []
@@ -101,6 +107,8 @@ class InMemoryRuntime(Service):
             await asyncio.shield(self._supervisor)
 
     async def _supervise(self, ready: asyncio.Future[None]) -> None:
+        for context in self._contexts.values():
+            await register(self.schemas, self.namespace, context, self.node_id)
         await self._placement.register()
         pace = asyncio.Semaphore(16)
         leases = NodeLeases({self.namespace: self._placement}, self._hosting, renew=_always_live, pace=pace)

@@ -43,6 +43,8 @@ class StatusReport(msgspec.Struct):
     migrations: int
     fenced: int
     rate: float
+    replayed_events: int = 0
+    snapshots_loaded: int = 0
 
 
 class MigrateRequest(msgspec.Struct):

@@ -57,11 +57,14 @@ __all__ = [
     "query_subject",
     "queue_group",
     "refusals_bucket",
+    "schema_key",
+    "schema_keys",
     "schemas_bucket",
     "snapshots_bucket",
     "validate_aggregate_id",
     "validate_aggregate_type",
     "validate_context",
+    "validate_event_type",
     "validate_namespace",
     "validate_node_id",
 ]
@@ -136,6 +139,12 @@ def validate_aggregate_type(value: object) -> str:
         MAX_TYPE_LEN,
         "use an identifier: a letter, then letters, digits or '_'",
     )
+
+
+def validate_event_type(value: object) -> str:
+    """Return `value` if it is a valid event type name (it is part of a schema registry key), else raise
+    `InvalidNameError`."""
+    return _check("event type", value, _TYPE, MAX_TYPE_LEN, "use an identifier: a letter, then letters, digits or '_'")
 
 
 def validate_aggregate_id(value: object) -> str:
@@ -343,6 +352,16 @@ def refusals_bucket(namespace: str) -> str:
 def schemas_bucket(namespace: str) -> str:
     """The KV bucket of event schemas."""
     return f"{PREFIX}_{namespace}_schemas"
+
+
+def schema_key(context: str, event_type: str, major: int, minor: int) -> str:
+    """The key of one event schema version in the schemas bucket: `{ctx}.{Type}.{major}.{minor}`."""
+    return f"{context}.{event_type}.{major}.{minor}"
+
+
+def schema_keys(context: str | None = None) -> str:
+    """A key filter over the schemas bucket: every context's schemas, or one context's."""
+    return f"{context}.>" if context is not None else ">"
 
 
 def namespace_of_nodes_bucket(stream: str) -> str | None:

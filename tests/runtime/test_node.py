@@ -508,7 +508,7 @@ async def test_user_code_exceptions_are_error_replies(node: Node, nc: NATS, name
     assert (await client.send(Poke(), aggregate_id="g-1")).version == 1
     with pytest.raises(CommandFailedError, match=r"decide raised ZeroDivisionError\('boom'\)"):
         await client.send(Explode(), aggregate_id="g-1")
-    with pytest.raises(CommandFailedError, match="could not be applied: RuntimeError"):
+    with pytest.raises(CommandFailedError, match="could not be applied, and nothing was written: RuntimeError"):
         await client.send(Corrupt(), aggregate_id="g-1")
     assert (await client.send(Poke(), aggregate_id="g-1")).version == 2
     assert await commit_count(nc, namespace, "gadgets") == 2
