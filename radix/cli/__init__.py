@@ -31,6 +31,7 @@ _COMMANDS = {
     "send": ("messages", "send"),
     "get": ("messages", "get"),
     "tail": ("messages", "tail"),
+    "schemas": ("schemas", "run"),
     "status": ("cluster", "status"),
     "migrate": ("cluster", "migrate"),
     "drain": ("cluster", "drain"),

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import nats.errors
@@ -14,11 +13,10 @@ from nats.aio.client import Client as NATS
 from nats.js import errors as js_errors
 
 from radix import wire
-from radix.cli.common import connected, left, print_json
+from radix.cli.common import connected, left, namespaces, print_json
 from radix.errors import RadixError
 from radix.observability.logs import logged
 from radix.store.kv import KVBucket
-from radix.store.streams import all_streams
 from radix.wire.names import (
     DRAIN,
     MIGRATE,
@@ -27,7 +25,6 @@ from radix.wire.names import (
     default_placement_key,
     lease_key,
     leases_bucket,
-    namespace_of_nodes_bucket,
     node_subject,
     nodes_bucket,
     validate_namespace,
@@ -35,13 +32,6 @@ from radix.wire.names import (
 )
 
 __all__ = ["drain", "migrate", "status"]
-
-
-async def _namespaces(nc: NATS, given: Sequence[str] | None) -> list[str]:
-    if given:
-        return [validate_namespace(n) for n in given]
-    found = (namespace_of_nodes_bucket(s.config.name or "") for s in await all_streams(nc.jetstream()))
-    return sorted(namespace for namespace in found if namespace is not None)
 
 
 async def _live_nodes(nc: NATS, namespace: str, timeout: float) -> list[str]:
@@ -77,7 +67,7 @@ async def status(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
         report: dict[str, list[dict[str, Any]]] = {}
-        for namespace in await _namespaces(nc, args.namespace):
+        for namespace in await namespaces(nc, args.namespace):
             rows = report.setdefault(namespace, [])
             for node in await _live_nodes(nc, namespace, left(deadline)):
                 try:

@@ -18,7 +18,9 @@ from nats.aio.client import Client as NATS
 
 from radix.domain import BoundedContext
 from radix.errors import RadixError
+from radix.store.streams import all_streams
 from radix.transport.connection import ConnectOptions, connect
+from radix.wire.names import namespace_of_nodes_bucket, validate_namespace
 
 __all__ = [
     "DEFAULT_URL",
@@ -26,6 +28,7 @@ __all__ = [
     "connected",
     "left",
     "load_context",
+    "namespaces",
     "options",
     "plain",
     "print_json",
@@ -96,6 +99,14 @@ async def connected(args: argparse.Namespace) -> AsyncIterator[NATS]:
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+async def namespaces(nc: NATS, given: Sequence[str] | None) -> list[str]:
+    """The namespaces given (validated), else every namespace a node ever served on this NATS."""
+    if given:
+        return [validate_namespace(n) for n in given]
+    found = (namespace_of_nodes_bucket(s.config.name or "") for s in await all_streams(nc.jetstream()))
+    return sorted(namespace for namespace in found if namespace is not None)
 
 
 def left(deadline: float) -> float:

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -16,9 +17,10 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from radix import wire
-from radix.cli.common import connected, left, plain, print_json
+from radix.cli.common import connected, left, load_context, plain, print_json
 from radix.client import SendOptions, command_headers, request, request_command
-from radix.errors import RadixError, ReadTimeoutError
+from radix.domain import AggregateCodec, BoundedContext
+from radix.errors import DecodeError, RadixError, ReadTimeoutError
 from radix.store.streams import all_streams
 from radix.wire.names import (
     EVENTS,
@@ -94,8 +96,12 @@ def intersect(a: str, b: str) -> str | None:
     return ".".join(out)
 
 
-def describe(subject: str, data: bytes) -> list[dict[str, Any]]:
-    """What a message on a Radix subject says: events of a commit, or a command-log entry."""
+def describe(subject: str, data: bytes, contexts: Mapping[str, BoundedContext] | None = None) -> list[dict[str, Any]]:
+    """What a message on a Radix subject says: events of a commit, or a command-log entry.
+
+    The events of a context in `contexts` are also decoded as its code reads them (through its
+    upcasters): `read` holds the event as `evolve` sees it and `read_as` its version, or `unreadable`
+    says why that code cannot read it."""
     parsed = parse_stored_subject(subject)
     if parsed is None:
         return []
@@ -104,7 +110,9 @@ def describe(subject: str, data: bytes) -> list[dict[str, Any]]:
     try:
         if kind == EVENTS:
             body = wire.commit_decoder.decode(data)
-            return [{"kind": "event", **where, **plain(e)} for e in body.events]
+            code = (contexts or {}).get(context)
+            codec = code.codecs.get(aggregate.partition("/")[0]) if code is not None else None
+            return [{"kind": "event", **where, **plain(e), **_read(codec, e)} for e in body.events]
         if kind == LOG:
             entry = plain(wire.log_decoder.decode(data))
             entry["subject"] = entry.pop("aggregate", subject)  # the command subject it was sent to
@@ -114,11 +122,25 @@ def describe(subject: str, data: bytes) -> list[dict[str, Any]]:
     return []
 
 
+def _read(codec: AggregateCodec | None, event: wire.RecordedEvent) -> dict[str, Any]:
+    if codec is None:
+        return {}
+    try:
+        read = codec.decode_event(event.type, event.schema, event.data)
+    except DecodeError as e:  # UnreadableEventError included
+        return {"unreadable": str(e)}
+    return {"read_as": codec.versions[type(read)], "read": plain(read)}
+
+
 def _line(item: dict[str, Any]) -> str:
     head = f"{item['namespace']} {item['context']} {item['aggregate']}"
     if item["kind"] == "event":
         data = json.dumps(item["data"], separators=(",", ":"))
-        return f"{head} v{item['version']} {item['type']} {data} (command {item['command_id']})"
+        if "read" in item and item["read_as"] != item["schema"]:
+            data += f" read as {item['read_as']} {json.dumps(item['read'], separators=(',', ':'))}"
+        elif "unreadable" in item:
+            data += f" UNREADABLE here: {item['unreadable']}"
+        return f"{head} v{item['version']} {item['type']} {item['schema']} {data} (command {item['command_id']})"
     if item["kind"] == "command":
         detail = f" v{item['version']}" if item.get("version") is not None else ""
         reason = f": {item['reason']}" if item.get("reason") else ""
@@ -129,12 +151,13 @@ def _line(item: dict[str, Any]) -> str:
 
 
 async def tail(args: argparse.Namespace) -> int:
+    contexts = {c.name: c for c in (load_context(spec) for spec in args.context)}
     shown = 0
     done = asyncio.Event()
 
     async def show(msg: Msg) -> None:
         nonlocal shown
-        for item in describe(msg.subject, msg.data):
+        for item in describe(msg.subject, msg.data, contexts):
             if done.is_set():
                 return
             print(json.dumps(item) if args.json else _line(item), flush=True)

@@ -113,7 +113,36 @@ def parser() -> argparse.ArgumentParser:
     tail.add_argument("--from-start", action="store_true", help="replay stored history first")
     tail.add_argument("--json", action="store_true", help="print JSON lines")
     tail.add_argument("--count", type=int, default=0, help="stop after this many items (default: never)")
+    tail.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="MODULE[:ATTR]",
+        help="decode that context's events with its code, as its nodes read them (repeatable)",
+    )
     waiting(tail, 5.0, "to connect")
+
+    schemas = commands.add_parser("schemas", help="event schemas: the registry, code against it, stored versions")
+    actions = schemas.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listed = actions.add_parser("list", parents=[conn], help="event types and versions, who registered each, when")
+    listed.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")
+    checked = actions.add_parser(
+        "check", parents=[conn], help="would this code start against the registry and read all it holds? (exit 0/1)"
+    )
+    checked.add_argument("code", nargs="+", metavar="MODULE[:ATTR]", help="bounded context(s) of the code to deploy")
+    checked.add_argument("--namespace", action="append", help="namespace(s) to check against (default: all)")
+    scanned = actions.add_parser("scan", parents=[conn], help="which stored histories hold which event versions")
+    scanned.add_argument("--namespace", action="append", help="namespace(s) to scan (default: all)")
+    scanned.add_argument(
+        "--code", metavar="MODULE[:ATTR]", help="also name the aggregates this context's code could not serve (exit 1)"
+    )
+    for action, seconds, what in (
+        (listed, 5.0, "to connect and read the registry"),
+        (checked, 5.0, "to connect and read the registry"),
+        (scanned, 30.0, "to connect, and to wait for each message of the scan"),
+    ):
+        action.add_argument("--json", action="store_true", help="print JSON")
+        waiting(action, seconds, what)
 
     status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
     status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")

@@ -31,6 +31,7 @@ __all__ = [
     "command_subject",
     "commands_stream",
     "context_filter",
+    "context_of_events_stream",
     "default_placement_key",
     "direct_get",
     "event_subject",
@@ -285,6 +286,14 @@ def queue_group(namespace: str, context: str) -> str:
 def events_stream(namespace: str, context: str) -> str:
     """The stream holding one context's events in one namespace."""
     return f"{PREFIX}_{namespace}_{context}_events"
+
+
+def context_of_events_stream(namespace: str, stream: str) -> str | None:
+    """The context whose events a stream of the namespace holds (`radix_{ns}_{ctx}_events`), or None."""
+    head, tail = f"{PREFIX}_{namespace}_", "_events"
+    if stream.startswith(head) and stream.endswith(tail) and len(stream) > len(head) + len(tail):
+        return stream[len(head) : -len(tail)]
+    return None
 
 
 def commands_stream(namespace: str, context: str) -> str:

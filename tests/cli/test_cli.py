@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -24,44 +22,7 @@ from radix.runtime.node import NodeState
 from radix.testing import NodeProcess, eventually
 from radix.transport.server import free_port
 from radix.wire.names import context_filter
-
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-
-
-async def start_radix(*args: str, cwd: Path, stderr: bool = False) -> asyncio.subprocess.Process:
-    """`radix ARGS` left running (stopped by the test, by its handle); its stderr piped if asked for."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "radix",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
-        env=ENV,
-    )
-
-
-async def radix(*args: str, cwd: Path | None = None, timeout: float = 60) -> tuple[int, str, str]:
-    """Run `radix ARGS` without blocking the event loop (nodes in this process keep serving)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "radix",
-        *args,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=ENV,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    finally:
-        if process.returncode is None:  # timed out, or the test was cancelled: stop it by its own handle
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+from tests.cli.running import radix, start_radix
 
 
 @pytest.fixture
@@ -102,7 +63,7 @@ async def test_help_lists_every_command() -> None:
     """`radix --help` names every command."""
     code, out, _ = await radix("--help")
     assert code == 0
-    for command in ("demo", "node", "send", "tail", "status", "migrate", "drain", "bench", "chaos"):
+    for command in ("demo", "node", "send", "tail", "status", "schemas", "migrate", "drain", "bench", "chaos"):
         assert command in out
 
 
@@ -162,7 +123,7 @@ async def test_tail_follows_wildcards_across_namespaces(
     await two.send(CreateItem(name="other"), aggregate_id="t-2")
     replay = await tail_from_start(context_filter(namespace, "inventory", "evt"), nats_server.url)
     assert replay[0] == 0, replay[2]
-    assert replay[1].startswith(f'{namespace} inventory InventoryItem/t-1 v1 ItemCreated {{"name":"first"}}')
+    assert replay[1].startswith(f'{namespace} inventory InventoryItem/t-1 v1 ItemCreated 1.0 {{"name":"first"}}')
     live = asyncio.create_task(
         radix("tail", "radix.*.inventory.evt.>", "--json", "--count", "4", "--nats", nats_server.url)
     )
@@ -328,9 +289,13 @@ async def test_refused_credentials_end_a_command_at_once_with_one_line(credentia
 
 
 async def test_an_unreachable_server_ends_a_command_within_its_timeout() -> None:
-    """Nothing listens at the URL: `radix status` and `radix send` give up within `--timeout`, with one line."""
+    """Nothing listens at the URL: `radix status`, `send` and `schemas` give up within `--timeout`, with one line."""
     url = f"nats://127.0.0.1:{free_port()}"
-    for command in (["status"], ["send", "ns", "inventory", "InventoryItem", "x", '{"type": "CheckIn", "count": 1}']):
+    for command in (
+        ["status"],
+        ["send", "ns", "inventory", "InventoryItem", "x", '{"type": "CheckIn", "count": 1}'],
+        ["schemas", "scan"],
+    ):
         began = time.monotonic()
         code, _, err = await radix(*command, "--nats", url, "--timeout", "2", timeout=20)
         assert time.monotonic() - began < 9
