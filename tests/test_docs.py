@@ -53,10 +53,10 @@ def test_quickstart_context_runs() -> None:
 
 def test_the_testing_guide_runs() -> None:
     """Every python block of docs/testing.md runs as written, in order: the user's context, its plain
-    calls, its scenarios, the in-memory runtime, the captured logs and the real node all hold."""
+    calls, its scenarios, the in-memory runtime and its successor, the captured logs and the real node all hold."""
     text = (ROOT / "docs" / "testing.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     namespace: dict[str, object] = {}
     for block in blocks:
         exec(compile(block, "testing.md", "exec"), namespace)

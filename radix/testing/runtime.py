@@ -59,7 +59,6 @@ class InMemoryRuntime(Service):
         config: ActorConfig | None = None,
         node_id: str = "memory",
         timeout: float = 30.0,
-        schemas: InMemorySchemaRegistry | None = None,
     ) -> None:
         self.namespace = namespace
         self.node_id = node_id
@@ -72,9 +71,9 @@ class InMemoryRuntime(Service):
         self.snapshots = InMemorySnapshotStore()
         self.refusals = InMemoryRefusalStore()
         self.leases = InMemoryLeaseTable()
-        self.schemas = schemas or InMemorySchemaRegistry()
-        """The schema registry its contexts register in at start; give two runtimes one to see whether
-        one version of a context may follow another (a `SchemaError` from `start` if not)."""
+        self.schemas = InMemorySchemaRegistry()
+        """The schema registry its contexts register in at start (a `SchemaError` from `start` if they
+        disagree with it)."""
         self._placement = InMemoryPlacement(self.leases, node_id, sorted(self._contexts))
         self.stats = Stats()
         self.command_log: list[wire.LogEntry] = []
@@ -85,6 +84,20 @@ class InMemoryRuntime(Service):
         self._actors: Actors | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+
+    def successor(self, contexts: Sequence[BoundedContext], *, node_id: str | None = None) -> InMemoryRuntime:
+        """A runtime of other code on this one's stores (events, snapshots, refusals, leases, schema
+        registry): what a deployment of another version of the contexts finds. Stop this one first, as a
+        rolling deployment drains a node; `start` raises `SchemaError` if the new code may not follow."""
+        after = InMemoryRuntime(
+            contexts, namespace=self.namespace, node_id=node_id or self.node_id, timeout=self.timeout
+        )
+        after._settings = self._settings
+        after.events, after.snapshots, after.refusals = self.events, self.snapshots, self.refusals
+        after.leases, after.schemas = self.leases, self.schemas
+        after._ids = self._ids  # the command ids it makes go on from this one's: they are remembered
+        after._placement = InMemoryPlacement(self.leases, after.node_id, sorted(after._contexts))
+        return after
 
     async def start(self) -> Self:
         """Start serving. Idempotent."""

@@ -14,10 +14,13 @@ from radix import (
     CommandRejectedError,
     CommandTimeoutError,
     RadixError,
+    SchemaError,
 )
+from radix.examples import inventory_v2
 from radix.examples.bank import Balance, Deposit, Deposited, Open, Opened, Withdraw, Withdrawn, bank
 from radix.examples.inventory import CheckIn, CreateItem, ItemsCheckedIn, inventory
 from radix.testing import InMemoryRuntime, eventually
+from tests import evolved
 
 
 async def test_commands_are_decided_written_and_answered() -> None:
@@ -137,3 +140,19 @@ async def test_a_stalled_store_times_the_command_out_and_a_retry_applies_it_once
         moving.set()
         assert (await runtime.send(CheckIn(count=1), aggregate_id="sku-4", command_id="ci-1")).version == 2
         assert (await runtime.read("InventoryItem", "sku-4")).version == 2
+
+
+async def test_a_successor_runs_other_code_on_the_same_stores() -> None:
+    """What a deployment finds: 2.0 code reads what 1.0 wrote through its upcaster; 1.0 code, rolled back,
+    refuses an aggregate holding 2.0 events; code that breaks the registry's rules does not start."""
+    async with InMemoryRuntime([inventory], config=ActorConfig(snapshot_every=1)) as v1:
+        await v1.send(CreateItem(name="widget"), aggregate_id="sku-1")
+    async with v1.successor([inventory_v2.inventory]) as v2:
+        assert (await v2.read("InventoryItem", "sku-1")).state == inventory_v2.Item("widget", "each", 0)
+        await v2.send(inventory_v2.CreateItem(title="bolt"), aggregate_id="sku-2")
+    async with v2.successor([inventory]) as back:
+        assert (await back.send(CheckIn(count=1), aggregate_id="sku-1")).version == 2
+        with pytest.raises(CommandFailedError, match=r"deploy code that reads ItemCreated 2\.x"):
+            await back.send(CheckIn(count=1), aggregate_id="sku-2")
+    with pytest.raises(SchemaError, match="field 'note' added"):
+        await back.successor([evolved.with_note]).start()
