@@ -61,6 +61,15 @@ async def stored(nc: NATS, namespace: str, aggregate_id: str) -> list[wire.Recor
         return [e for c in await store.read(address(namespace, aggregate_id)) for e in c.events]
 
 
+async def written_by_v1(nc: NATS, namespace: str, aggregate_id: str, name: str, count: int) -> None:
+    """On a 1.0 node: the item created and `count` checked in (two events), its snapshot written."""
+    v1 = Client(nc, inventory, namespace=namespace)
+    async with serving(nc, namespace, inventory, "v1-a") as node:
+        await v1.send(CreateItem(name=name), aggregate_id=aggregate_id)
+        await v1.send(CheckIn(count=count), aggregate_id=aggregate_id)
+        await eventually(lambda: node.stats.snapshots_written >= 1, what="v1's snapshot")
+
+
 async def test_a_node_registers_its_event_schemas_at_start(nc: NATS, namespace: str) -> None:
     """Each event type version, with the schema msgspec derives, its hash, and who registered it when."""
     async with serving(nc, namespace, inventory, "v1-a"):
@@ -123,10 +132,7 @@ async def test_a_minor_with_a_new_defaulted_field_is_registered_beside_the_old(n
 async def test_a_log_written_by_v1_is_read_by_v2_through_the_upcaster(nc: NATS, namespace: str) -> None:
     """Activation, the conflict check and the client's decoding all read ItemCreated 1.0 as 2.0; nothing
     stored is rewritten."""
-    v1 = Client(nc, inventory, namespace=namespace)
-    async with serving(nc, namespace, inventory, "v1-a"):
-        await v1.send(CreateItem(name="widget"), aggregate_id="sku-1")
-        await v1.send(CheckIn(count=3), aggregate_id="sku-1")
+    await written_by_v1(nc, namespace, "sku-1", "widget", 3)
     v2 = Client(nc, inventory_v2.inventory, namespace=namespace)
     async with serving(nc, namespace, inventory_v2.inventory, "v2-a"):
         assert (await v2.send(inventory_v2.CheckIn(count=2), aggregate_id="sku-1")).version == 3
@@ -146,11 +152,7 @@ async def test_a_log_written_by_v1_is_read_by_v2_through_the_upcaster(nc: NATS, 
 async def test_a_snapshot_is_not_used_after_the_state_type_changes(nc: NATS, namespace: str) -> None:
     """v1's snapshot is of ItemState; v2's state is Item: v2 replays the (upcast) history instead, then its
     own snapshot serves its next activation."""
-    v1 = Client(nc, inventory, namespace=namespace)
-    async with serving(nc, namespace, inventory, "v1-a") as node:
-        await v1.send(CreateItem(name="widget"), aggregate_id="sku-1")
-        await v1.send(CheckIn(count=3), aggregate_id="sku-1")
-        await eventually(lambda: node.stats.snapshots_written >= 1, what="v1's snapshot")
+    await written_by_v1(nc, namespace, "sku-1", "widget", 3)
     v2 = Client(nc, inventory_v2.inventory, namespace=namespace)
     async with serving(nc, namespace, inventory_v2.inventory, "v2-a") as node:
         assert (await v2.read("InventoryItem", "sku-1")).state == inventory_v2.Item("widget", "each", 3)
@@ -183,12 +185,7 @@ async def test_roll_forward_then_back_never_writes_a_history_no_code_can_read(nc
     even though the 1.0 snapshot fits its state; rolled back, 1.x code refuses the aggregate holding 2.0
     events and serves the rest; code with the upcaster serves both. Each refusal says what to deploy and
     writes nothing."""
-    v1 = Client(nc, inventory, namespace=namespace)
-    async with serving(nc, namespace, inventory, "v1-a") as node:
-        await v1.send(CreateItem(name="a"), aggregate_id="A")
-        await v1.send(CheckIn(count=1), aggregate_id="A")
-        await eventually(lambda: node.stats.snapshots_written >= 1, what="A's snapshot")
-
+    await written_by_v1(nc, namespace, "A", "a", 1)
     forward = Client(nc, evolved.blind, namespace=namespace)
     async with serving(nc, namespace, evolved.blind, "v2-blind"):
         with pytest.raises(CommandFailedError) as refused:
@@ -204,6 +201,7 @@ async def test_roll_forward_then_back_never_writes_a_history_no_code_can_read(nc
             await forward.send(CheckIn(count=1), aggregate_id="A")
     assert [e.schema for e in await stored(nc, namespace, "A")] == ["1.0", "1.0"]
 
+    v1 = Client(nc, inventory, namespace=namespace)
     async with serving(nc, namespace, inventory, "v1-b"):
         with pytest.raises(CommandFailedError) as refused:
             await v1.send(CheckIn(count=1), aggregate_id="B")
