@@ -60,6 +60,20 @@ def checked_in_retyped_count() -> BoundedContext:
     return _inventory(Events)
 
 
+def checked_in_numbered_note_at_1_2() -> BoundedContext:
+    """ItemsCheckedIn 1.2 with a note that is a number: compatible with 1.0, not with 1.1 (whose note is text)."""
+
+    class Events(Event):
+        pass
+
+    class ItemsCheckedIn(Events):
+        schema_version: ClassVar[SchemaVersion] = (1, 2)
+        count: int
+        note: int = 0
+
+    return _inventory(Events)
+
+
 class BlindEvent(Event):
     """Events of an inventory 2.0 that reads major 2 only: it has no upcaster for ItemCreated 1.x."""
 

@@ -32,6 +32,9 @@ from radix.wire.names import EVENTS, context_filter, context_of_events_stream, p
 
 __all__ = ["run"]
 
+#: How many of the aggregates holding a version a scan names.
+_EXAMPLES = 3
+
 
 async def run(args: argparse.Namespace) -> int:
     action = {"list": list_schemas, "check": check, "scan": scan}[args.action]
@@ -121,8 +124,14 @@ class _Tally:
 
     def rows(self) -> Iterator[dict[str, Any]]:
         for (type_name, schema), events in sorted(self.events.items()):
-            aggregates = len(self.aggregates[(type_name, schema)])
-            yield {"type": type_name, "schema": schema, "events": events, "aggregates": aggregates}
+            holding = self.aggregates[(type_name, schema)]
+            yield {
+                "type": type_name,
+                "schema": schema,
+                "events": events,
+                "aggregates": len(holding),
+                "examples": sorted(holding)[:_EXAMPLES],
+            }
 
 
 async def scan(args: argparse.Namespace) -> int:
@@ -157,9 +166,10 @@ async def scan(args: argparse.Namespace) -> int:
         for context, tally in per.items():
             print(f"namespace {namespace}, context {context}: {tally.messages} commit(s)")
             for row in tally.rows():
+                more = ", ..." if row["aggregates"] > len(row["examples"]) else ""
                 print(
                     f"  {row['type']:<24} {row['schema']:<6} {row['events']:>10} event(s) "
-                    f"in {row['aggregates']} aggregate(s)"
+                    f"in {row['aggregates']} aggregate(s): {', '.join(row['examples'])}{more}"
                 )
             if code is not None:
                 print(f"  {len(tally.refused)} aggregate(s) that {args.code} could not serve")

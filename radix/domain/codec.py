@@ -60,6 +60,19 @@ def _version_of(cls: type[Event]) -> str:
     return f"{version[0]}.{version[1]}"
 
 
+def _check_settings(cls: type[Event]) -> None:
+    """Refuse struct settings under which a compatible minor would not be: code one minor behind must read
+    fields it does not know (so no `forbid_unknown_fields`), and code one minor on must find every field it
+    requires (so no `omit_defaults`, which leaves out a value equal to a default the older code lacks)."""
+    config = cls.__struct_config__
+    for setting in ("forbid_unknown_fields", "omit_defaults"):
+        if getattr(config, setting):
+            raise DefinitionError(
+                f"{cls.__name__} sets {setting}=True: events are read by code one minor version behind or on, "
+                f"which {setting} would break (docs/evolving-events.md); leave it out"
+            )
+
+
 class AggregateCodec:
     """Encodes and decodes one aggregate type's commands and events."""
 
@@ -82,6 +95,8 @@ class AggregateCodec:
                 validate_event_type(name)
             except InvalidNameError as e:
                 raise DefinitionError(f"{self.type_name}: {e}") from None
+        for event_type in event_types:
+            _check_settings(event_type)
         self.versions: dict[type[Event], str] = {t: _version_of(t) for t in event_types}
         """Each event type's newest version, `"major.minor"`: what it is written as."""
         self._majors = {name: str(t.schema_version[0]) for name, t in self.event_types.items()}
@@ -208,6 +223,19 @@ class AggregateCodec:
             )
         return None
 
+    def knows_in_full(self, type_name: str, schema: str) -> bool:
+        """Whether this code reads every field of events stored as `schema`: an older major (through the
+        upcasters) or a minor up to its own. A newer minor is read too, without the fields it added, so
+        a state built from it is not one that newer code would build (its snapshot must not be written)."""
+        cls = self.event_types.get(type_name)
+        if cls is None:
+            return False
+        major, minor = cls.schema_version
+        stored_major, _, stored_minor = schema.partition(".")
+        if not (stored_major.isdigit() and stored_minor.isdigit()):
+            return False
+        return int(stored_major) < major or (int(stored_major) == major and int(stored_minor) <= minor)
+
     def _upcast(self, type_name: str, schema: str, data: bytes | msgspec.Raw) -> Event:
         problem = self.unreadable(type_name, schema)
         if problem is not None:
@@ -231,7 +259,7 @@ class AggregateCodec:
                 ) from e
         try:  # through JSON, so that values decode as they do from a stored event (dates from strings, ...)
             upcast: Event = self._event_decoders[type_name].decode(_encoder.encode(value))
-        except msgspec.ValidationError as e:
+        except (msgspec.ValidationError, TypeError) as e:  # TypeError: a value JSON cannot hold
             name = step.name if step is not None else "?"
             raise UnreadableEventError(
                 f"{type_name} {schema} upcast to {self.versions[cls]} does not fit {type_name} ({e})",

@@ -21,7 +21,7 @@ from radix.store.commit import DEFAULT_MAX_PAYLOAD, Cause, Commit, Writer, prepa
 from radix.store.placement import new_incarnation
 from radix.store.ports import Claim, Owner, Refusals
 from radix.store.refusals import decode_refusals, encode_refusals
-from radix.store.schemas import decode_schema, encode_schema, selected
+from radix.store.schemas import decode_schema, encode_schema, registered_as, selected
 from radix.store.snapshots import Snapshot, decode_snapshot, encode_snapshot
 from radix.wire.control import NodeRecord
 from radix.wire.names import Address
@@ -134,9 +134,15 @@ class InMemorySchemaRegistry:
         await asyncio.sleep(0)
         there = self.entries.get((namespace, schema.key))
         if there is not None:
-            return decode_schema(there)
+            return registered_as("the in-memory registry", schema.key, there)
         self.entries[(namespace, schema.key)] = encode_schema(schema)
         return None
+
+    async def withdraw(self, namespace: str, schema: EventSchema) -> None:
+        await asyncio.sleep(0)
+        there = self.entries.get((namespace, schema.key))
+        if there is not None and decode_schema(there) == schema:
+            del self.entries[(namespace, schema.key)]
 
 
 class InMemoryRefusalStore:

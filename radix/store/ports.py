@@ -217,3 +217,8 @@ class SchemaRegistry(Protocol):
     async def add(self, namespace: str, schema: EventSchema) -> EventSchema | None:
         """Register `schema` unless its version is registered already: None if it was added, else what is."""
         ...
+
+    async def withdraw(self, namespace: str, schema: EventSchema) -> None:
+        """Remove `schema` if the registry holds exactly it (same shape, node and time): a registration
+        undone by the node that made it, because another node registered a version it conflicts with."""
+        ...

@@ -13,6 +13,7 @@ registered with exactly its shape, and every node of the namespace agrees on wha
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable
 from typing import Any, Final
@@ -29,7 +30,15 @@ from radix.store.kv import KVBucket, NamespaceBuckets
 from radix.store.ports import SchemaRegistry
 from radix.wire.names import schemas_bucket
 
-__all__ = ["KVSchemaRegistry", "SchemaRecord", "decode_schema", "encode_schema", "register", "selected"]
+__all__ = [
+    "KVSchemaRegistry",
+    "SchemaRecord",
+    "decode_schema",
+    "encode_schema",
+    "register",
+    "registered_as",
+    "selected",
+]
 
 
 class SchemaRecord(msgspec.Struct, frozen=True):
@@ -62,7 +71,9 @@ def decode_schema(data: bytes) -> EventSchema | None:
         r = _decoder.decode(data)
     except msgspec.DecodeError:
         return None
-    return EventSchema(r.context, r.type, r.major, r.minor, r.schema, node=r.node, at=r.at, hash=r.hash)
+    # The hash is of the canonical form as this code computes it, not as the registering node did: a
+    # Radix upgrade that refines the canonical form must not make an unchanged node disagree.
+    return EventSchema(r.context, r.type, r.major, r.minor, r.schema, node=r.node, at=r.at)
 
 
 def selected(values: Iterable[bytes], context: str | None) -> list[EventSchema]:
@@ -72,6 +83,16 @@ def selected(values: Iterable[bytes], context: str | None) -> list[EventSchema]:
         (s for s in found if s is not None and (context is None or s.context == context)),
         key=lambda s: (s.context, s.type_name, s.major, s.minor),
     )
+
+
+def registered_as(bucket: str, key: str, value: bytes | None) -> EventSchema:
+    """What a key of the registry holds, found there when registering; `SchemaError` if it is not a schema."""
+    registered = decode_schema(value) if value is not None else None
+    if registered is None:
+        raise SchemaError(
+            f"{key} in {bucket} holds something that is not a Radix schema: remove it with `nats kv del`", [key]
+        )
+    return registered
 
 
 class KVSchemaRegistry:
@@ -94,15 +115,15 @@ class KVSchemaRegistry:
             await bucket.create(schema.key, encode_schema(schema))
         except KeyChangedError:
             entry = await bucket.get(schema.key, leader=True)
-            registered = decode_schema(entry.value) if entry.value is not None else None
-            if registered is None:
-                raise SchemaError(
-                    f"{schema.key} in {bucket.name} holds something that is not a Radix schema: "
-                    "remove it with `nats kv del`",
-                    [schema.key],
-                ) from None
-            return registered
+            return registered_as(bucket.name, schema.key, entry.value)
         return None
+
+    async def withdraw(self, namespace: str, schema: EventSchema) -> None:
+        bucket = await self.bucket(namespace)
+        entry = await bucket.get(schema.key, leader=True)
+        if entry.value is not None and decode_schema(entry.value) == schema:
+            with contextlib.suppress(KeyChangedError):  # changed meanwhile: no longer ours to remove
+                await bucket.delete_if(schema.key, revision=entry.revision)
 
     async def close(self) -> None:
         """Forget opened buckets. Safe to call twice."""
@@ -128,8 +149,14 @@ async def register(registry: SchemaRegistry, namespace: str, context: BoundedCon
         else:  # another node registered the version meanwhile
             _refuse(namespace, context, problems([schema], [there]))
     if added:
-        # Another node may have registered another minor of the same major meanwhile: check again.
-        _refuse(namespace, context, problems(own, await registry.schemas(namespace, context.name)))
+        # Another node may have registered another minor of the same major meanwhile: check again, and
+        # undo this node's part if they conflict, so that the registry is left as it was before.
+        found = problems(own, await registry.schemas(namespace, context.name))
+        if found:
+            for schema in added:
+                await registry.withdraw(namespace, schema)
+            meanwhile = "another node registered a conflicting version meanwhile; what this node added is withdrawn"
+            _refuse(namespace, context, [*found, meanwhile])
         logger.info(
             "event schemas registered", namespace=namespace, context=context.name, versions=[str(s) for s in added]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import msgspec
@@ -148,3 +149,18 @@ def test_schema_versions_are_checked() -> None:
 
     with pytest.raises(DefinitionError, match=r"Odd.schema_version is \(0, 1\)"):
         BoundedContext("odd", [Oddity()])
+
+
+@pytest.mark.parametrize("setting", ["forbid_unknown_fields", "omit_defaults"])
+def test_struct_settings_that_break_minor_compatibility_are_refused(setting: str) -> None:
+    """Code one minor behind must read unknown fields; code one minor on must find the fields it requires."""
+
+    class Strict(Event, **{setting: True}):
+        pass
+
+    class Thing(Aggregate[int, Command, Strict]):
+        def decide(self, state: int, command: Command) -> Sequence[Strict]:
+            return []
+
+    with pytest.raises(DefinitionError, match=f"Strict sets {setting}=True"):
+        BoundedContext("strict", [Thing()])

@@ -87,7 +87,7 @@ def test_a_minor_may_add_fields_with_defaults_and_nothing_else() -> None:
     [problem] = problems([without_count], registered)
     assert problem.startswith("shop Placed 1.1 is not compatible with shop Placed 1.0: from 1.0 to 1.1, ")
     assert "field 'quantity' removed; field 'size' removed" in problem
-    assert problem.endswith("raise the major to 2.0 instead (with an upcaster from 1)")
+    assert problem.endswith("raise the version to 2.0 instead (with an upcaster from 1)")
 
 
 def test_a_version_keeps_its_shape_once_registered() -> None:
@@ -103,8 +103,8 @@ def test_a_version_keeps_its_shape_once_registered() -> None:
     [problem] = problems([mine], [theirs])
     assert problem == (
         "inventory ItemsCheckedIn 1.0 is registered with another shape (by node-2 at 2026-12-01T10:00:00Z): "
-        "field 'note' added, with a default. A version keeps its shape once registered: raise the minor to 1.1 "
-        "if every change is a field added with a default, else the major to 2.0 (with an upcaster from 1)"
+        "field 'note' added, with a default. A version keeps its shape once registered: raise the version to 1.1 "
+        "if every change is a field added with a default, else to 2.0 (with an upcaster from 1)"
     )
 
 
@@ -115,3 +115,115 @@ def test_every_event_type_of_a_context_has_a_schema() -> None:
         "inventory.ItemsCheckedIn.1.1",
         "inventory.ItemsRemoved.1.0",
     ]
+
+
+class Spot(msgspec.Struct):
+    street: str
+
+
+class SpotWithZip(msgspec.Struct):
+    street: str
+    zip: str = ""
+
+
+class SpotByNumber(msgspec.Struct):
+    street: int
+
+
+class Moved(Event):
+    to: Spot
+    maybe: Spot | None = None
+    trail: list[Spot] = msgspec.field(default_factory=list)
+
+
+class MovedWithZips(Event):
+    event_type: ClassVar[str | None] = "Moved"
+    schema_version: ClassVar[tuple[int, int]] = (1, 1)
+    to: SpotWithZip
+    maybe: SpotWithZip | None = None
+    trail: list[SpotWithZip] = msgspec.field(default_factory=list)
+
+
+class MovedByNumber(Event):
+    event_type: ClassVar[str | None] = "Moved"
+    schema_version: ClassVar[tuple[int, int]] = (1, 1)
+    to: SpotByNumber
+    maybe: Spot | None = None
+    trail: list[Spot] = msgspec.field(default_factory=list)
+
+
+def test_fields_of_nested_structs_are_compared_by_path() -> None:
+    """A field added with a default inside a struct, an optional struct or a list of them is compatible;
+    one retyped there is named by its path."""
+    before = schema_of("moves", Moved)
+    assert incompatibilities(before, schema_of("moves", MovedWithZips)) == []
+    assert [str(d) for d in differences(before.canonical, schema_of("moves", MovedWithZips).canonical)] == [
+        "field 'maybe.zip' added, with a default",
+        "field 'to.zip' added, with a default",
+        "field 'trail[].zip' added, with a default",
+    ]
+    [retyped] = incompatibilities(before, schema_of("moves", MovedByNumber))
+    assert str(retyped) == 'field \'to.street\' retyped from {"type":"string"} to {"type":"integer"}'
+
+
+class Left(msgspec.Struct):
+    right: Right | None = None
+
+
+class Right(msgspec.Struct):
+    left: Left | None = None
+    again: Right | None = None
+
+
+class RightElsewhere(msgspec.Struct):
+    left: LeftElsewhere | None = None
+    again: LeftElsewhere | None = None  # was a Right: another shape, though both are recursive
+
+
+class LeftElsewhere(msgspec.Struct):
+    right: RightElsewhere | None = None
+
+
+class Linked(Event):
+    start: Left
+
+
+class LinkedElsewhere(Event):
+    event_type: ClassVar[str | None] = "Linked"
+    start: LeftElsewhere
+
+
+def test_recursive_types_are_told_apart_by_which_type_they_recur_to() -> None:
+    assert schema_of("links", Linked).hash != schema_of("links", LinkedElsewhere).hash
+
+
+class Tagged(msgspec.Struct, tag=True):
+    n: int
+
+
+class TaggedRenamed(msgspec.Struct, tag="Tagged"):
+    n: int
+
+
+class Other(msgspec.Struct, tag=True):
+    s: str
+
+
+class Chose(Event):
+    choice: Tagged | Other
+
+
+class ChoseRenamed(Event):
+    event_type: ClassVar[str | None] = "Chose"
+    choice: TaggedRenamed | Other
+
+
+def test_a_renamed_class_in_a_tagged_union_keeps_the_shape() -> None:
+    assert schema_of("choices", Chose).hash == schema_of("choices", ChoseRenamed).hash
+
+
+def test_shapes_that_differ_in_no_field_are_the_same_shape() -> None:
+    """A hash computed by another canonical form (an older Radix) is no reason to refuse a node."""
+    mine = schema_of("inventory", v1.ItemsCheckedIn)
+    stored = dataclasses.replace(mine, hash="0123456789abcdef")
+    assert problems([mine], [stored]) == []

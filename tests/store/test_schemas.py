@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from radix import SchemaError
-from radix.domain.schemas import schemas_of
+from radix.domain.schemas import EventSchema, schemas_of
 from radix.examples import inventory as v1
 from radix.examples import inventory_v1_1 as v1_1
 from radix.examples import inventory_v2 as v2
@@ -18,7 +18,7 @@ from radix.examples.bank import bank
 from radix.store import InMemorySchemaRegistry, KVSchemaRegistry, SchemaRegistry
 from radix.store.schemas import register
 from radix.wire.names import schema_key
-from tests.evolved import checked_in_removed_count, checked_in_with_note_at_1_0
+from tests.evolved import checked_in_numbered_note_at_1_2, checked_in_removed_count, checked_in_with_note_at_1_0
 
 
 class SchemaRegistryContract:
@@ -74,6 +74,33 @@ class SchemaRegistryContract:
         assert sorted(len(a) for a in added)[-1] >= 1
         assert sum(len(a) for a in added) == 3
         assert len(await registry.schemas(namespace, "inventory")) == 3
+
+    async def test_a_conflicting_minor_registered_meanwhile_is_withdrawn_and_refused(
+        self, registry: SchemaRegistry, namespace: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another node registers an incompatible 1.1 between this node's check and its write: this node
+        withdraws its own 1.1 and refuses, leaving the registry to the other's 1.2, so that one can serve."""
+        await register(registry, namespace, v1.inventory, "n1")
+        their = checked_in_numbered_note_at_1_2()
+        real = registry.add
+        entered = False
+
+        async def add_after_theirs(ns: str, schema: EventSchema) -> EventSchema | None:
+            nonlocal entered
+            if not entered:  # the other node's whole registration lands first
+                entered = True
+                await register(registry, ns, their, "n2")
+            return await real(ns, schema)
+
+        monkeypatch.setattr(registry, "add", add_after_theirs)
+        with pytest.raises(SchemaError, match="another node registered a conflicting version meanwhile"):
+            await register(registry, namespace, v1_1.inventory, "n3")
+        monkeypatch.undo()
+        assert {s.version: s.node for s in await registry.schemas(namespace) if s.type_name == "ItemsCheckedIn"} == {
+            "1.0": "n1",
+            "1.2": "n2",
+        }
+        assert await register(registry, namespace, their, "n2") == []  # the other node starts again
 
 
 class TestInMemorySchemaRegistry(SchemaRegistryContract):
