@@ -37,6 +37,7 @@ from radix.errors import (
     RadixError,
     ReadError,
     ReadTimeoutError,
+    UnreadableEventError,
 )
 from radix.transport.connection import ConnectOptions, connect
 from radix.transport.inbox import Inbox
@@ -271,11 +272,18 @@ def outcome(context: BoundedContext, aggregate_type: str, reply: wire.Reply) -> 
     """What a reply means to the sender: `Accepted` with the events decoded, else the matching error."""
     if reply.status == wire.ACCEPTED:
         codec = context.codec(aggregate_type)
+        try:
+            events = tuple(codec.decode_event(e.type, e.schema, e.data) for e in reply.events)
+        except UnreadableEventError as e:  # written by newer code: the command is applied all the same
+            raise UnreadableEventError(
+                f"command {reply.command_id} was accepted (version {reply.version}), so do not send it again, "
+                f"but this client cannot read the events it wrote: {e.what}",
+                type_name=e.type_name,
+                schema=e.schema,
+                deploy=e.deploy,
+            ) from None
         return Accepted(
-            command_id=reply.command_id,
-            version=reply.version or 0,
-            events=tuple(codec.decode_event(e.type, e.schema, e.data) for e in reply.events),
-            records=tuple(reply.events),
+            command_id=reply.command_id, version=reply.version or 0, events=events, records=tuple(reply.events)
         )
     if reply.status == wire.REJECTED:
         raise CommandRejectedError(reply)

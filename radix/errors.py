@@ -113,6 +113,7 @@ class UnreadableEventError(DecodeError):
     """
 
     def __init__(self, what: str, *, type_name: str, schema: str, deploy: str) -> None:
+        self.what = what
         self.type_name = type_name
         self.schema = schema
         self.deploy = deploy

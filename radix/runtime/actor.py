@@ -235,7 +235,7 @@ class AggregateActor:
                 self.leftover = tuple(batch)
                 return True
             except turn.UnservableError as e:
-                await self._unservable(e, batch)
+                await self._unservable(e, batch if e.unanswered is None else e.unanswered)
                 return True
             finally:
                 self.busy = False

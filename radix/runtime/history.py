@@ -328,6 +328,10 @@ class ActorHistory:
     async def _write_snapshot(self) -> None:
         if self.fingerprint is None:  # a state that cannot be snapshotted: the flag stays up, none is tried again
             return
+        if not all(self.codec.knows_in_full(t, s) for t, s in self.holds):
+            # Events of a newer minor were read without the fields this code does not know: newer code must
+            # not take this state for its own. The history only grows, so the flag stays up here too.
+            return
         version, position, ports = self.version, self.position, self.ports
         try:
             now = time.time()

@@ -10,6 +10,7 @@ before they are given, then every command is answered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -41,7 +42,11 @@ class UnservableError(RadixError):
     """The aggregate's history holds events this node's code cannot read: it must not decide or write
     anything for it. `reason` (what every command is answered with) says what code to deploy."""
 
-    def __init__(self, address: object, unreadable: UnreadableEventError) -> None:
+    def __init__(
+        self, address: object, unreadable: UnreadableEventError, unanswered: Sequence[Envelope] | None = None
+    ) -> None:
+        self.unanswered = unanswered
+        """The commands of the turn still to be answered (None: all of them); the others were answered already."""
         self.reason = (
             f"{address} cannot be served by this node: {unreadable}; until then its commands are refused "
             "and nothing is written to it"
@@ -70,7 +75,7 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
         except SupersededError:
             raise
         except UnreadableEventError as e:
-            raise UnservableError(address, e) from e
+            raise UnservableError(address, e, fresh) from e
         except Exception as e:  # never let one command kill the actor
             logger.exception("command failed")
             history.stale = True

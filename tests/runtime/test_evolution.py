@@ -8,6 +8,7 @@ versions of `tests.evolved`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from radix import (
+    Accepted,
     ActorConfig,
     Address,
     BoundedContext,
@@ -30,16 +32,19 @@ from radix import (
     SchemaError,
     wire,
 )
+from radix.domain import EventData
 from radix.domain.schemas import schemas_of
 from radix.errors import ReadError
 from radix.examples import inventory_v1_1, inventory_v2
 from radix.examples.inventory import CheckIn, CreateItem, ItemsCheckedIn, ItemState, inventory
+from radix.store.kv import KVBucket
 from radix.store.schemas import KVSchemaRegistry
+from radix.store.snapshots import KVSnapshotStore
 from radix.testing import NodeProcess, eventually, lease_owners
-from radix.wire.names import MIGRATE, command_subject, node_subject
+from radix.wire.names import MIGRATE, command_subject, node_subject, nodes_bucket
 from tests import evolved
 from tests.gadgets import Mistype, Poke, Stray, gadgets
-from tests.reading import commit_count
+from tests.reading import commit_count, log_entries
 
 
 @asynccontextmanager
@@ -90,12 +95,12 @@ async def test_a_node_registers_its_event_schemas_at_start(nc: NATS, namespace: 
         (
             evolved.with_note,
             r"inventory ItemsCheckedIn 1\.0 is registered with another shape \(by v1-a at .*\): "
-            r"field 'note' added, with a default\. .*raise the minor to 1\.1",
+            r"field 'note' added, with a default\. .*raise the version to 1\.1",
         ),
         (
             evolved.checked_in_removed_count(),
             r"inventory ItemsCheckedIn 1\.1 is not compatible with inventory ItemsCheckedIn 1\.0 .*"
-            r"field 'count' removed.*raise the major to 2\.0",
+            r"field 'count' removed.*raise the version to 2\.0",
         ),
         (
             evolved.checked_in_retyped_count(),
@@ -115,7 +120,7 @@ async def test_a_node_whose_events_break_the_rules_does_not_start(
     node = Node({namespace: [code]}, nats=nc, config=NodeConfig(node_id="broken"))
     with pytest.raises(SchemaError, match=expected):
         await node.start()
-    assert not await lease_owners(nc, [address(namespace, "never")])
+    assert (await KVBucket(nc, nodes_bucket(namespace)).get("broken")).value is None  # never joined
     registered = await KVSchemaRegistry(nc).schemas(namespace)
     assert {s.node for s in registered} == {"v1-a"}  # nothing of the broken code was registered
 
@@ -305,3 +310,52 @@ async def test_nodes_on_adjacent_minors_serve_one_context_and_read_each_others_e
     registered = {s.key: s.node for s in await KVSchemaRegistry(nc).schemas(namespace)}
     assert registered["inventory.ItemsCheckedIn.1.0"] == "v10"
     assert registered["inventory.ItemsCheckedIn.1.1"] == "v11"
+
+
+async def test_a_live_aggregate_that_meets_a_newer_event_refuses_and_answers_each_command_once(
+    nc: NATS, namespace: str
+) -> None:
+    """Newer code wrote to the aggregate behind this node's back (as after a takeover): its next append is
+    fenced, the reload meets the 2.0 event, and the command is refused with what to deploy; a known command
+    sent meanwhile is answered once, as before."""
+    v1 = Client(nc, inventory, namespace=namespace)
+    async with serving(nc, namespace, inventory, "v1-a", snapshot_every=0):
+        await v1.send(CreateItem(name="a"), aggregate_id="A", command_id="create-a")
+        async with JetStreamEventStore(nc) as store:
+            newer = EventData("ItemsCheckedIn", "2.0", msgspec.Raw(b'{"count": 1, "unit": "box"}'))
+            await store.append(address(namespace, "A"), [newer], expected_version=1, command_id="elsewhere")
+        again, fresh = await asyncio.gather(
+            v1.send(CreateItem(name="a"), aggregate_id="A", command_id="create-a"),
+            v1.send(CheckIn(count=1), aggregate_id="A", command_id="check-in"),
+            return_exceptions=True,
+        )
+    assert isinstance(again, Accepted), again
+    assert again.version == 1
+    assert isinstance(fresh, CommandFailedError), fresh
+    assert "ItemsCheckedIn 2.0 is stored, but this code reads ItemsCheckedIn up to 1.x" in fresh.reason
+    entries = await log_entries(nc, namespace, 3)
+    assert sorted((e.command_id, e.status, e.duplicate) for e in entries) == [
+        ("check-in", "error", False),
+        ("create-a", "accepted", False),
+        ("create-a", "accepted", True),
+    ]
+    assert [e.schema for e in await stored(nc, namespace, "A")] == ["1.0", "2.0"]
+
+
+async def test_older_code_writes_no_snapshot_of_a_history_holding_a_newer_minor(nc: NATS, namespace: str) -> None:
+    """A 1.0 node reads ItemsCheckedIn 1.1 without the note: newer code must not take the state it builds for
+    its own, so it writes no snapshot of that history (the one 1.1 wrote stays the latest)."""
+    newer = Client(nc, inventory_v1_1.inventory, namespace=namespace)
+    async with serving(nc, namespace, inventory_v1_1.inventory, "v11-a") as node:
+        await newer.send(inventory_v1_1.CreateItem(name="a"), aggregate_id="A")
+        await newer.send(inventory_v1_1.CheckIn(count=1, note="fragile"), aggregate_id="A")
+        await eventually(lambda: node.stats.snapshots_written >= 1, what="1.1's snapshot")
+    v1 = Client(nc, inventory, namespace=namespace)
+    async with serving(nc, namespace, inventory, "v1-a") as node:
+        for _ in range(3):
+            await v1.send(CheckIn(count=1), aggregate_id="A")
+        assert node.stats.snapshots_loaded == 1  # 1.1's snapshot holds only what 1.0 reads in full
+    assert node.stats.snapshots_written == 0
+    latest = await KVSnapshotStore(nc).load(address(namespace, "A"))
+    assert latest is not None
+    assert latest.version == 2
