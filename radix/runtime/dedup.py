@@ -3,7 +3,9 @@
 - `DedupWindow`: every command id applied within the dedup window, as the position of its commit and
   the aggregate's version after it (a duplicate is answered by reading that commit back);
 - `RefusalMemory`: the whole replies of the latest refused commands (rejected or conflicting), which
-  the event stream cannot give again.
+  the event stream cannot give again;
+- `RefusedIds`: every command id refused within the dedup window, beyond those, as its status and
+  version only (a copy of a refused command delivered late is refused again, not decided anew).
 
 Both are dicts (a subclass adds no bytes: an actor keeps one of each, and a node a hundred thousand
 actors), ordered oldest first.
@@ -18,7 +20,7 @@ import msgspec
 from radix import wire
 from radix.store.commit import Commit
 
-__all__ = ["SNAPSHOT_IDS", "Applied", "DedupWindow", "RefusalMemory"]
+__all__ = ["SNAPSHOT_IDS", "Applied", "DedupWindow", "RefusalMemory", "Refused", "RefusedIds"]
 
 #: Command ids a snapshot carries at most; beyond them, activation reads the window's commits.
 SNAPSHOT_IDS = 256
@@ -103,3 +105,41 @@ class RefusalMemory(dict[str, wire.Reply]):
         while len(latest) > keep:
             del latest[next(iter(latest))]
         return latest
+
+
+class Refused(msgspec.Struct, frozen=True, gc=False):
+    """A command refused within the dedup window: how (rejected, conflict), at which version, when."""
+
+    status: str
+    version: int | None
+    at: float
+
+
+class RefusedIds(dict[str, Refused]):
+    """The command ids refused within the window, oldest first (in memory only: the refusal record keeps
+    the latest whole replies for other nodes)."""
+
+    __slots__ = ()
+
+    def note(self, replies: Iterable[wire.Reply], *, now: float, keep_for: float, keep_at_most: int) -> None:
+        for reply in replies:
+            self.pop(reply.command_id, None)
+            self[reply.command_id] = Refused(reply.status, reply.version, now)
+        horizon, excess = now - keep_for, len(self) - keep_at_most
+        dropped: list[str] = []
+        for command_id, entry in self.items():
+            if entry.at >= horizon and len(dropped) >= excess:
+                break
+            dropped.append(command_id)
+        for command_id in dropped:
+            del self[command_id]
+
+    def reply(self, command_id: str) -> wire.Reply:
+        """The answer to a refused command sent again once its whole reply is no longer kept."""
+        refused = self[command_id]
+        return wire.Reply(
+            status=refused.status,  # type: ignore[arg-type]  # a refusal's own status
+            command_id=command_id,
+            version=refused.version,
+            reason="this command was refused before (its reason is no longer kept); send a new command to try again",
+        )

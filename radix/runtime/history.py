@@ -21,7 +21,7 @@ from radix.domain import AggregateCodec, Event
 from radix.errors import StoreError
 from radix.observability.logs import logger
 from radix.runtime import algorithm
-from radix.runtime.dedup import SNAPSHOT_IDS, DedupWindow, RefusalMemory
+from radix.runtime.dedup import SNAPSHOT_IDS, DedupWindow, RefusalMemory, RefusedIds
 from radix.runtime.ports import ActorPorts
 from radix.store.commit import Commit
 from radix.store.ports import Refusals
@@ -68,6 +68,7 @@ class ActorHistory:
         "position",
         "recent",
         "refusals_revision",
+        "refused",
         "snapshot_version",
         "snapshotting",
         "stale",
@@ -91,6 +92,8 @@ class ActorHistory:
         # Replies to the latest commands that were not accepted (rejected, conflict): they cannot
         # be derived from the stream, so each is recorded (ports.refusals) before it is given.
         self.recent: RefusalMemory | None = None
+        # Every command id refused within the dedup window on this actor, beyond the whole replies kept.
+        self.refused: RefusedIds | None = None
         # The revision of the aggregate's refusal record as this actor last wrote or read it; None:
         # unknown (a write failed), read again (with the lease) before the next refusal is recorded.
         self.refusals_revision: int | None = 0
@@ -257,8 +260,11 @@ class ActorHistory:
         """The first outcome of a command handled before (applied within the window, or refused lately)."""
         if self.applied and command_id in self.applied:
             return await self.applied_reply(command_id)
-        if self.recent:
-            return self.recent.get(command_id)
+        if self.recent and command_id in self.recent:
+            reply: wire.Reply = self.recent[command_id]
+            return reply
+        if self.refused and command_id in self.refused:
+            return self.refused.reply(command_id)
         return None
 
     async def applied_reply(self, command_id: str) -> wire.Reply:
@@ -276,8 +282,17 @@ class ActorHistory:
     # -- refusals --------------------------------------------------------------------------
 
     def remember(self, replies: Iterable[wire.Reply]) -> None:
-        """Answer these refusals from memory from now on (the latest `recent_commands` are kept)."""
+        """Answer these refusals from memory from now on (the latest `recent_commands` whole, the others of
+        the dedup window by status and version)."""
+        replies = list(replies)
         self.recent = self._with_refusals(replies)
+        self._note_refused(replies)
+
+    def _note_refused(self, replies: list[wire.Reply]) -> None:
+        settings, refused = self.ports.settings, self.refused
+        if refused is None:
+            refused = self.refused = RefusedIds()
+        refused.note(replies, now=time.time(), keep_for=settings.dedup_window, keep_at_most=settings.dedup_max)
 
     def _with_refusals(self, replies: Iterable[wire.Reply]) -> RefusalMemory:
         return (self.recent or RefusalMemory()).adding(replies, keep=self.ports.settings.recent_commands)
@@ -308,6 +323,7 @@ class ActorHistory:
             self.refusals_revision, self.stale = None, True
             return f"the command was refused, but the refusal could not be recorded ({e}); retry"
         self.recent = latest
+        self._note_refused(refused)
         return None
 
     # -- snapshots -------------------------------------------------------------------------

@@ -60,9 +60,14 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
     history, answers, address = actor.history, actor.ports.answers, actor.address
     with on_command(batch[0].command_id, len(batch)):
         fresh: list[Envelope] = []
-        applied, recent = history.applied, history.recent
+        applied, recent, refused_before = history.applied, history.recent, history.refused
         for envelope in batch:
-            seen = (applied and envelope.command_id in applied) or (recent and envelope.command_id in recent)
+            command_id = envelope.command_id
+            seen = (
+                (applied and command_id in applied)
+                or (recent and command_id in recent)
+                or (refused_before and command_id in refused_before)
+            )
             known = await history.known(envelope.command_id) if seen else None
             if known is not None:
                 await answers.answer(address, envelope, known, True)

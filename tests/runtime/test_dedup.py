@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from radix import wire
-from radix.runtime.dedup import SNAPSHOT_IDS, Applied, DedupWindow, RefusalMemory
+from radix.runtime.dedup import SNAPSHOT_IDS, Applied, DedupWindow, RefusalMemory, RefusedIds
 from radix.store.commit import Commit
 from radix.wire.names import Address
 
@@ -72,3 +72,17 @@ def test_the_memory_of_refusals_keeps_the_latest_and_leaves_the_old_one_as_it_wa
     assert new["a"].reason == "again"
     assert list(old) == ["a", "b", "c"]  # recording may fail: the old memory stays as it was
     assert isinstance(new, RefusalMemory)
+
+
+def test_refused_ids_are_kept_within_the_window_and_answered_without_their_reason() -> None:
+    refused = RefusedIds()
+    for n in range(5):
+        refusal = wire.Reply(status=wire.REJECTED, command_id=f"r-{n}", version=n, reason="no")
+        refused.note([refusal], now=NOW + n, keep_for=60, keep_at_most=3)
+    assert list(refused) == ["r-2", "r-3", "r-4"]
+    refused.note([], now=NOW + 63, keep_for=60, keep_at_most=3)
+    assert list(refused) == ["r-3", "r-4"]
+    answer = refused.reply("r-4")
+    assert (answer.status, answer.version, answer.command_id) == (wire.REJECTED, 4, "r-4")
+    assert answer.reason is not None
+    assert "refused before" in answer.reason

@@ -238,6 +238,27 @@ async def test_a_retry_long_after_is_recognised(
         assert await commit_count(nc, namespace) == commands + 2
 
 
+async def test_a_refusal_older_than_the_latest_kept_is_refused_again_when_sent_late(
+    nc: NATS, namespace: str, client: Client
+) -> None:
+    """A refused command delivered again after more refusals than the record keeps whole (a copy held in
+    a partitioned server, delivered after the heal): the actor still knows it was refused, and does not
+    decide it anew on a state where it would now be accepted."""
+    config = NodeConfig(actors=ActorConfig(recent_commands=4))
+    async with Node({namespace: [inventory]}, nats=nc, config=config):
+        await client.send(CreateItem(name="w"), aggregate_id="sku-l")
+        with pytest.raises(CommandRejectedError, match="only 0 in stock"):
+            await client.send(Remove(count=5), aggregate_id="sku-l", command_id="early")
+        for n in range(6):
+            with pytest.raises(CommandRejectedError):
+                await client.send(Remove(count=50 + n), aggregate_id="sku-l")
+        await client.send(CheckIn(count=10), aggregate_id="sku-l")  # "early" would be accepted now
+        with pytest.raises(CommandRejectedError, match="refused before") as again:
+            await client.send(Remove(count=5), aggregate_id="sku-l", command_id="early")
+        assert again.value.version == 1
+        assert (await client.read("InventoryItem", "sku-l")).state == ItemState(name="w", count=10)
+
+
 async def test_a_command_a_former_owner_wrote_is_not_applied_again(
     node: Node, client: Client, nc: NATS, namespace: str
 ) -> None:

@@ -531,8 +531,7 @@ async def run_chaos(
         await cluster.heal()
         with contextlib.suppress(TimeoutError):
             await cluster.settled(timeout=spec.progress_timeout)
-        for server in cluster.servers.servers:
-            reads.extend(await _final_reads(server, cluster.namespace, clients.accounts))
+        reads.extend(await _stable_reads(cluster, clients.accounts))
         activations = [a for node in cluster.nodes for a in _activations(node)]
     history = History(run, recorder.ops, activations, recorder.faults, reads)
     write_history(out / "history.jsonl", history.records())
@@ -544,6 +543,29 @@ async def run_chaos(
 def _tally(ops: list[Op]) -> str:
     counts = {k: sum(1 for o in ops if o.outcome == k) for k in ("ok", "fail", "info")}
     return " ".join(f"{k} {v}" for k, v in counts.items())
+
+
+async def _stable_reads(cluster: _Cluster, accounts: list[str], *, rounds: int = 5) -> list[Read]:
+    """Every server's reads of every account, taken while nothing was written: a command still in flight
+    when the clients stopped (a retry in a mailbox, a forward) may land between two servers' reads, which
+    would look like replicas that differ. Read again, up to `rounds` times, until the stream stood still."""
+    reads: list[Read] = []
+    for _ in range(rounds):
+        before = await _last_sequence(cluster)
+        reads = [
+            r for server in cluster.servers.servers for r in await _final_reads(server, cluster.namespace, accounts)
+        ]
+        if before is not None and before == await _last_sequence(cluster):
+            break
+    return reads
+
+
+async def _last_sequence(cluster: _Cluster) -> int | None:
+    try:
+        info = await cluster.nc.jetstream(timeout=2).stream_info(events_stream(cluster.namespace, "bank"))
+    except Exception:
+        return None
+    return int(info.state.last_seq)
 
 
 async def _final_reads(server: EmbeddedNats, namespace: str, accounts: list[str]) -> list[Read]:
