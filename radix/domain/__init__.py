@@ -10,7 +10,8 @@ loads neither nats nor prometheus_client.
 - `context`: `BoundedContext`, the aggregates a node hosts together;
 - `codec`: `AggregateCodec`, one aggregate type's commands and events to and from JSON;
 - `evolution`: `upcaster`, reading events stored under an older major version;
-- `schemas`: event schemas and the rules that keep their versions compatible.
+- `schemas`: event schemas and the rules that keep their versions compatible;
+- `processing`: reactions (events to commands) and projections (events to read models).
 """
 
 from radix.domain.codec import AggregateCodec
@@ -27,19 +28,45 @@ from radix.domain.model import (
     event_type_name,
     leaf_types,
 )
+from radix.domain.processing import (
+    Delete,
+    Projection,
+    Put,
+    Reaction,
+    Record,
+    Send,
+    Update,
+    View,
+    ViewStore,
+    Write,
+    projection,
+    reaction,
+)
 
 __all__ = [
     "Aggregate",
     "AggregateCodec",
     "BoundedContext",
     "Command",
+    "Delete",
     "Event",
     "EventData",
+    "Projection",
+    "Put",
+    "Reaction",
+    "Record",
     "SchemaVersion",
+    "Send",
     "Upcaster",
+    "Update",
+    "View",
+    "ViewStore",
+    "Write",
     "command_type_name",
     "encode_command",
     "event_type_name",
     "leaf_types",
+    "projection",
+    "reaction",
     "upcaster",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from radix.domain.codec import AggregateCodec
 from radix.domain.evolution import Upcaster
 from radix.domain.model import Aggregate, Command, Event, command_type_name, event_type_name, leaf_types
+from radix.domain.processing import Projection, Reaction
 from radix.errors import DefinitionError, InvalidNameError
 from radix.wire.names import validate_context
 
@@ -23,9 +24,25 @@ class BoundedContext:
     """
 
     def __init__(
-        self, name: str, aggregates: Sequence[Aggregate[Any, Any, Any]], *, upcasters: Sequence[Upcaster] = ()
+        self,
+        name: str,
+        aggregates: Sequence[Aggregate[Any, Any, Any]],
+        *,
+        upcasters: Sequence[Upcaster] = (),
+        reactions: Sequence[Reaction] = (),
+        projections: Sequence[Projection] = (),
     ) -> None:
         self.name = validate_context(name)
+        self.reactions = tuple(reactions)
+        """What the nodes hosting the context run on its events: commands sent (`radix.domain.processing`)."""
+        self.projections = tuple(projections)
+        """What the nodes hosting the context run on its events: read models kept."""
+        processors = [r.name for r in reactions] + [p.name for p in projections]
+        if len(set(processors)) != len(processors):
+            twice = sorted({n for n in processors if processors.count(n) > 1})
+            raise DefinitionError(
+                f"context {name!r} names {', '.join(twice)} twice among its reactions and projections"
+            )
         if not aggregates:
             raise DefinitionError(f"context {name!r} needs at least one aggregate type")
         owners: dict[str, str] = {}

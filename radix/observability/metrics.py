@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -75,10 +76,17 @@ class Metrics:
 class PrometheusCollector(Collector):
     """Exposes a node's metrics to a Prometheus registry, read at scrape time."""
 
-    def __init__(self, metrics: Metrics, node: str, gauges: Callable[[], dict[str, float]]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        node: str,
+        gauges: Callable[[], dict[str, float]],
+        processors: Callable[[], list[dict[str, Any]]] = list,
+    ) -> None:
         self._metrics = metrics
         self._node = node
         self._gauges = gauges
+        self._processors = processors
 
     def collect(self) -> Iterator[Metric]:
         labels = ["node", "namespace", "context"]
@@ -99,3 +107,17 @@ class PrometheusCollector(Collector):
             family = kind(f"radix_{name.removesuffix('_total')}", name.replace("_", " "), labels=["node"])
             family.add_metric([self._node], value)
             yield family
+        yield from self._processor_metrics()
+
+    def _processor_metrics(self) -> Iterator[Metric]:
+        """Each reaction and projection partition this node owns: its lag, what it handled, what it parked."""
+        labels = ["node", "namespace", "context", "name", "kind", "partition"]
+        lag = GaugeMetricFamily("radix_processor_lag", "Feed messages not yet handled by a partition", labels=labels)
+        handled = CounterMetricFamily("radix_processor_handled", "Events handled by a partition", labels=labels)
+        parked = GaugeMetricFamily("radix_processor_parked", "Events a partition parked", labels=labels)
+        for row in self._processors():
+            values = [self._node, row["namespace"], row["context"], row["name"], row["kind"], str(row["partition"])]
+            lag.add_metric(values, row["lag"])
+            handled.add_metric(values, row["handled"])
+            parked.add_metric(values, row["parked"])
+        yield from (lag, handled, parked)

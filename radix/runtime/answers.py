@@ -41,6 +41,7 @@ def entry_of(envelope: Envelope, reply: wire.Reply, *, node: str, duplicate: boo
         at=wire.timestamp(),
         aggregate=envelope.subject,
         duplicate=duplicate,
+        causation_id=envelope.headers.get(wire.H_CAUSATION_ID),
     )
 
 

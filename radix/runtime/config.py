@@ -15,7 +15,15 @@ from radix.errors import require
 from radix.store.jetstream import StoreConfig
 from radix.wire.names import validate_node_id
 
-__all__ = ["ActorConfig", "CommandLogConfig", "IntakeConfig", "MetricsConfig", "NodeConfig", "PlacementConfig"]
+__all__ = [
+    "ActorConfig",
+    "CommandLogConfig",
+    "IntakeConfig",
+    "MetricsConfig",
+    "NodeConfig",
+    "PlacementConfig",
+    "ProcessingConfig",
+]
 
 
 def _positive(part: object, *names: str) -> None:
@@ -129,6 +137,27 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProcessingConfig:
+    """How a node runs its contexts' reactions and projections (docs/reactions-and-projections.md)."""
+
+    partitions: int = 8
+    """Partitions of each context's feed: how many nodes at most share one reaction's or projection's work.
+    Fixed once the feed exists."""
+    batch: int = 64
+    """Events fetched at once by one partition's owner."""
+    interval: float = 1.0
+    """Seconds between looks at which partitions this node should own."""
+    retry_delay: float = 0.2
+    """Seconds before the first retry of an event whose handling failed; doubled each time, up to 5 s."""
+    command_timeout: float = 10.0
+    """Seconds a reaction's command may take to be answered, retries included."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "partitions", "batch")
+        _positive(self, "interval", "retry_delay", "command_timeout")
+
+
+@dataclass(frozen=True, kw_only=True)
 class NodeConfig:
     """How a node runs: its id, how long a stop may take, and one part per component."""
 
@@ -141,7 +170,17 @@ class NodeConfig:
     command_log: CommandLogConfig = field(default_factory=CommandLogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
 
     def __post_init__(self) -> None:
         validate_node_id(self.node_id)
         _positive(self, "shutdown_timeout")
+        # A reaction's command sent again after a takeover must still be known by its id (docs/guarantees.md).
+        redelivery = self.placement.liveness_ttl + 2 * self.processing.interval + self.processing.command_timeout
+        require(
+            redelivery < self.actors.dedup_window / 2,
+            "ActorConfig.dedup_window",
+            self.actors.dedup_window,
+            f"must be more than twice the longest redelivery of a reaction's command ({redelivery:g} s: the "
+            "liveness TTL, two ownership looks and the command time-out)",
+        )

@@ -329,6 +329,7 @@ class Node(Service):
             rate=round(self.metrics.rate(), 1),
             replayed_events=self.stats.replayed_events,
             snapshots_loaded=self.stats.snapshots_loaded,
+            processors=parts.processors.report() if parts else [],
         )
 
 

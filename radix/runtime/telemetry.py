@@ -38,9 +38,17 @@ class Telemetry:
     """A node's micro responder and metrics endpoint."""
 
     def __init__(
-        self, *, node_id: str, hosting: Hosting, metrics: Metrics, stats: Stats, live: Callable[[], int]
+        self,
+        *,
+        node_id: str,
+        hosting: Hosting,
+        metrics: Metrics,
+        stats: Stats,
+        live: Callable[[], int],
+        processors: Callable[[], list[dict[str, Any]]] = list,
     ) -> None:
         self._node_id = node_id
+        self._processors = processors
         self._hosting = hosting
         self._metrics = metrics
         self._stats = stats
@@ -70,7 +78,7 @@ class Telemetry:
         if config.port is None:
             return
         registry = CollectorRegistry()
-        registry.register(PrometheusCollector(self._metrics, self._node_id, self._gauges))
+        registry.register(PrometheusCollector(self._metrics, self._node_id, self._gauges, self._processors))
         self._server, _ = start_http_server(config.port, addr=config.host, registry=registry)
         self._host = config.host
         logger.info("metrics served", url=self.metrics_url)

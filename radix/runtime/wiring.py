@@ -37,6 +37,7 @@ from radix.runtime.mailbox import Envelope
 from radix.runtime.membership import Membership
 from radix.runtime.migration import Migrations
 from radix.runtime.ports import ActorSettings, Stats
+from radix.runtime.processors import Processors
 from radix.runtime.router import Router
 from radix.runtime.telemetry import Telemetry
 from radix.store.commandlog import CommandLog
@@ -88,6 +89,7 @@ class Parts:
     actors: Actors
     migrations: Migrations
     telemetry: Telemetry
+    processors: Processors
     command_subs: list[Subscription]
 
     async def stop_intake(self) -> None:
@@ -103,6 +105,7 @@ class Parts:
         """Step down from every aggregate of the namespace at once: others may own them now."""
         for actor in self.actors.revoke(namespace):
             self.leases.forget(actor.address)
+        self.processors.step_down(namespace)
 
 
 async def wire_node(
@@ -215,10 +218,24 @@ async def wire_node(
         drain=hooks.request_drain,
         spawn=actors.spawn,
     )
-    telemetry = Telemetry(
-        node_id=node_id, hosting=hosting, metrics=hooks.metrics, stats=hooks.stats, live=actors.__len__
+    processors = Processors(
+        nc,
+        node_id=node_id,
+        hosting=hosting,
+        placements=placements,
+        config=config.processing,
+        replicas=replicas,
+        timeout=timeout,
     )
-    parts = Parts(nc, store, snapshots, placements, leases, actors, migrations, telemetry, [])
+    telemetry = Telemetry(
+        node_id=node_id,
+        hosting=hosting,
+        metrics=hooks.metrics,
+        stats=hooks.stats,
+        live=actors.__len__,
+        processors=processors.report,
+    )
+    parts = Parts(nc, store, snapshots, placements, leases, actors, migrations, telemetry, processors, [])
 
     for namespace, placement in placements.items():
         await placement.register()
@@ -231,6 +248,7 @@ async def wire_node(
         await command_log.ensure_stream(hosted.namespace, hosted.context.name)
         if config.actors.snapshot_every > 0 and any(f is not None for f in hosted.fingerprints.values()):
             await snapshots.bucket(hosted.namespace)
+    await processors.start()
     loops = [
         group.create_task(logged(loop))
         for loop in (membership.heartbeat(), migrations.rebalance(), actors.passivate_idle())
@@ -243,6 +261,9 @@ async def wire_node(
             sub = await nc.subscribe(context_filter(ns, ctx, kind), queue=queue_group(ns, ctx), cb=callback)
             parts.command_subs.append(sub)
     stack.push_async_callback(_undo, "stopping intake", parts.stop_intake)
+    # Reactions and projections stop first: a reaction's command still finds the aggregates served.
+    supervisor = group.create_task(logged(processors.supervise()))
+    stack.push_async_callback(_undo, "stopping the reactions and projections", _stop_processors, supervisor, processors)
     await telemetry.start_micro(nc)
     stack.push_async_callback(_undo, "stopping micro", telemetry.stop_micro)
     telemetry.serve_metrics(config.metrics)
@@ -258,6 +279,12 @@ async def _undo(what: str, step: Callable[..., Awaitable[object]], *args: object
         await step(*args)
     except Exception:
         logger.exception(f"{what} failed")
+
+
+async def _stop_processors(supervisor: asyncio.Task[None], processors: Processors) -> None:
+    supervisor.cancel()
+    await asyncio.gather(supervisor, return_exceptions=True)
+    await processors.stop()
 
 
 def _cancel(tasks: list[asyncio.Task[None]]) -> None:

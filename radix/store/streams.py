@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Generic, TypeVar
 
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
@@ -223,3 +226,35 @@ class _Abandoned(RadixError):
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()  # waited for or not, a failed setup is no unretrieved error
+
+
+#: At most this many messages in one atomic batch (ADR-50).
+ATOMIC_BATCH_LIMIT: Final = 1000
+
+
+async def publish_atomic(
+    nc: NATS, messages: Sequence[tuple[str, bytes, dict[str, str]]], *, timeout: float
+) -> dict[str, Any]:
+    """Publish `messages` (subject, data, headers) to one stream as one atomic batch (ADR-50): all are
+    stored or none is. The stream needs `allow_atomic`. Returns the server's acknowledgement of the
+    batch; a refusal is a `StoreError`, no answer a `StoreUnavailableError` (it may or may not be stored)."""
+    if not 0 < len(messages) <= ATOMIC_BATCH_LIMIT:
+        raise StoreError(f"an atomic batch holds 1 to {ATOMIC_BATCH_LIMIT} messages, not {len(messages)}")
+    batch = uuid.uuid4().hex
+    *first, (subject, data, headers) = messages
+    for sequence, (each_subject, each_data, each_headers) in enumerate(first, start=1):
+        marked = {**each_headers, "Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(sequence)}
+        await nc.publish(each_subject, each_data, headers=marked)
+    last = {**headers, "Nats-Batch-Id": batch, "Nats-Batch-Sequence": str(len(messages)), "Nats-Batch-Commit": "1"}
+    try:
+        reply = await nc.request(subject, data, timeout=timeout, headers=last)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as e:
+        raise StoreUnavailableError(f"JetStream did not answer an atomic batch on {subject}: {e!r}") from e
+    answer: dict[str, Any] = json.loads(reply.data) if reply.data else {}
+    if "error" in answer:
+        error = answer["error"]
+        raise StoreError(
+            f"JetStream refused an atomic batch on {subject}: {error.get('description')} "
+            f"(error {error.get('err_code')})"
+        )
+    return answer

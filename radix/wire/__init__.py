@@ -40,6 +40,7 @@ from radix.wire.control import (
 )
 from radix.wire.headers import (
     CONTENT_TYPE,
+    H_CAUSATION_ID,
     H_COMMAND_ID,
     H_CONTENT_TYPE,
     H_CORRELATION_ID,
@@ -64,6 +65,7 @@ __all__ = [
     "CONTENT_TYPE",
     "ERROR",
     "FORWARD_TAKEN",
+    "H_CAUSATION_ID",
     "H_COMMAND_ID",
     "H_CONTENT_TYPE",
     "H_CORRELATION_ID",

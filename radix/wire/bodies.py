@@ -101,6 +101,8 @@ class LogEntry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     at: str
     aggregate: str | None = None
     duplicate: bool = False
+    causation_id: str | None = None
+    """The event a reaction sent the command for (`{ctx}/{Type}/{id}@{version}`), if one did."""
 
 
 #: The status of a read that was answered with the aggregate's state.

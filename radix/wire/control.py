@@ -6,7 +6,7 @@ Both sides (a node, and the CLI or any NATS client) use these types, so a payloa
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -45,6 +45,8 @@ class StatusReport(msgspec.Struct):
     rate: float
     replayed_events: int = 0
     snapshots_loaded: int = 0
+    processors: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    """Each reaction and projection partition the node owns: name, kind, partition, position, lag, parked."""
 
 
 class MigrateRequest(msgspec.Struct):

@@ -11,6 +11,8 @@ from typing import Final
 H_COMMAND_ID: Final = "Radix-Command-Id"
 H_CORRELATION_ID: Final = "Radix-Correlation-Id"
 H_ISSUER: Final = "Radix-Issuer"
+#: The event a reaction's command was sent for: `{ctx}/{Type}/{id}@{version}`.
+H_CAUSATION_ID: Final = "Radix-Causation-Id"
 H_EXPECTED_VERSION: Final = "Radix-Expected-Version"
 H_FIRST_VERSION: Final = "Radix-First-Version"
 H_VERSION: Final = "Radix-Version"

@@ -19,6 +19,7 @@ __all__ = [
     "COMMANDS",
     "DRAIN",
     "EVENTS",
+    "FEED",
     "FORWARD",
     "LOG",
     "MIGRATE",
@@ -37,6 +38,9 @@ __all__ = [
     "event_subject",
     "events_stream",
     "everything_filter",
+    "feed_filter",
+    "feed_stream",
+    "feed_transform",
     "invalid_log_subject",
     "is_radix_stream",
     "kv_filter",
@@ -53,8 +57,14 @@ __all__ = [
     "node_subject",
     "node_verb",
     "nodes_bucket",
+    "parked_bucket",
+    "parked_key",
     "parse_command_subject",
+    "parse_feed_subject",
     "parse_stored_subject",
+    "processor_consumer",
+    "processor_consumer_prefix",
+    "processor_lease_key",
     "query_subject",
     "queue_group",
     "refusals_bucket",
@@ -68,6 +78,8 @@ __all__ = [
     "validate_event_type",
     "validate_namespace",
     "validate_node_id",
+    "validate_processor",
+    "view_bucket",
 ]
 
 PREFIX: Final = "radix"
@@ -113,6 +125,17 @@ def validate_context(value: object) -> str:
     """Return `value` if it is a valid bounded-context name, else raise `InvalidNameError`."""
     return _check(
         "context",
+        value,
+        _SCOPE,
+        MAX_SCOPE_LEN,
+        "use lowercase letters, digits and '-', starting and ending with a letter or digit",
+    )
+
+
+def validate_processor(value: object) -> str:
+    """Return `value` if it is a valid reaction or projection name, else raise `InvalidNameError`."""
+    return _check(
+        "reaction or projection name",
         value,
         _SCOPE,
         MAX_SCOPE_LEN,
@@ -220,6 +243,7 @@ COMMANDS: Final = "cmd"
 READS: Final = "get"
 EVENTS: Final = "evt"
 LOG: Final = "log"
+FEED: Final = "feed"
 
 
 class CommandSubject(NamedTuple):
@@ -294,6 +318,64 @@ def context_of_events_stream(namespace: str, stream: str) -> str | None:
     if stream.startswith(head) and stream.endswith(tail) and len(stream) > len(head) + len(tail):
         return stream[len(head) : -len(tail)]
     return None
+
+
+def feed_stream(namespace: str, context: str) -> str:
+    """The stream that copies one context's events, partitioned, for its reactions and projections."""
+    return f"{PREFIX}_{namespace}_{context}_feed"
+
+
+def feed_transform(namespace: str, context: str, partitions: int) -> tuple[str, str]:
+    """How the feed copies an event subject: `radix.{ns}.{ctx}.evt.{Type}.{id}` to
+    `radix.{ns}.{ctx}.feed.{p}.{Type}.{id}`, `p` the server's hash of `{Type}` and `{id}` into `partitions`."""
+    scoped = _scoped(namespace, context)
+    return (
+        f"{scoped}.{EVENTS}.*.*",
+        f"{scoped}.{FEED}.{{{{partition({partitions},1,2)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}",
+    )
+
+
+def feed_filter(namespace: str, context: str, partition: int) -> str:
+    """The feed subjects of one partition."""
+    return f"{_scoped(namespace, context)}.{FEED}.{partition}.>"
+
+
+def parse_feed_subject(subject: str) -> tuple[int, str, str] | None:
+    """`(partition, aggregate type, aggregate id)` of a feed subject, or None if it is not one."""
+    tokens = subject.split(".")
+    if len(tokens) != 7 or tokens[0] != PREFIX or tokens[3] != FEED or not tokens[4].isdigit():
+        return None
+    return int(tokens[4]), tokens[5], tokens[6]
+
+
+def processor_consumer(processor: str, partition: int, epoch: int) -> str:
+    """The durable consumer one owner of a processor's partition reads the feed with (`epoch`: its lease's)."""
+    return f"{processor_consumer_prefix(processor, partition)}{epoch}"
+
+
+def processor_consumer_prefix(processor: str, partition: int) -> str:
+    """What the names of every consumer of one processor's partition begin with."""
+    return f"{PREFIX}-{processor}-p{partition}-e"
+
+
+def processor_lease_key(context: str, processor: str, partition: int) -> str:
+    """The lease of one partition of a context's reaction or projection, in the leases bucket. It starts
+    with `_processors`, which no context is named, so aggregate leases are counted without it."""
+    return f"_processors.{context}.{processor}.{partition}"
+
+
+def parked_bucket(namespace: str) -> str:
+    """The KV bucket of parked events (those a reaction or projection gave up on), by `{ctx}.{name}.{position}`."""
+    return f"{PREFIX}_{namespace}_parked"
+
+
+def parked_key(context: str, processor: str, position: int) -> str:
+    return f"{context}.{processor}.{position:012d}"
+
+
+def view_bucket(namespace: str, context: str, projection: str) -> str:
+    """The KV bucket a projection into a key-value view keeps its read model and checkpoints in."""
+    return f"{PREFIX}_{namespace}_{context}_view_{projection}"
 
 
 def commands_stream(namespace: str, context: str) -> str:

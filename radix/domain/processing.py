@@ -1,0 +1,303 @@
+"""Reactions and projections: what a context does with its events once they are stored.
+
+A reaction (a policy, a process manager's step) handles events and returns the commands to send:
+
+    @reaction("restock", on=[ItemsRemoved])
+    def restock(record: Record[ItemsRemoved]) -> list[Send]:
+        return [Send(CheckIn(count=10), aggregate_id=record.aggregate_id)] if record.event.count > 5 else []
+
+A projection folds events into a read model. Into a key-value view its handler returns what to
+write, as data:
+
+    @projection("stock", on=[ItemCreated, ItemsCheckedIn], into=KVView())
+    def stock(record: Record[Any]) -> list[Write]:
+        match record.event:
+            case ItemCreated(name=name):
+                return [Put(record.aggregate_id, {"name": name, "count": 0})]
+            case ItemsCheckedIn(count=count):
+                return [Update(record.aggregate_id, lambda row: {**row, "count": row["count"] + count})]
+        return []
+
+Into SQL (`radix.store.views.SQLiteView`) the handler gets the connection inside the transaction
+that also moves the projection's checkpoint. Handlers are plain functions of the record, so they
+are tested by calling them (`radix.testing.react`, `radix.testing.project`). Nodes hosting the
+context run them (`radix.runtime.processors`, docs/reactions-and-projections.md). Nothing here
+does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from radix.domain.model import Command, Event, event_type_name
+from radix.errors import DefinitionError
+from radix.wire.names import validate_processor
+
+if TYPE_CHECKING:
+    from radix.domain.context import BoundedContext
+
+__all__ = [
+    "Delete",
+    "Projection",
+    "Put",
+    "Reaction",
+    "Record",
+    "Selection",
+    "Send",
+    "Update",
+    "View",
+    "ViewStore",
+    "Write",
+    "command_id_for",
+    "projection",
+    "reaction",
+]
+
+E = TypeVar("E", bound=Event, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Record(Generic[E]):
+    """One stored event as a handler sees it: where it happened, the event (in its newest version, read
+    through the context's upcasters), and what caused it."""
+
+    namespace: str
+    context: str
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    event: E
+    command_id: str
+    correlation_id: str | None = None
+    issuer: str | None = None
+    schema: str = "1.0"
+    """The version it is stored under."""
+    position: int = 0
+    """Its position in the context's feed: what a projection's checkpoint counts."""
+
+    @property
+    def type_name(self) -> str:
+        return event_type_name(type(self.event))
+
+    @property
+    def name(self) -> str:
+        """The event's name: `{Type}/{id}@{version}`, unique and stable (a command a reaction sends for it
+        takes its id from this)."""
+        return f"{self.aggregate_type}/{self.aggregate_id}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A command a reaction sends: to `aggregate_id` of the aggregate type that handles the command, in
+    `context` (the reaction's own when None), in the namespace of the event."""
+
+    command: Command
+    aggregate_id: str
+    context: BoundedContext | None = None
+
+
+def command_id_for(reaction: str, context: str, record: Record[Any], index: int) -> str:
+    """The id of the `index`-th command `reaction` sends for `record`: the same each time the event is
+    handled, so the aggregate applies it once. Readable while it fits a command id, else hashed."""
+    readable = f"{reaction}:{context}/{record.name}:{index}"
+    if len(readable) <= 128:
+        return readable
+    return f"{reaction}:{hashlib.sha256(readable.encode()).hexdigest()[:40]}:{index}"
+
+
+# -- what a key-value projection writes -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Set `key` of the view to `value` (any value msgspec encodes as JSON)."""
+
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove `key` from the view."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Set `key` to `change(current)`, `current` being the key's value (or `default` if it has none)."""
+
+    key: str
+    change: Callable[[Any], Any]
+    default: Any = None
+
+
+Write = Put | Delete | Update
+
+
+def apply_writes(view: dict[str, Any], writes: Iterable[Write]) -> None:
+    """Apply a handler's writes to a view held as a dict, in order (as every view store does)."""
+    for write in writes:
+        if isinstance(write, Put):
+            view[write.key] = write.value
+        elif isinstance(write, Delete):
+            view.pop(write.key, None)
+        else:
+            view[write.key] = write.change(view.get(write.key, write.default))
+
+
+# -- selection ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which events a handler is given: of these event types, of these aggregate types, and on aggregate
+    subjects matching these wildcards (over `{Type}.{id}`, with NATS's `*` and `>`); all, where empty."""
+
+    events: frozenset[str] = frozenset()
+    aggregates: frozenset[str] = frozenset()
+    subjects: tuple[str, ...] = ()
+
+    def matches(self, aggregate_type: str, aggregate_id: str, event_type: str) -> bool:
+        if self.events and event_type not in self.events:
+            return False
+        if self.aggregates and aggregate_type not in self.aggregates:
+            return False
+        return not self.subjects or any(_wildcard(p, (aggregate_type, aggregate_id)) for p in self.subjects)
+
+
+def _wildcard(pattern: str, tokens: tuple[str, ...]) -> bool:
+    parts = pattern.split(".")
+    for i, part in enumerate(parts):
+        if part == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (part != "*" and part != tokens[i]):
+            return False
+    return len(parts) == len(tokens)
+
+
+def _selection(on: Sequence[type[Event]], aggregates: Sequence[str], subjects: Sequence[str]) -> Selection:
+    for event in on:
+        if not (isinstance(event, type) and issubclass(event, Event)):
+            raise DefinitionError(f"on= takes Event types, not {event!r}")
+    for pattern in subjects:
+        if len(pattern.split(".")) > 2 or not pattern:
+            raise DefinitionError(f"the subject wildcard {pattern!r} is over 'Type.id': at most two tokens")
+    return Selection(frozenset(event_type_name(e) for e in on), frozenset(aggregates), tuple(subjects))
+
+
+# -- reactions and projections ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """Handles a context's events by sending commands; see the module's docstring."""
+
+    name: str
+    handle: Callable[[Record[Any]], Iterable[Send]]
+    on: Selection = field(default_factory=Selection)
+    attempts: int = 5
+    """How many times an event is tried (a handler that raises, a command answered `error` or not at
+    all) before it is parked."""
+
+    def __post_init__(self) -> None:
+        validate_processor(self.name)
+        if self.attempts < 1:
+            raise DefinitionError(f"reaction {self.name!r}: attempts must be at least 1")
+
+
+class View(Protocol):
+    """One namespace's read model of a projection, open: its checkpoints (one per feed partition) and
+    the model, written together."""
+
+    def describe(self) -> str:
+        """What it is, for status and logs (`KV bucket radix_demo_inventory_view_stock`)."""
+        ...
+
+    async def checkpoint(self, partition: int) -> int:
+        """The feed position of the last event applied in `partition` (0: none)."""
+        ...
+
+    async def apply(
+        self, partition: int, records: Sequence[Record[Any]], handle: Callable[..., Any], *, parked: str | None = None
+    ) -> None:
+        """Apply `records` (of one partition, in order, each after the checkpoint) through `handle`, and move
+        the checkpoint to the last of them, atomically: after a crash, either all or none of it is there.
+        With `parked` (a parked event's key, retried), the checkpoint stays, and the key is recorded in the
+        same write instead (`was_applied`)."""
+        ...
+
+    async def was_applied(self, parked: str) -> bool:
+        """Whether the parked event of that key was applied by a retry."""
+        ...
+
+    async def reset(self) -> None:
+        """Drop the read model and every checkpoint (a rebuild starts from the feed's beginning)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ViewStore(Protocol):
+    """Where a projection keeps its read model: `radix.store.views.KVView`, `SQLiteView`, or your own."""
+
+    def describe(self) -> str: ...
+
+    async def open(self, namespace: str, context: str, projection: str, connection: Any) -> View:
+        """The read model of one namespace's context (`connection`: the node's NATS connection)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Folds a context's events into a read model kept by `into`; see the module's docstring."""
+
+    name: str
+    handle: Callable[..., Any]
+    into: ViewStore
+    on: Selection = field(default_factory=Selection)
+    attempts: int = 5
+
+    def __post_init__(self) -> None:
+        validate_processor(self.name)
+        if self.attempts < 1:
+            raise DefinitionError(f"projection {self.name!r}: attempts must be at least 1")
+
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def reaction(
+    name: str,
+    *,
+    on: Sequence[type[Event]] = (),
+    aggregates: Sequence[str] = (),
+    subjects: Sequence[str] = (),
+    attempts: int = 5,
+) -> Callable[[Callable[[Record[Any]], Iterable[Send]]], Reaction]:
+    """Declare a function of a `Record` returning `Send`s as a reaction named `name`."""
+
+    def declare(handle: Callable[[Record[Any]], Iterable[Send]]) -> Reaction:
+        return Reaction(name, handle, _selection(on, aggregates, subjects), attempts)
+
+    return declare
+
+
+def projection(
+    name: str,
+    *,
+    into: ViewStore,
+    on: Sequence[type[Event]] = (),
+    aggregates: Sequence[str] = (),
+    subjects: Sequence[str] = (),
+    attempts: int = 5,
+) -> Callable[[Callable[..., Any]], Projection]:
+    """Declare a function as a projection named `name` into `into` (its signature is the store's)."""
+
+    def declare(handle: Callable[..., Any]) -> Projection:
+        return Projection(name, handle, into, _selection(on, aggregates, subjects), attempts)
+
+    return declare

@@ -1,0 +1,280 @@
+"""Where projections keep their read models: a JetStream KV bucket, or an SQL database (SQLite here).
+
+Both keep, beside the model, a checkpoint per feed partition (the feed position of the last event
+applied) and write it with the model's changes at once: the KV view in one atomic batch (ADR-50),
+the SQLite view in one transaction. So a node that dies between applying events and acknowledging
+them neither skips nor doubles one: the next owner starts after the checkpoint. Any other store
+works the same way (`radix.domain.processing.ViewStore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+from radix.domain.processing import Delete, Put, Record, Update, Write
+from radix.errors import DefinitionError, StoreError
+from radix.store.kv import KVBucket
+from radix.store.streams import ATOMIC_BATCH_LIMIT, publish_atomic
+from radix.wire.names import kv_subject, view_bucket
+
+__all__ = ["KVModel", "KVView", "SQLiteModel", "SQLiteView"]
+
+#: The key prefixes of a KV view's checkpoints (`_checkpoint.{partition}`) and retried parked events
+#: (`_parked.{key}`); a projection's own keys must not use them.
+CHECKPOINT_PREFIX: Final = "_checkpoint."
+PARKED_PREFIX: Final = "_parked."
+_RESERVED: Final = (CHECKPOINT_PREFIX, PARKED_PREFIX)
+_ABSENT: Final = object()
+
+
+class KVView:
+    """A projection's read model as a KV bucket of its own (`radix_{ns}_{ctx}_view_{name}`): one key per
+    `Put`, JSON values. The handler returns writes (`Put`, `Delete`, `Update`); an event's writes and its
+    partition's checkpoint go in one atomic batch."""
+
+    def __init__(self, *, replicas: int = 1, timeout: float = 5.0) -> None:
+        self.replicas = replicas
+        self.timeout = timeout
+
+    def describe(self) -> str:
+        return "a KV bucket"
+
+    async def open(self, namespace: str, context: str, projection: str, connection: Any) -> KVModel:
+        name = view_bucket(namespace, context, projection)
+        bucket = await KVBucket(connection, name, replicas=self.replicas, timeout=self.timeout).open()
+        js = connection.jetstream(timeout=self.timeout)
+        info = await js.stream_info(bucket.stream)
+        if not info.config.allow_atomic:
+            info.config.allow_atomic = True
+            await js.update_stream(info.config)
+        return KVModel(connection, bucket, self.timeout)
+
+
+class KVModel:
+    """One namespace's read model of a `KVView` projection, open."""
+
+    def __init__(self, nc: NATS, bucket: KVBucket, timeout: float) -> None:
+        self._nc = nc
+        self.bucket = bucket
+        self._timeout = timeout
+
+    def describe(self) -> str:
+        return f"KV bucket {self.bucket.name}"
+
+    async def checkpoint(self, partition: int) -> int:
+        entry = await self.bucket.get(f"{CHECKPOINT_PREFIX}{partition}", leader=True)
+        return int(entry.value) if entry.value else 0
+
+    async def get(self, key: str) -> Any:
+        """The value of `key` in the model (None if it has none)."""
+        entry = await self.bucket.get(key, leader=True)
+        return msgspec.json.decode(entry.value) if entry.value else None
+
+    async def items(self) -> dict[str, Any]:
+        """The whole model (checkpoints left out), by key: to compare a rebuild with the live view."""
+        entries = await self.bucket.entries(timeout=self._timeout)
+        return {
+            e.key: msgspec.json.decode(e.value)
+            for e in entries
+            if e.value is not None and not e.key.startswith(_RESERVED)
+        }
+
+    async def apply(
+        self, partition: int, records: Sequence[Record[Any]], handle: Callable[..., Any], *, parked: str | None = None
+    ) -> None:
+        batch: list[tuple[str, bytes, dict[str, str]]] = []
+        current: dict[str, Any] = {}  # values as the batch leaves them
+        position = 0
+        for record in records:
+            writes = [await self._message(w, current) for w in _writes(handle(record))]
+            if batch and len(batch) + len(writes) + 1 > ATOMIC_BATCH_LIMIT:
+                await self._commit(batch, self._checkpoint(partition, position))
+                batch = []
+            batch.extend(writes)
+            position = record.position
+        if records:
+            last = self._checkpoint(partition, position)
+            if parked:
+                last = kv_subject(self.bucket.name, f"{PARKED_PREFIX}{parked}"), b"1", {}
+            await self._commit(batch, last)
+
+    async def was_applied(self, parked: str) -> bool:
+        return (await self.bucket.get(f"{PARKED_PREFIX}{parked}", leader=True)).value is not None
+
+    def _checkpoint(self, partition: int, position: int) -> tuple[str, bytes, dict[str, str]]:
+        return kv_subject(self.bucket.name, f"{CHECKPOINT_PREFIX}{partition}"), str(position).encode(), {}
+
+    async def _message(self, write: Write, current: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
+        if write.key.startswith(_RESERVED):
+            raise DefinitionError(f"a KV projection may not write {write.key!r}: keys {_RESERVED} are Radix's")
+        subject = kv_subject(self.bucket.name, write.key)
+        if isinstance(write, Delete):
+            current[write.key] = None
+            return subject, b"", {"KV-Operation": "DEL"}
+        if isinstance(write, Update):
+            before = current.get(write.key, _ABSENT)
+            if before is _ABSENT:
+                before = await self.get(write.key)
+            value = write.change(write.default if before is None else before)
+        else:
+            value = write.value
+        current[write.key] = value
+        return subject, msgspec.json.encode(value), {}
+
+    async def _commit(
+        self, batch: list[tuple[str, bytes, dict[str, str]]], last: tuple[str, bytes, dict[str, str]]
+    ) -> None:
+        await publish_atomic(self._nc, [*batch, last], timeout=self._timeout)
+
+    async def reset(self) -> None:
+        await self._nc.jetstream(timeout=self._timeout).purge_stream(self.bucket.stream)
+
+    async def close(self) -> None:
+        pass
+
+
+def _writes(returned: Iterable[Write] | None) -> list[Write]:
+    writes = list(returned or ())
+    for write in writes:
+        if not isinstance(write, Put | Delete | Update):
+            raise DefinitionError(f"a KV projection returns Put, Delete and Update, not {write!r}")
+    return writes
+
+
+class SQLiteView:
+    """A projection's read model in an SQLite database: the handler gets the connection inside the
+    transaction that also moves the partition's checkpoint (table `radix_checkpoints`).
+
+    `schema` (SQL, run at open) creates the projection's tables; `tables` are emptied by a rebuild.
+    SQLite is a file on one host: the nodes serving the projection must share it (or use a database
+    they all reach, through a `ViewStore` of the same shape).
+    """
+
+    def __init__(self, path: str | Path, *, schema: str = "", tables: Sequence[str] = ()) -> None:
+        self.path = Path(path)
+        self.schema = schema
+        self.tables = tuple(tables)
+
+    def describe(self) -> str:
+        return f"SQLite database {self.path}"
+
+    async def open(self, namespace: str, context: str, projection: str, connection: Any) -> SQLiteModel:
+        model = SQLiteModel(self, f"{namespace}/{context}/{projection}")
+        await model.connect()
+        return model
+
+
+class SQLiteModel:
+    """One namespace's read model of an `SQLiteView` projection, open. Its connection is used from
+    worker threads, one call at a time."""
+
+    def __init__(self, view: SQLiteView, projection: str) -> None:
+        self.view = view
+        self.projection = projection
+        self._db: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        return self.view.describe()
+
+    async def connect(self) -> None:
+        self._db = await asyncio.to_thread(self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.view.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS radix_checkpoints "
+            "(projection TEXT NOT NULL, partition INTEGER NOT NULL, position INTEGER NOT NULL, "
+            "PRIMARY KEY (projection, partition))"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS radix_parked_applied "
+            "(projection TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (projection, key))"
+        )
+        if self.view.schema:
+            db.executescript(self.view.schema)
+        return db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"the SQLite view {self.view.path} is not open")
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `work` on the connection in a worker thread, one at a time. A caller cancelled meanwhile (its
+        partition handed over) still holds the turn until the thread is done: the connection is not
+        safe to use from two threads at once."""
+        async with self._lock:
+            running = asyncio.get_running_loop().run_in_executor(None, work, self.db)
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait([running])
+                raise
+
+    async def checkpoint(self, partition: int) -> int:
+        query = "SELECT position FROM radix_checkpoints WHERE projection = ? AND partition = ?"
+        row = await self._run(lambda db: db.execute(query, (self.projection, partition)).fetchone())
+        return int(row[0]) if row else 0
+
+    async def apply(
+        self, partition: int, records: Sequence[Record[Any]], handle: Callable[..., Any], *, parked: str | None = None
+    ) -> None:
+        if not records:
+            return
+
+        def apply(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                for record in records:
+                    handle(record, db)
+                if parked:
+                    db.execute("INSERT INTO radix_parked_applied VALUES (?, ?)", (self.projection, parked))
+                else:
+                    db.execute(
+                        "INSERT INTO radix_checkpoints (projection, partition, position) VALUES (?, ?, ?) "
+                        "ON CONFLICT (projection, partition) DO UPDATE SET position = excluded.position",
+                        (self.projection, partition, records[-1].position),
+                    )
+
+        await self._run(apply)
+
+    async def was_applied(self, parked: str) -> bool:
+        query = "SELECT 1 FROM radix_parked_applied WHERE projection = ? AND key = ?"
+        return await self._run(lambda db: db.execute(query, (self.projection, parked)).fetchone()) is not None
+
+    async def reset(self) -> None:
+        def reset(db: sqlite3.Connection) -> None:
+            with _transaction(db):
+                for table in self.view.tables:
+                    db.execute(f'DELETE FROM "{table}"')  # the projection's own tables
+                db.execute("DELETE FROM radix_checkpoints WHERE projection = ?", (self.projection,))
+                db.execute("DELETE FROM radix_parked_applied WHERE projection = ?", (self.projection,))
+
+        await self._run(reset)
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await asyncio.to_thread(db.close)
+
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if anything raised."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
