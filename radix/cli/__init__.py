@@ -32,6 +32,8 @@ _COMMANDS = {
     "get": ("messages", "get"),
     "tail": ("messages", "tail"),
     "schemas": ("schemas", "run"),
+    "reaction": ("processing", "run"),
+    "projection": ("processing", "run"),
     "status": ("cluster", "status"),
     "migrate": ("cluster", "migrate"),
     "drain": ("cluster", "drain"),

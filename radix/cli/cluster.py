@@ -90,6 +90,11 @@ async def status(args: argparse.Namespace) -> int:
                 f"  {row['node']:<20} {row['state']:<9} {row['live_actors']:>6} live aggregates  "
                 f"{row['rate']:>8.1f} commands/s  ({commands})"
             )
+            for p in row.get("processors", []):
+                print(
+                    f"    {p['kind']} {p['context']}/{p['name']} partition {p['partition']}: at {p['position']}, "
+                    f"lag {p['lag']}, {p['handled']} handled, {p['parked']} parked"
+                )
     return 0
 
 

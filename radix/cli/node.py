@@ -12,6 +12,7 @@ from radix.cli.common import URL_FILE, given_servers, load_context, options
 from radix.cli.server import DATA_DIR, serving_here
 from radix.observability.logs import logger
 from radix.runtime import ActorConfig, MetricsConfig, Node, NodeConfig, NodeState, PlacementConfig, tune_gc
+from radix.runtime.config import ProcessingConfig
 from radix.store import StoreConfig
 from radix.transport.server import EmbeddedNats
 
@@ -28,6 +29,7 @@ def config_of(args: argparse.Namespace) -> NodeConfig:
         placement=PlacementConfig(liveness_ttl=args.liveness_ttl, rebalance_interval=args.rebalance_interval),
         store=StoreConfig(replicas=args.replicas),
         metrics=MetricsConfig(port=args.metrics_port, host=args.metrics_host),
+        processing=ProcessingConfig(partitions=args.partitions),
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from radix.cli.common import DEFAULT_URL, URL_FILE
-from radix.runtime.config import ActorConfig, MetricsConfig, PlacementConfig
+from radix.runtime.config import ActorConfig, MetricsConfig, PlacementConfig, ProcessingConfig
 from radix.store.jetstream import StoreConfig
 from radix.tools.catalog import KINDS, MUTATIONS, SCENARIOS
 from radix.wire.names import everything_filter
@@ -79,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     configured(node, "--snapshot-every", ActorConfig, "events between snapshots, 0: none")
     configured(node, "--rebalance-interval", PlacementConfig, "seconds between rebalancing checks")
     configured(node, "--replicas", StoreConfig, "replicas of streams and buckets", choices=(1, 3, 5))
+    configured(node, "--partitions", ProcessingConfig, "partitions of each context's feed (reactions, projections)")
     node.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     node.add_argument("--metrics-host", default=MetricsConfig.host, help="address to serve metrics on")
     node.add_argument("--log-json", action="store_true", help="log JSON lines even on a terminal")
@@ -143,6 +144,22 @@ def parser() -> argparse.ArgumentParser:
     ):
         action.add_argument("--json", action="store_true", help="print JSON")
         waiting(action, seconds, what)
+
+    for kind in ("reaction", "projection"):
+        processor = commands.add_parser(kind, help=f"the events a {kind} parked: list them, retry or skip them")
+        actions = processor.add_subparsers(dest="action", required=True, metavar="ACTION")
+        for verb, what in (
+            ("parked", "list the parked events"),
+            ("retry", "try the parked events again, in order (after a fix)"),
+            ("skip", "drop the parked events, unhandled, and let their aggregates go on"),
+        ):
+            chosen = actions.add_parser(verb, parents=[conn], help=what)
+            chosen.add_argument("name", help=f"the {kind}'s name")
+            chosen.add_argument("--namespace", required=True)
+            chosen.add_argument("--context", required=True, help="the context that declares it")
+            chosen.add_argument("--aggregate", help="only the events of this aggregate, as TYPE/ID")
+            chosen.add_argument("--json", action="store_true", help="print JSON")
+            waiting(chosen, 5.0, "to connect and read the parked events")
 
     status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
     status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")
