@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from radix import Aggregate, BoundedContext, Command, Event, Put, Record, Send, Update, projection, reaction
+from radix.domain import KVView, SQLiteView
 from radix.domain.processing import Projection, Write
 from radix.examples.inventory import InventoryItem, ItemCreated, ItemsCheckedIn, ItemsRemoved
-from radix.store.views import KVView, SQLiteView
 
 
 class LedgerCommand(Command):
@@ -86,7 +86,7 @@ def stock_sql(path: Path, name: str = "stock-sql") -> Projection:
                 moved = count if isinstance(record.event, ItemsCheckedIn) else -count
                 db.execute("UPDATE stock SET count = count + ? WHERE item = ?", (moved, record.aggregate_id))
 
-    return projection(name, into=SQLiteView(path, schema=schema, tables=["stock"]), on=[])(apply)
+    return projection(name, into=SQLiteView(path, schema=schema, tables=("stock",)), on=[])(apply)
 
 
 def inventory_with(*processors: Projection | Any) -> BoundedContext:

@@ -1,28 +1,22 @@
 """Reactions and projections: what a context does with its events once they are stored.
 
-A reaction (a policy, a process manager's step) handles events and returns the commands to send:
+A reaction (a policy, a process manager's step) handles events and returns the commands to send;
+a projection folds events into a read model: into a `KVView` its handler returns writes (`Put`,
+`Delete`, `Update`), as data; into an `SQLiteView` it gets the connection inside the transaction
+that also moves the projection's checkpoint; into a `ViewStore` of your own, what that store gives.
+`radix/examples/restock.py` declares one of each:
 
     @reaction("restock", on=[ItemsRemoved])
-    def restock(record: Record[ItemsRemoved]) -> list[Send]:
-        return [Send(CheckIn(count=10), aggregate_id=record.aggregate_id)] if record.event.count > 5 else []
+    def restock(record: Record[ItemsRemoved]) -> list[Send]: ...
 
-A projection folds events into a read model. Into a key-value view its handler returns what to
-write, as data:
+    @projection("stock", on=[ItemCreated, ItemsCheckedIn, ItemsRemoved], into=KVView())
+    def stock(record: Record[Any]) -> list[Write]: ...
 
-    @projection("stock", on=[ItemCreated, ItemsCheckedIn], into=KVView())
-    def stock(record: Record[Any]) -> list[Write]:
-        match record.event:
-            case ItemCreated(name=name):
-                return [Put(record.aggregate_id, {"name": name, "count": 0})]
-            case ItemsCheckedIn(count=count):
-                return [Update(record.aggregate_id, lambda row: {**row, "count": row["count"] + count})]
-        return []
+    inventory = BoundedContext("inventory", [InventoryItem()], reactions=[restock], projections=[stock])
 
-Into SQL (`radix.store.views.SQLiteView`) the handler gets the connection inside the transaction
-that also moves the projection's checkpoint. Handlers are plain functions of the record, so they
-are tested by calling them (`radix.testing.react`, `radix.testing.project`). Nodes hosting the
-context run them (`radix.runtime.processors`, docs/reactions-and-projections.md). Nothing here
-does I/O.
+Handlers are plain functions of the record, so they are tested by calling them (`radix.testing.react`,
+`radix.testing.project`). Nodes hosting the context run them (`radix.runtime.processors`,
+docs/reactions-and-projections.md). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -30,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from radix.domain.model import Command, Event, event_type_name
@@ -41,10 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Delete",
+    "KVView",
     "Projection",
     "Put",
     "Reaction",
     "Record",
+    "SQLiteView",
     "Selection",
     "Send",
     "Update",
@@ -242,7 +239,7 @@ class View(Protocol):
 
 
 class ViewStore(Protocol):
-    """Where a projection keeps its read model: `radix.store.views.KVView`, `SQLiteView`, or your own."""
+    """A store of your own for a projection's read model (beside `KVView` and `SQLiteView`)."""
 
     def describe(self) -> str: ...
 
@@ -252,12 +249,43 @@ class ViewStore(Protocol):
 
 
 @dataclass(frozen=True)
+class KVView:
+    """Keep the read model in a KV bucket of its own (`radix_{ns}_{ctx}_view_{name}`): the handler returns
+    writes (`Put`, `Delete`, `Update`); an event's writes and its partition's checkpoint go in one atomic
+    batch (`radix.store.views`)."""
+
+    replicas: int = 1
+    timeout: float = 5.0
+
+    def describe(self) -> str:
+        return "a KV bucket"
+
+
+@dataclass(frozen=True)
+class SQLiteView:
+    """Keep the read model in an SQLite database: the handler takes `(record, db)` and writes with the
+    connection inside the transaction that also moves the partition's checkpoint.
+
+    `schema` (SQL, run when opened) creates the projection's tables; `tables` are emptied by a reset.
+    SQLite is a file on one host: the nodes serving the projection must share it (or use a database
+    they all reach, through a `ViewStore` of your own).
+    """
+
+    path: str | Path
+    schema: str = ""
+    tables: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"SQLite database {self.path}"
+
+
+@dataclass(frozen=True)
 class Projection:
     """Folds a context's events into a read model kept by `into`; see the module's docstring."""
 
     name: str
     handle: Callable[..., Any]
-    into: ViewStore
+    into: KVView | SQLiteView | ViewStore
     on: Selection = field(default_factory=Selection)
     attempts: int = 5
 
@@ -289,7 +317,7 @@ def reaction(
 def projection(
     name: str,
     *,
-    into: ViewStore,
+    into: KVView | SQLiteView | ViewStore,
     on: Sequence[type[Event]] = (),
     aggregates: Sequence[str] = (),
     subjects: Sequence[str] = (),

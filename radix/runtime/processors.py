@@ -39,6 +39,7 @@ from radix.runtime.partition import Partition, PartitionReader, Unit
 from radix.store.feed import Feed
 from radix.store.parked import ParkedStore
 from radix.store.placement import KVPlacement
+from radix.store.views import open_view
 
 __all__ = ["Processors"]
 
@@ -87,7 +88,9 @@ class Processors:
                 continue
             await self.feed.ensure(unit.namespace, unit.context.name)
             if isinstance(unit.processor, Projection):
-                view = await unit.processor.into.open(unit.namespace, unit.context.name, unit.processor.name, self._nc)
+                view = await open_view(
+                    unit.processor.into, unit.namespace, unit.context.name, unit.processor.name, self._nc
+                )
                 self.views[(unit.namespace, unit.context.name, unit.processor.name)] = view
 
     async def supervise(self) -> None:

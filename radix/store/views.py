@@ -12,19 +12,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 from nats.aio.client import Client as NATS
 
-from radix.domain.processing import Delete, Put, Record, Update, Write
+from radix.domain.processing import Delete, KVView, Put, Record, SQLiteView, Update, View, ViewStore, Write
 from radix.errors import DefinitionError, StoreError
 from radix.store.kv import KVBucket
 from radix.store.streams import ATOMIC_BATCH_LIMIT, publish_atomic
 from radix.wire.names import kv_subject, view_bucket
 
-__all__ = ["KVModel", "KVView", "SQLiteModel", "SQLiteView"]
+__all__ = ["KVModel", "SQLiteModel", "open_kv", "open_view"]
 
 #: The key prefixes of a KV view's checkpoints (`_checkpoint.{partition}`) and retried parked events
 #: (`_parked.{key}`); a projection's own keys must not use them.
@@ -34,27 +33,31 @@ _RESERVED: Final = (CHECKPOINT_PREFIX, PARKED_PREFIX)
 _ABSENT: Final = object()
 
 
-class KVView:
-    """A projection's read model as a KV bucket of its own (`radix_{ns}_{ctx}_view_{name}`): one key per
-    `Put`, JSON values. The handler returns writes (`Put`, `Delete`, `Update`); an event's writes and its
-    partition's checkpoint go in one atomic batch."""
+async def open_view(
+    into: KVView | SQLiteView | ViewStore, namespace: str, context: str, projection: str, nc: NATS
+) -> View:
+    """The read model a projection declared `into`, opened for one namespace's context."""
+    if isinstance(into, KVView):
+        return await open_kv(namespace, context, projection, nc, into)
+    if isinstance(into, SQLiteView):
+        model = SQLiteModel(into, f"{namespace}/{context}/{projection}")
+        await model.connect()
+        return model
+    return await into.open(namespace, context, projection, nc)
 
-    def __init__(self, *, replicas: int = 1, timeout: float = 5.0) -> None:
-        self.replicas = replicas
-        self.timeout = timeout
 
-    def describe(self) -> str:
-        return "a KV bucket"
-
-    async def open(self, namespace: str, context: str, projection: str, connection: Any) -> KVModel:
-        name = view_bucket(namespace, context, projection)
-        bucket = await KVBucket(connection, name, replicas=self.replicas, timeout=self.timeout).open()
-        js = connection.jetstream(timeout=self.timeout)
-        info = await js.stream_info(bucket.stream)
-        if not info.config.allow_atomic:
-            info.config.allow_atomic = True
-            await js.update_stream(info.config)
-        return KVModel(connection, bucket, self.timeout)
+async def open_kv(namespace: str, context: str, projection: str, nc: NATS, view: KVView | None = None) -> KVModel:
+    """A `KVView` projection's model: its bucket, created (with atomic batches allowed) if missing. Also
+    what a reader of the view uses (`await open_kv(ns, "inventory", "stock", nc)`, then `get`, `items`)."""
+    view = view or KVView()
+    name = view_bucket(namespace, context, projection)
+    bucket = await KVBucket(nc, name, replicas=view.replicas, timeout=view.timeout).open()
+    js = nc.jetstream(timeout=view.timeout)
+    info = await js.stream_info(bucket.stream)
+    if not info.config.allow_atomic:
+        info.config.allow_atomic = True
+        await js.update_stream(info.config)
+    return KVModel(nc, bucket, view.timeout)
 
 
 class KVModel:
@@ -146,29 +149,6 @@ def _writes(returned: Iterable[Write] | None) -> list[Write]:
         if not isinstance(write, Put | Delete | Update):
             raise DefinitionError(f"a KV projection returns Put, Delete and Update, not {write!r}")
     return writes
-
-
-class SQLiteView:
-    """A projection's read model in an SQLite database: the handler gets the connection inside the
-    transaction that also moves the partition's checkpoint (table `radix_checkpoints`).
-
-    `schema` (SQL, run at open) creates the projection's tables; `tables` are emptied by a rebuild.
-    SQLite is a file on one host: the nodes serving the projection must share it (or use a database
-    they all reach, through a `ViewStore` of the same shape).
-    """
-
-    def __init__(self, path: str | Path, *, schema: str = "", tables: Sequence[str] = ()) -> None:
-        self.path = Path(path)
-        self.schema = schema
-        self.tables = tuple(tables)
-
-    def describe(self) -> str:
-        return f"SQLite database {self.path}"
-
-    async def open(self, namespace: str, context: str, projection: str, connection: Any) -> SQLiteModel:
-        model = SQLiteModel(self, f"{namespace}/{context}/{projection}")
-        await model.connect()
-        return model
 
 
 class SQLiteModel:

@@ -8,11 +8,12 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from radix import Client, EmbeddedNats, Node, NodeConfig, Record, projection
+from radix.domain import KVView
 from radix.domain.processing import Write
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime.config import ProcessingConfig
 from radix.store.parked import ParkedStore
-from radix.store.views import KVView
+from radix.store.views import open_kv
 from radix.testing import eventually
 from tests.cli.running import radix
 from tests.processing import inventory_with, stock_writes
@@ -56,7 +57,7 @@ async def test_parked_events_are_listed_and_skipped_and_status_shows_the_partiti
         assert [p["version"] for p in json.loads(out)["parked"]] == [1, 2]
         assert await parked.of(namespace, "inventory", "stock") == []
         await client.send(CheckIn(count=1), aggregate_id="good")
-        model = await KVView().open(namespace, "inventory", "stock", nc)
+        model = await open_kv(namespace, "inventory", "stock", nc)
 
         async def good_counted() -> bool:
             return (await model.get("good") or {}).get("count") == 1

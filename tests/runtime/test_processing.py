@@ -16,13 +16,13 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from radix import Client, EmbeddedNats, Node, NodeConfig, PlacementConfig, Record, projection
-from radix.domain import BoundedContext, View, ViewStore
+from radix.domain import BoundedContext, KVView, View
 from radix.domain.processing import Projection, Write
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime.config import ProcessingConfig
 from radix.store import JetStreamEventStore
 from radix.store.parked import ParkedStore
-from radix.store.views import KVModel, KVView
+from radix.store.views import KVModel, open_kv, open_view
 from radix.testing import eventually
 from radix.wire.names import Address, feed_stream, processor_consumer_prefix
 from tests import processing
@@ -142,7 +142,7 @@ async def test_projections_rebuilt_from_the_start_equal_the_live_ones(
     await nodes.start("p2", [live])
     await check_ins(nc, namespace, items=10, rounds=3)
     expected = {f"i-{i}": {"name": f"item {i}", "count": 6, "version": 4} for i in range(10)}
-    model = await KVView().open(namespace, "inventory", "stock", nc)
+    model = await open_kv(namespace, "inventory", "stock", nc)
     await eventually(lambda: _items(model, expected), timeout=20, what="the live KV view")
     await eventually(lambda: _rows_are(database, _expected_rows(10)), timeout=20, what="the live SQLite table")
     for node in list(nodes.nodes.values()):
@@ -151,7 +151,7 @@ async def test_projections_rebuilt_from_the_start_equal_the_live_ones(
         stock_into("stock"), stock_into("stock-again"), stock_sql(database), stock_sql(tmp_path / "again.db", "again")
     )
     await nodes.start("p3", [rebuilt])
-    again = await KVView().open(namespace, "inventory", "stock-again", nc)
+    again = await open_kv(namespace, "inventory", "stock-again", nc)
     await eventually(lambda: _items(again, expected), timeout=20, what="the rebuilt KV view")
     assert await again.items() == await model.items()
     live_rows = await _rows(database)
@@ -195,7 +195,7 @@ class CrashingOnce:
     """A view store whose view dies once right after a batch is written, before it is acknowledged: what a
     node killed between the two does to the reader (which the supervisor then starts again)."""
 
-    def __init__(self, inner: ViewStore) -> None:
+    def __init__(self, inner: KVView) -> None:
         self.inner = inner
         self.crashed = 0
 
@@ -203,7 +203,7 @@ class CrashingOnce:
         return self.inner.describe()
 
     async def open(self, namespace: str, context: str, projection: str, connection: Any) -> View:
-        view = await self.inner.open(namespace, context, projection, connection)
+        view = await open_view(self.inner, namespace, context, projection, connection)
         crashing = self
 
         class Crashing:
@@ -246,7 +246,7 @@ async def test_a_crash_between_the_view_write_and_the_acknowledgement_neither_sk
     node = await nodes.start("p1", [inventory_with(crashing)])
     await check_ins(nc, namespace, items=6, rounds=3)
     expected = {f"i-{i}": {"name": f"item {i}", "count": 6, "version": 4} for i in range(6)}
-    model = await KVView().open(namespace, "inventory", "stock", nc)
+    model = await open_kv(namespace, "inventory", "stock", nc)
     await eventually(lambda: _items(model, expected), timeout=20, what="the view, once")
     assert store.crashed == 1
     assert node.status().processors  # the partition was taken up again after its reader died
@@ -265,7 +265,7 @@ async def test_a_poison_event_is_parked_holds_back_its_aggregate_only_and_is_ret
     poisoned: Projection = projection("stock", into=KVView(), attempts=2)(fragile)
     node = await nodes.start("p1", [inventory_with(poisoned)])
     await check_ins(nc, namespace, items=3, rounds=2)
-    model = await KVView().open(namespace, "inventory", "stock", nc)
+    model = await open_kv(namespace, "inventory", "stock", nc)
     others = {f"i-{i}": {"name": f"item {i}", "count": 3, "version": 3} for i in (0, 2)}
     await eventually(lambda: _items(model, others), timeout=20, what="the other aggregates projected")
     parked = ParkedStore(nc)

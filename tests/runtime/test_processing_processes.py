@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from radix import Client, EmbeddedNats
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.store import JetStreamEventStore
-from radix.store.views import KVView
+from radix.store.views import open_kv
 from radix.testing import NodeProcess, eventually
 from radix.tools.workload import Workload
 from radix.wire.names import Address
@@ -100,7 +100,7 @@ async def test_a_node_killed_mid_stream_leaves_every_event_handled_once(
     assert sorted((n.source, n.version) for n in notes) == sorted(stored)
     for item in items:
         assert [n.version for n in notes if n.source == item] == sorted(v for a, v in stored if a == item)
-    model = await KVView().open(namespace, "inventory", "stock", nc)
+    model = await open_kv(namespace, "inventory", "stock", nc)
     counts = {a: sum(1 for s, _ in stored if s == a) for a in items}
 
     async def counted() -> bool:
