@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from radix import BoundedContext
+
 ROOT = pathlib.Path(__file__).parent.parent
 
 
@@ -51,16 +53,35 @@ def test_quickstart_context_runs() -> None:
     assert codec.aggregate.evolve((), event) == ("A-1",)
 
 
+def run_python_blocks(page: str, count: int) -> dict[str, object]:
+    """Run every python block of a docs page, in order, in one namespace (there must be `count`)."""
+    text = (ROOT / "docs" / page).read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == count
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        exec(compile(block, page, "exec"), namespace)
+    return namespace
+
+
 def test_the_testing_guide_runs() -> None:
     """Every python block of docs/testing.md runs as written, in order: the user's context, its plain
     calls, its scenarios, the in-memory runtime and its successor, the captured logs and the real node all hold."""
-    text = (ROOT / "docs" / "testing.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 7
-    namespace: dict[str, object] = {}
-    for block in blocks:
-        exec(compile(block, "testing.md", "exec"), namespace)
+    namespace = run_python_blocks("testing.md", 7)
     assert repr(namespace["library"]) == "BoundedContext('library', [Book])"
+
+
+def test_the_read_side_guide_runs() -> None:
+    """Every python block of docs/reactions-and-projections.md runs as written, in order: the context as
+    radix/examples/restock.py declares it, its handlers tested by calling them, and a node running them
+    on an embedded nats-server, the reaction's command and the view included."""
+    namespace = run_python_blocks("reactions-and-projections.md", 3)
+    from radix.examples import restock
+
+    declared = namespace["inventory"]
+    assert isinstance(declared, BoundedContext)
+    for context in (declared, restock.inventory):
+        assert [r.name for r in context.reactions] + [p.name for p in context.projections] == ["restock", "stock"]
 
 
 #: How long each step of the quickstart may take, and what a command left running says once it is up.
