@@ -31,7 +31,7 @@ from radix.wire.names import (
     validate_node_id,
 )
 
-__all__ = ["drain", "migrate", "status"]
+__all__ = ["drain", "migrate", "status", "statuses"]
 
 
 async def _live_nodes(nc: NATS, namespace: str, timeout: float) -> list[str]:
@@ -63,17 +63,21 @@ async def _ask(nc: NATS, namespace: str, node: str, verb: str, body: bytes = b""
     return json.loads(reply.data)
 
 
+async def statuses(nc: NATS, namespace: str, deadline: float) -> list[dict[str, Any]]:
+    """What every live node of the namespace says of itself (`state` "not answering" for one that does not)."""
+    rows = []
+    for node in await _live_nodes(nc, namespace, left(deadline)):
+        try:
+            rows.append(await _ask(nc, namespace, node, STATUS, timeout=min(2.0, left(deadline))))
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            rows.append({"node": node, "state": "not answering"})
+    return rows
+
+
 async def status(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
-        report: dict[str, list[dict[str, Any]]] = {}
-        for namespace in await namespaces(nc, args.namespace):
-            rows = report.setdefault(namespace, [])
-            for node in await _live_nodes(nc, namespace, left(deadline)):
-                try:
-                    rows.append(await _ask(nc, namespace, node, STATUS, timeout=min(2.0, left(deadline))))
-                except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-                    rows.append({"node": node, "state": "not answering"})
+        report = {ns: await statuses(nc, ns, deadline) for ns in await namespaces(nc, args.namespace)}
     if args.json:
         print_json(report)
         return 0

@@ -160,6 +160,17 @@ def parser() -> argparse.ArgumentParser:
             chosen.add_argument("--aggregate", help="only the events of this aggregate, as TYPE/ID")
             chosen.add_argument("--json", action="store_true", help="print JSON")
             waiting(chosen, 5.0, "to connect and read the parked events")
+        if kind == "projection":
+            for verb, what in (
+                ("reset", "drop the read model and its checkpoints; the nodes build it again from the start"),
+                ("rebuild", "reset, then show progress until the projection has caught up"),
+            ):
+                chosen = actions.add_parser(verb, parents=[conn], help=what)
+                chosen.add_argument("name", help="the projection's name")
+                chosen.add_argument("--namespace", required=True)
+                chosen.add_argument("--code", required=True, metavar="MODULE[:ATTR]", help="the context declaring it")
+                chosen.add_argument("--json", action="store_true", help="print JSON")
+                waiting(chosen, 300.0, "to connect, pause, reset and (rebuild) catch up")
 
     status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
     status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")

@@ -105,7 +105,16 @@ class Processors:
             await asyncio.sleep(self.config.interval)
 
     async def assign(self) -> None:
+        paused: dict[tuple[str, str, str], bool] = {}
         for unit in self.units:
+            if isinstance(unit.processor, Projection):
+                where = (unit.namespace, unit.context.name, unit.processor.name)
+                if where not in paused:
+                    paused[where] = await self.parked.paused(*where)
+                if paused[where]:  # being reset: own none of it until it is resumed
+                    if (owned := self.owned.get(unit.key)) is not None:
+                        await self._let_go(owned)
+                    continue
             placement = self._placements[unit.namespace]
             live = [r.node for r in placement.live_nodes(unit.context.name)]
             first = max(live, key=lambda node: _rank(unit.key, node)) if live else None
@@ -121,6 +130,7 @@ class Processors:
                 owned = self.owned[unit.key] = Partition(unit, claim.epoch)
                 view = self.views.get((unit.namespace, unit.context.name, unit.processor.name))
                 owned.task = asyncio.create_task(self.reader.read(owned, view), name=f"radix {unit.key}")
+                owned.task.add_done_callback(_retrieved)
                 logger.info("partition owned", processor=unit.processor.name, partition=unit.partition)
             elif first != self.node_id and owned is not None:
                 await self._let_go(owned)
@@ -173,6 +183,13 @@ class Processors:
             }
             for o in sorted(self.owned.values(), key=lambda o: o.unit.key)
         ]
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Take a finished reader's exception, so that one ended by a lost connection at shutdown is not
+    reported as never retrieved (one that failed while running is logged when it is let go)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _processors(context: BoundedContext) -> list[Reaction | Projection]:

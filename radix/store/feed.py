@@ -50,11 +50,20 @@ class Cursor:
     _js: JetStreamContext
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to `batch` messages, waiting at most `timeout` for the first; none if none came."""
+        """Up to `batch` messages, waiting at most `timeout` for the first; none if none came.
+
+        The first is fetched alone, so that it is handed on the moment it comes; then as many more as it
+        says are pending (at most `batch`), which are there to take at once: a fetch of more than are
+        waiting would wait out its time-out for the rest."""
         try:
-            return await self._sub.fetch(batch, timeout=timeout)
+            messages = await self._sub.fetch(1, timeout=timeout)
         except nats.errors.TimeoutError:
             return []
+        pending = int(messages[-1].metadata.num_pending or 0)
+        if pending and batch > 1:
+            with contextlib.suppress(nats.errors.TimeoutError):
+                messages += await self._sub.fetch(min(batch - 1, pending), timeout=timeout)
+        return messages
 
     async def pending(self) -> int:
         """How many messages of the partition are not yet delivered to it: its lag."""

@@ -119,5 +119,23 @@ class ParkedStore:
             with contextlib.suppress(KeyChangedError):  # changed meanwhile: parked again, keep it
                 await bucket.delete_if(key, revision=entry.revision)
 
+    # -- a projection paused for a reset ---------------------------------------------------------
+
+    async def pause(self, namespace: str, context: str, processor: str) -> None:
+        """Ask every node to let go of the processor's partitions and claim none (`radix projection reset`)."""
+        await (await self._buckets.get(namespace)).put(_pause_key(context, processor), timestamp().encode())
+
+    async def paused(self, namespace: str, context: str, processor: str) -> bool:
+        entry = await (await self._buckets.get(namespace)).get(_pause_key(context, processor), leader=True)
+        return entry.value is not None
+
+    async def resume(self, namespace: str, context: str, processor: str) -> None:
+        await self._remove(await self._buckets.get(namespace), _pause_key(context, processor))
+
     async def close(self) -> None:
         self._buckets.close()
+
+
+def _pause_key(context: str, processor: str) -> str:
+    """Beside the parked events, under a prefix no context has (`_`), so `of` never lists it."""
+    return f"_paused.{context}.{processor}"

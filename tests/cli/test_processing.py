@@ -63,3 +63,46 @@ async def test_parked_events_are_listed_and_skipped_and_status_shows_the_partiti
             return (await model.get("good") or {}).get("count") == 1
 
         await eventually(good_counted, timeout=20, what="good projected")
+
+
+async def test_a_projection_rebuilt_from_the_start_drops_what_the_view_held_and_catches_up(
+    nc: NATS, namespace: str, nats_server: EmbeddedNats
+) -> None:
+    """`radix projection rebuild`: the nodes let the projection go, the view is dropped, and it is built
+    again from the feed's start, with progress shown; a value the live view held wrongly is gone."""
+    from radix.examples import restock
+    from radix.store.views import open_kv
+
+    config = NodeConfig(node_id="cli-r", processing=ProcessingConfig(partitions=2, interval=0.2))
+    async with Node({namespace: [restock.inventory]}, nats=nc, config=config):
+        client = Client(nc, inventory, namespace=namespace)
+        for item in ("a", "b"):
+            await client.send(CreateItem(name=item), aggregate_id=item)
+            await client.send(CheckIn(count=3), aggregate_id=item)
+        model = await open_kv(namespace, "inventory", "stock", nc)
+        expected = {"a": {"name": "a", "count": 3}, "b": {"name": "b", "count": 3}}
+
+        async def as_expected() -> bool:
+            return await model.items() == expected
+
+        await eventually(as_expected, timeout=20, what="the live view")
+        await model.bucket.put("stray", b'{"name": "not from any event"}')
+        code, out, err = await radix(
+            "projection",
+            "rebuild",
+            "stock",
+            "--namespace",
+            namespace,
+            "--code",
+            "radix.examples.restock:inventory",
+            "--nats",
+            nats_server.url,
+            "--timeout",
+            "60",
+            "--json",
+        )
+        assert code == 0, out + err
+        assert json.loads(out)["applied"] == 4
+        assert "reset: it is built again from the start" in err
+        assert "rebuilt:" in err
+        assert await model.items() == expected

@@ -105,3 +105,33 @@ def test_wire_timestamps_are_iso_8601_in_utc_to_the_microsecond() -> None:
     assert all(s == t.isoformat(timespec="microseconds") for s, t in zip(stamps, times, strict=True))
     assert before - timedelta(microseconds=1) <= times[0] <= times[-1] <= after
     assert times == sorted(times)
+
+
+async def test_prometheus_shows_each_partition_of_a_projection(nc: NATS, namespace: str) -> None:
+    """Lag, handled and parked of each reaction and projection partition the node owns, labelled."""
+    from radix.examples import restock
+    from radix.runtime.config import ProcessingConfig
+    from radix.testing import eventually
+
+    config = NodeConfig(
+        node_id="obs-p", metrics=MetricsConfig(port=0), processing=ProcessingConfig(partitions=2, interval=0.2)
+    )
+    async with Node({namespace: [restock.inventory]}, nats=nc, config=config) as node:
+        await Client(nc, inventory, namespace=namespace).send(CreateItem(name="w"), aggregate_id="m-1")
+        url = node.metrics_url
+        assert url is not None
+
+        async def handled() -> bool:
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+            return "radix_processor_handled_total{" in text and 'name="stock"' in text and "} 1.0" in text
+
+        await eventually(handled, timeout=20, what="the projection's event counted")
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        for partition in ("0", "1"):
+            labels = (
+                f'context="inventory",kind="projection",name="stock",namespace="{namespace}",node="obs-p",'
+                f'partition="{partition}"'
+            )
+            assert f"radix_processor_lag{{{labels}}} 0.0" in text
+            assert f"radix_processor_parked{{{labels}}} 0.0" in text
+        assert "radix_processor_lag{" in text

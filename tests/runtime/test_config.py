@@ -84,3 +84,13 @@ def test_actor_settings_are_the_actor_configuration_and_a_refusal_budget() -> No
     settings = ActorSettings.of(config, max_payload=1000)
     assert {f.name: getattr(settings, f.name) for f in dataclasses.fields(ActorConfig)} == dataclasses.asdict(config)
     assert settings.refusal_bytes == 100
+
+
+def test_a_reactions_redelivery_must_stay_well_inside_the_dedup_window() -> None:
+    """A command a reaction sends again after a takeover must still be known by its id: the liveness TTL,
+    two ownership looks and the command time-out must stay under half the dedup window."""
+    from radix.runtime.config import ProcessingConfig
+
+    NodeConfig(actors=ActorConfig(dedup_window=31), processing=ProcessingConfig(command_timeout=10, interval=1))
+    with pytest.raises(ConfigError, match="more than twice the longest redelivery of a reaction's command"):
+        NodeConfig(actors=ActorConfig(dedup_window=29), processing=ProcessingConfig(command_timeout=10, interval=1))
