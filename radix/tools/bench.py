@@ -49,6 +49,7 @@ from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime import ActorConfig, Node, NodeConfig, PlacementConfig
 from radix.store import JetStreamEventStore
 from radix.testing import NodeProcess, eventually, lease_owners
+from radix.tools import readbench
 from radix.tools.catalog import SCENARIOS
 from radix.tools.workload import Workload, quantiles
 from radix.transport.server import EmbeddedNats
@@ -170,6 +171,33 @@ class _Bench:
                     yield node, nc
             finally:
                 node.stop(timeout=2)  # a throwaway namespace: no need to wait for its leases' release
+
+    async def reaction(self) -> Result:
+        """An event stored -> the command a reaction sent for it stored (radix.tools.readbench)."""
+        count = max(50, self.sizes.activations // 2)
+        runs = [await readbench.reaction_latency(self.url, self.namespace, count) for _ in range(self.sizes.runs)]
+        return _latency_result(
+            "reaction, event stored to its command stored",
+            [r["radix"] for r in runs],
+            [r["baseline"] for r in runs],
+            at="p50",
+            target="",
+        )
+
+    async def projection(self) -> Result:
+        """A KV projection catching up on a stored history, beside an ordered-consumer replay."""
+        events = self.sizes.commands
+        runs = [await readbench.projection_catch_up(self.url, self.namespace, events) for _ in range(self.sizes.runs)]
+        radix, base = _median([r["radix"] for r in runs]), _median([r["baseline"] for r in runs])
+        return Result(
+            "projection catch-up (KV view, 8 partitions)",
+            "events/s",
+            round(radix),
+            round(base),
+            round(radix / base, 2),
+            "",
+            extra={"events": runs[0]["events"]},
+        )
 
     def _cpu(self, serving: int) -> _CpuMeter:
         """The CPU time of the process serving, nats-server (if this process started it) and this one."""
@@ -757,6 +785,8 @@ async def run_bench(
             "activation": bench.activation,
             "failover": bench.failover,
             "density": bench.density,
+            "reaction": bench.reaction,
+            "projection": bench.projection,
         }
         for name in only or SCENARIOS:
             progress(f"running {name} ...")

@@ -38,6 +38,8 @@ async def test_quick_bench_reports_every_scenario() -> None:
         "planned migration pause",
         "drain of",
         "density at",
+        "reaction, event stored to its command stored",
+        "projection catch-up",
     ):
         assert any(n.startswith(prefix) for n in names), prefix
     if len(os.sched_getaffinity(0)) > 1:  # a core to spare: the node is measured on one of its own too
