@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+import msgspec
+
 from radix.domain import Aggregate, BoundedContext, Event, SchemaVersion
 from radix.examples.inventory import CheckIn, CreateItem, InventoryItemCommand, ItemState
 
 
-def _inventory(events: type[Event]) -> BoundedContext:
-    """An inventory context whose item has the events below `events`."""
+def _checked_in(version: SchemaVersion, fields: list[tuple[str, type] | tuple[str, type, object]]) -> BoundedContext:
+    """An inventory context whose item has one event, ItemsCheckedIn at `version` with `fields`."""
 
-    class Item(Aggregate[ItemState, InventoryItemCommand, events]):  # type: ignore[valid-type]
+    class Events(Event):
+        pass
+
+    msgspec.defstruct("ItemsCheckedIn", fields, bases=(Events,), kw_only=True, namespace={"schema_version": version})
+
+    class Item(Aggregate[ItemState, InventoryItemCommand, Events]):
         type_name = "InventoryItem"
 
-        def decide(self, state: ItemState, command: InventoryItemCommand) -> Sequence[Event]:
+        def decide(self, state: ItemState, command: InventoryItemCommand) -> Sequence[Events]:
             return []
 
     return BoundedContext("inventory", [Item()])
@@ -23,55 +30,22 @@ def _inventory(events: type[Event]) -> BoundedContext:
 
 def checked_in_with_note_at_1_0() -> BoundedContext:
     """ItemsCheckedIn given a field without raising its version."""
-
-    class Events(Event):
-        pass
-
-    class ItemsCheckedIn(Events):
-        count: int
-        note: str = ""
-
-    return _inventory(Events)
+    return _checked_in((1, 0), [("count", int), ("note", str, "")])
 
 
 def checked_in_removed_count() -> BoundedContext:
     """ItemsCheckedIn 1.1 without `count`."""
-
-    class Events(Event):
-        pass
-
-    class ItemsCheckedIn(Events):
-        schema_version: ClassVar[SchemaVersion] = (1, 1)
-        quantity: int = 0
-
-    return _inventory(Events)
+    return _checked_in((1, 1), [("quantity", int, 0)])
 
 
 def checked_in_retyped_count() -> BoundedContext:
     """ItemsCheckedIn 1.1 whose `count` is text."""
-
-    class Events(Event):
-        pass
-
-    class ItemsCheckedIn(Events):
-        schema_version: ClassVar[SchemaVersion] = (1, 1)
-        count: str
-
-    return _inventory(Events)
+    return _checked_in((1, 1), [("count", str)])
 
 
 def checked_in_numbered_note_at_1_2() -> BoundedContext:
     """ItemsCheckedIn 1.2 with a note that is a number: compatible with 1.0, not with 1.1 (whose note is text)."""
-
-    class Events(Event):
-        pass
-
-    class ItemsCheckedIn(Events):
-        schema_version: ClassVar[SchemaVersion] = (1, 2)
-        count: int
-        note: int = 0
-
-    return _inventory(Events)
+    return _checked_in((1, 2), [("count", int), ("note", int, 0)])
 
 
 class BlindEvent(Event):

@@ -54,16 +54,7 @@ class DedupWindow(dict[str, Applied]):
         beyond `keep_at_most`."""
         for recorded in commit.events:
             self[recorded.command_id] = Applied(commit.position, recorded.version, now)
-        # Oldest first, in one pass: `next(iter(self))` per id dropped would step over every slot
-        # dropped before it, again and again.
-        horizon, excess = now - keep_for, len(self) - keep_at_most
-        dropped: list[str] = []
-        for command_id, entry in self.items():
-            if entry.at >= horizon and len(dropped) >= excess:
-                break
-            dropped.append(command_id)
-        for command_id in dropped:
-            del self[command_id]
+        _forget_old(self, horizon=now - keep_for, keep_at_most=keep_at_most)
 
     def position_before(self, version: int) -> int:
         """A stream position no later than the commit holding event `version + 1`: that of a commit
@@ -89,6 +80,20 @@ class DedupWindow(dict[str, Applied]):
                 return latest[::-1], oldest
             latest.append((command_id, entry.position, entry.version))
         return latest[::-1], 0
+
+
+def _forget_old(entries: dict[str, Applied] | dict[str, Refused], *, horizon: float, keep_at_most: int) -> None:
+    """Drop the entries (oldest first) from before `horizon`, and the oldest beyond `keep_at_most`. In one
+    pass: `next(iter(entries))` per id dropped would step over every slot dropped before it, again and
+    again."""
+    excess = len(entries) - keep_at_most
+    dropped: list[str] = []
+    for command_id, entry in entries.items():
+        if entry.at >= horizon and len(dropped) >= excess:
+            break
+        dropped.append(command_id)
+    for command_id in dropped:
+        del entries[command_id]
 
 
 class RefusalMemory(dict[str, wire.Reply]):
@@ -125,14 +130,7 @@ class RefusedIds(dict[str, Refused]):
         for reply in replies:
             self.pop(reply.command_id, None)
             self[reply.command_id] = Refused(reply.status, reply.version, now)
-        horizon, excess = now - keep_for, len(self) - keep_at_most
-        dropped: list[str] = []
-        for command_id, entry in self.items():
-            if entry.at >= horizon and len(dropped) >= excess:
-                break
-            dropped.append(command_id)
-        for command_id in dropped:
-            del self[command_id]
+        _forget_old(self, horizon=now - keep_for, keep_at_most=keep_at_most)
 
     def reply(self, command_id: str) -> wire.Reply:
         """The answer to a refused command sent again once its whole reply is no longer kept."""

@@ -60,7 +60,7 @@ async def test_a_start_cancelled_midway_leaves_the_node_stopped(nc: NATS, namesp
     """Whoever started the node went away before it was running: the node does not run on unowned."""
     node = Node({namespace: [inventory]}, nats=nc)
     starting = asyncio.create_task(node.start())
-    await asyncio.sleep(0)  # the start has begun: its supervisor runs
+    await eventually(lambda: node.state is NodeState.STARTING, timeout=5, what="the start begun")
     starting.cancel()
     await asyncio.gather(starting, return_exceptions=True)
     await asyncio.wait_for(node.wait_stopped(), timeout=10)
