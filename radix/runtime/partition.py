@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client as NATS
 
 from radix import wire
@@ -17,7 +18,7 @@ from radix.domain.processing import Selection, command_id_for
 from radix.errors import RadixError
 from radix.observability.logs import logger
 from radix.runtime.config import ProcessingConfig
-from radix.store.feed import Feed
+from radix.store.feed import Cursor, Feed
 from radix.store.parked import Parked, ParkedStore
 from radix.wire.names import Address, command_subject, feed_stream, parse_feed_subject, processor_lease_key
 
@@ -59,6 +60,8 @@ class Partition:
     parked: int = 0
     held: dict[str, str] = field(default_factory=dict)
     """Aggregates with a parked event here, each with the key of its first parked event."""
+    stopping: bool = False
+    """Let go: its reader ends at its next fetch (if the cancellation that comes with it is lost)."""
 
 
 class PartitionReader:
@@ -81,7 +84,9 @@ class PartitionReader:
         await self._load_parked(owned)
         looked = 0.0
         try:
-            while True:
+            # Not `while True`: a cancellation that lands as a fetch completes can be lost in Python 3.11's
+            # `asyncio.wait_for`, so a reader let go also ends on its flag, within one `interval`.
+            while not owned.stopping:
                 messages = await cursor.fetch(self.config.batch, timeout=self.config.interval)
                 if messages:
                     groups = [self._records(unit, m.subject, m.data, m.metadata.sequence.stream) for m in messages]
@@ -91,15 +96,25 @@ class PartitionReader:
                     else:
                         for group in groups:
                             await self._handle(owned, group, None)
-                    await messages[-1].ack_sync()  # every message before it too (AckPolicy.ALL)
+                    await cursor.ack(messages[-1])
                     owned.position = messages[-1].metadata.sequence.stream
                     owned.handled += sum(len(g) for g in groups)
                 if time.monotonic() - looked > self.config.interval:
                     looked = time.monotonic()
-                    owned.lag = await cursor.pending()
-                    await self._retry_parked(owned, view)
+                    await self._look(owned, cursor, view)
         finally:
             await cursor.close()
+
+    async def _look(self, owned: Partition, cursor: Cursor, view: View | None) -> None:
+        """Once an `interval`: the partition's lag, and the parked events marked for a retry. A failure here
+        is logged and tried again next time (the reader goes on reading)."""
+        try:
+            lag = await cursor.pending()
+            if lag is not None:
+                owned.lag = lag
+            await self._retry_parked(owned, view)
+        except (RadixError, nats.errors.Error, TimeoutError) as e:
+            logger.warning("parked events could not be looked at", processor=owned.unit.processor.name, error=repr(e))
 
     def _records(self, unit: Unit, subject: str, data: bytes, position: int) -> list[Record[Any]]:
         """The selected events of one feed message, decoded as this code reads them."""

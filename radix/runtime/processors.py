@@ -146,6 +146,7 @@ class Processors:
                     partition=owned.unit.partition,
                     error=repr(task.exception()),
                 )
+            owned.stopping = True
             task.cancel()
             done, _ = await asyncio.wait([task], timeout=_LET_GO_WAIT)
             if not done:  # what it was doing is read again by the next owner; only the lease is let go now
@@ -156,6 +157,7 @@ class Processors:
         """Stop reading the namespace's partitions at once: this node's liveness lapsed, others may own them."""
         for owned in [o for o in self.owned.values() if o.unit.namespace == namespace]:
             self.owned.pop(owned.unit.key, None)
+            owned.stopping = True
             if owned.task is not None:
                 owned.task.cancel()
 
@@ -164,6 +166,8 @@ class Processors:
         cancelled at once and given `_LET_GO_WAIT` seconds together, so a stop takes that long at most."""
         owned, self.owned = list(self.owned.values()), {}
         tasks = [o.task for o in owned if o.task is not None]
+        for each in owned:
+            each.stopping = True
         for task in tasks:
             task.cancel()
         if tasks:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 
 import nats.errors
@@ -48,26 +49,55 @@ class Cursor:
     """The feed position it started after the last acknowledged one (or the projection's checkpoint)."""
     _sub: JetStreamContext.PullSubscription
     _js: JetStreamContext
+    timeout: float
+    """Seconds an acknowledgement or a look at the lag may take."""
+    delivered: int = 0
+    """The last feed position handed out: a message at or before it is a redelivery, and dropped."""
+
+    def __post_init__(self) -> None:
+        self.delivered = self.start
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
-        """Up to `batch` messages, waiting at most `timeout` for the first; none if none came.
+        """Up to `batch` messages after the last handed out, waiting at most `timeout` for the first; none
+        if none came.
 
         The first is fetched alone, so that it is handed on the moment it comes; then as many more as it
         says are pending (at most `batch`), which are there to take at once: a fetch of more than are
-        waiting would wait out its time-out for the rest."""
-        try:
-            messages = await self._sub.fetch(1, timeout=timeout)
-        except nats.errors.TimeoutError:
-            return []
-        pending = int(messages[-1].metadata.num_pending or 0)
-        if pending and batch > 1:
-            with contextlib.suppress(nats.errors.TimeoutError):
-                messages += await self._sub.fetch(min(batch - 1, pending), timeout=timeout)
-        return messages
+        waiting would wait out its time-out for the rest. A message JetStream delivers again (its
+        acknowledgement was lost and its `ack_wait` ran out) was handled already: it is left out."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                messages = await self._sub.fetch(1, timeout=left)
+            except nats.errors.TimeoutError:
+                return []
+            pending = int(messages[-1].metadata.num_pending or 0)
+            if pending and batch > 1:
+                with contextlib.suppress(nats.errors.TimeoutError):
+                    messages += await self._sub.fetch(min(batch - 1, pending), timeout=timeout)
+            fresh = [m for m in messages if m.metadata.sequence.stream > self.delivered]
+            if fresh:
+                self.delivered = fresh[-1].metadata.sequence.stream
+                return fresh
+        return []
 
-    async def pending(self) -> int:
-        """How many messages of the partition are not yet delivered to it: its lag."""
-        info = await self._js.consumer_info(self.stream, self.consumer)
+    async def ack(self, message: Msg) -> None:
+        """Acknowledge `message` and every one before it (AckPolicy.ALL), waiting for the server to take it.
+        An acknowledgement not answered in time is let be: the next one covers it, and what it would
+        have covered and is delivered again is left out by `fetch`."""
+        try:
+            await message.ack_sync(timeout=self.timeout)
+        except nats.errors.TimeoutError:
+            logger.info("feed acknowledgement not answered in time; the next one covers it", consumer=self.consumer)
+
+    async def pending(self) -> int | None:
+        """How many messages of the partition are not yet handled by it (its lag); None if JetStream did
+        not say in time."""
+        try:
+            info = await self._js.consumer_info(self.stream, self.consumer)
+        except (nats.errors.TimeoutError, js_errors.ServiceUnavailableError) as e:
+            logger.info("the lag of a feed partition could not be read", consumer=self.consumer, error=repr(e))
+            return None
         return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def close(self) -> None:
@@ -81,8 +111,10 @@ class Cursor:
 class Feed:
     """Creates the feed streams and the consumers of their partitions."""
 
-    def __init__(self, nc: NATS, *, partitions: int, replicas: int, timeout: float) -> None:
+    def __init__(self, nc: NATS, *, partitions: int, replicas: int, timeout: float, ack_wait: float = 60.0) -> None:
         self._nc = nc
+        self._timeout = timeout
+        self._ack_wait = ack_wait
         self._js = nc.jetstream(timeout=timeout)
         self.partitions = partitions
         self._replicas = replicas
@@ -137,10 +169,10 @@ class Feed:
             ack_policy=js_api.AckPolicy.ALL,
             deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE if begin else js_api.DeliverPolicy.ALL,
             opt_start_seq=begin + 1 if begin else None,
-            ack_wait=60.0,
+            ack_wait=self._ack_wait,
             max_ack_pending=1024,
             num_replicas=self._replicas,
         )
         await self._js.add_consumer(stream, config)
         sub = await self._js.pull_subscribe_bind(name, stream=stream)
-        return Cursor(stream, name, begin, sub, self._js)
+        return Cursor(stream, name, begin, sub, self._js, self._timeout)

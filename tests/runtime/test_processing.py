@@ -20,7 +20,9 @@ from radix.domain import BoundedContext, KVView, View
 from radix.domain.processing import Projection, Write
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime.config import ProcessingConfig
+from radix.runtime.partition import Partition, PartitionReader, Unit
 from radix.store import JetStreamEventStore
+from radix.store.feed import Feed
 from radix.store.parked import ParkedStore
 from radix.store.views import KVModel, open_kv, open_view
 from radix.testing import eventually
@@ -305,3 +307,25 @@ async def test_status_shows_each_partition_with_its_position_and_lag(nodes: Node
     rows = node.status().processors
     assert {(r["name"], r["kind"]) for r in rows} == {("stock", "projection")}
     assert max(r["position"] for r in rows) == 8
+
+
+async def test_a_reader_let_go_ends_on_its_flag_even_if_its_cancellation_is_lost(nc: NATS, namespace: str) -> None:
+    """Python 3.11's `asyncio.wait_for` can swallow a cancellation that lands as a fetch completes: a
+    reader whose partition is let go also ends because it is marked so, within one fetch."""
+    context = inventory_with(note)
+    config = ProcessingConfig(partitions=1, interval=0.2)
+    feed = Feed(nc, partitions=1, replicas=1, timeout=5)
+    await feed.ensure(namespace, context.name)
+    reader = PartitionReader(nc, feed=feed, parked=ParkedStore(nc), config=config)
+    owned = Partition(Unit(namespace, context, note, 0), epoch=1)
+    reading = asyncio.create_task(reader.read(owned, None))
+
+    async def reading_feed() -> bool:
+        infos = await nc.jetstream().consumers_info(feed_stream(namespace, context.name))
+        return any(info.num_waiting for info in infos)
+
+    await eventually(reading_feed, what="the reader waiting on its partition")
+    owned.stopping = True  # and no cancellation reaches it
+    done, _ = await asyncio.wait([reading], timeout=5)
+    assert reading in done
+    assert reading.exception() is None

@@ -14,12 +14,13 @@ from radix.testing import eventually
 from radix.wire.names import Address, feed_stream, parse_feed_subject
 
 
-async def fill(nc: NATS, namespace: str, aggregates: int, events: int) -> None:
+async def fill(nc: NATS, namespace: str, aggregates: int, events: int, after: int = 0) -> None:
+    """`events` check-ins on each of `aggregates` items, after the `after` they hold."""
     data = inventory.codec("InventoryItem").encode_event(ItemsCheckedIn(count=1))
     async with JetStreamEventStore(nc) as store:
         for a in range(aggregates):
             address = Address(namespace, "inventory", "InventoryItem", f"a-{a}")
-            for version in range(events):
+            for version in range(after, after + events):
                 await store.append(address, [data], expected_version=version, command_id=f"c-{a}-{version}")
 
 
@@ -73,4 +74,33 @@ async def test_a_reader_waiting_for_messages_stops_when_cancelled(nc: NATS, name
     done, _ = await asyncio.wait([reading], timeout=5)
     assert reading in done
     assert reading.cancelled()
+    await cursor.close()
+
+
+async def test_messages_delivered_again_after_a_lost_acknowledgement_are_left_out(nc: NATS, namespace: str) -> None:
+    """JetStream delivers again what was not acknowledged within `ack_wait`: the cursor handed those on
+    already, so it hands on only what comes after them."""
+    await fill(nc, namespace, aggregates=1, events=3)
+    feed = Feed(nc, partitions=1, replicas=1, timeout=5, ack_wait=0.5)
+    await feed.ensure(namespace, "inventory")
+    cursor = await feed.take_over(namespace, "inventory", "p", 0, epoch=1, start=None)
+
+    async def first() -> bool:
+        return bool(await cursor.fetch(10, timeout=0.5))
+
+    await eventually(first, what="the first messages handed on")  # and never acknowledged
+    handed = cursor.delivered
+    assert handed > 0
+
+    async def redelivered() -> bool:
+        await cursor.fetch(10, timeout=0.2)
+        info = await nc.jetstream().consumer_info(cursor.stream, cursor.consumer)
+        return int(info.num_redelivered or 0) > 0
+
+    await eventually(redelivered, what="a redelivery")
+    assert cursor.delivered == handed  # nothing handed on twice
+    await fill(nc, namespace, aggregates=1, events=1, after=3)
+    later = await cursor.fetch(10, timeout=2)
+    assert later
+    assert all(m.metadata.sequence.stream > handed for m in later)
     await cursor.close()
