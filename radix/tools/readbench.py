@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import nats
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 
@@ -27,17 +28,23 @@ from radix.examples import restock
 from radix.examples.inventory import CheckIn, CreateItem, InventoryItem, ItemCreated, ItemsCheckedIn, Remove, inventory
 from radix.runtime.config import NodeConfig, ProcessingConfig
 from radix.runtime.node import Node
+from radix.store.feed import Feed
 from radix.store.jetstream import JetStreamEventStore
+from radix.store.views import open_view
 from radix.testing.conditions import eventually
-from radix.wire.names import Address, context_filter, event_subject, events_stream
+from radix.wire.names import Address, context_filter, event_subject, events_stream, feed_filter
 
 __all__ = ["projection_catch_up", "reaction_latency"]
+
+#: Partitions of the feed the projection reads.
+PARTITIONS = 8
 
 
 @contextlib.asynccontextmanager
 async def _node(url: str, namespace: str, context: BoundedContext) -> AsyncIterator[Node]:
     nc = await nats.connect(url, pending_size=64 * 1024 * 1024)
-    config = NodeConfig(node_id=f"read-{namespace[-6:]}", processing=ProcessingConfig(partitions=8, interval=0.2))
+    processing = ProcessingConfig(partitions=PARTITIONS, interval=0.2)
+    config = NodeConfig(node_id=f"read-{namespace[-6:]}", processing=processing)
     try:
         async with Node({namespace: [context]}, nats=nc, config=config) as node:
             yield node
@@ -133,17 +140,40 @@ async def projection_catch_up(url: str, namespace: Callable[[str], str], events:
         total = aggregates * per
         replayed = await _replay(nc, ns, total)
         baseline = total / (time.perf_counter() - replayed)
-    context = BoundedContext("inventory", [InventoryItem()], projections=[restock.stock])
-    began = time.perf_counter()
-    async with _node(url, ns, context) as node:
+        ends = await _partition_ends(nc, ns, total)
+        context = BoundedContext("inventory", [InventoryItem()], projections=[restock.stock])
+        view = await open_view(restock.stock.into, ns, "inventory", restock.stock.name, nc)
+        try:
+            began = time.perf_counter()
+            async with _node(url, ns, context):
 
-        def caught_up() -> bool:
-            handled = sum(int(r["handled"]) for r in node.status().processors)
-            return handled >= total
+                async def caught_up() -> bool:
+                    return all([await view.checkpoint(p) >= end for p, end in ends.items()])
 
-        await eventually(caught_up, timeout=600, what="the projection caught up")
-        seconds = time.perf_counter() - began
+                await eventually(caught_up, timeout=600, what="the projection caught up")
+                seconds = time.perf_counter() - began
+        finally:
+            await view.close()
     return {"radix": total / seconds, "baseline": baseline, "events": total}
+
+
+async def _partition_ends(nc: NATS, ns: str, total: int) -> dict[int, int]:
+    """Fill the feed (as a node would create it) and return each partition's last position: a projection
+    has caught up once its checkpoint reaches them all (however often its readers started over)."""
+    feed = Feed(nc, partitions=PARTITIONS, replicas=1, timeout=5.0)
+    name = await feed.ensure(ns, "inventory")
+    js = nc.jetstream()
+
+    async def filled() -> bool:
+        return (await js.stream_info(name)).state.messages >= total
+
+    await eventually(filled, timeout=120, what="the feed holding every event")
+    ends: dict[int, int] = {}
+    for p in range(PARTITIONS):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            last = await js.get_last_msg(name, feed_filter(ns, "inventory", p))
+            ends[p] = last.seq or 0
+    return ends
 
 
 async def _replay(nc: NATS, ns: str, total: int) -> float:
