@@ -15,7 +15,7 @@ from nats.js import api as js_api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 
-from radix.errors import RadixError, StoreError, StoreUnavailableError
+from radix.errors import KeyChangedError, RadixError, StoreError, StoreUnavailableError
 from radix.observability.logs import logger
 
 T = TypeVar("T")
@@ -237,7 +237,8 @@ async def publish_atomic(
 ) -> dict[str, Any]:
     """Publish `messages` (subject, data, headers) to one stream as one atomic batch (ADR-50): all are
     stored or none is. The stream needs `allow_atomic`. Returns the server's acknowledgement of the
-    batch; a refusal is a `StoreError`, no answer a `StoreUnavailableError` (it may or may not be stored)."""
+    batch; a refusal is a `StoreError` (`KeyChangedError` if an expected sequence of a message no longer
+    held), no answer a `StoreUnavailableError` (it may or may not be stored)."""
     if not 0 < len(messages) <= ATOMIC_BATCH_LIMIT:
         raise StoreError(f"an atomic batch holds 1 to {ATOMIC_BATCH_LIMIT} messages, not {len(messages)}")
     batch = uuid.uuid4().hex
@@ -253,6 +254,9 @@ async def publish_atomic(
     answer: dict[str, Any] = json.loads(reply.data) if reply.data else {}
     if "error" in answer:
         error = answer["error"]
+        if wrong_last_sequence(error.get("err_code")):
+            actual = str(error.get("description", "")).rpartition(" ")[2]
+            raise KeyChangedError(subject, int(actual) if actual.isdigit() else -1)
         raise StoreError(
             f"JetStream refused an atomic batch on {subject}: {error.get('description')} "
             f"(error {error.get('err_code')})"

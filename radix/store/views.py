@@ -10,6 +10,7 @@ works the same way (`radix.domain.processing.ViewStore`).
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -17,9 +18,10 @@ from typing import Any, Final
 import msgspec
 from nats.aio.client import Client as NATS
 
+from radix import wire
 from radix.domain.processing import Delete, KVView, Put, Record, SQLiteView, Update, View, ViewStore, Write
-from radix.errors import DefinitionError, StoreError
-from radix.store.kv import KVBucket
+from radix.errors import DefinitionError, KeyChangedError, StoreError
+from radix.store.kv import Entry, KVBucket
 from radix.store.streams import ATOMIC_BATCH_LIMIT, publish_atomic
 from radix.wire.names import kv_subject, view_bucket
 
@@ -30,7 +32,10 @@ __all__ = ["KVModel", "SQLiteModel", "open_kv", "open_view"]
 CHECKPOINT_PREFIX: Final = "_checkpoint."
 PARKED_PREFIX: Final = "_parked."
 _RESERVED: Final = (CHECKPOINT_PREFIX, PARKED_PREFIX)
-_ABSENT: Final = object()
+#: Keys a KV view's model remembers the latest revision and value of (those it wrote or read last).
+KNOWN_KEYS: Final = 65_536
+#: Times a batch is computed again because keys it updated were written meanwhile by someone else.
+_RECOMPUTES: Final = 10
 
 
 async def open_view(
@@ -61,18 +66,29 @@ async def open_kv(namespace: str, context: str, projection: str, nc: NATS, view:
 
 
 class KVModel:
-    """One namespace's read model of a `KVView` projection, open."""
+    """One namespace's read model of a `KVView` projection, open.
+
+    Every write of a batch that depends on a key's value (an `Update`) is checked by JetStream against
+    the revision it was computed from (`Nats-Expected-Last-Subject-Sequence` in the atomic batch), and
+    so is the checkpoint: two partitions updating one key never lose an update, and a reader that lost
+    its partition (a node presumed dead, still running) cannot write after the next owner. The model
+    remembers the revision and value of the keys it wrote or read lately (`KNOWN_KEYS`), so an update
+    of a key it wrote last costs no read."""
 
     def __init__(self, nc: NATS, bucket: KVBucket, timeout: float) -> None:
         self._nc = nc
         self.bucket = bucket
         self._timeout = timeout
+        self._known: dict[str, Entry] = {}
 
     def describe(self) -> str:
         return f"KV bucket {self.bucket.name}"
 
     async def checkpoint(self, partition: int) -> int:
-        entry = await self.bucket.get(f"{CHECKPOINT_PREFIX}{partition}", leader=True)
+        """The partition's checkpoint as the bucket's leader has it (a reset elsewhere may have removed it);
+        the next batch expects it at that revision."""
+        entry = await self.bucket.get(self._checkpoint_key(partition), leader=True)
+        self._remember(entry)
         return int(entry.value) if entry.value else 0
 
     async def get(self, key: str) -> Any:
@@ -92,51 +108,109 @@ class KVModel:
     async def apply(
         self, partition: int, records: Sequence[Record[Any]], handle: Callable[..., Any], *, parked: str | None = None
     ) -> None:
-        batch: list[tuple[str, bytes, dict[str, str]]] = []
-        current: dict[str, Any] = {}  # values as the batch leaves them
-        position = 0
+        """Write what `handle` returns for `records`, and the checkpoint (or the parked event's marker), as
+        atomic batches of at most `ATOMIC_BATCH_LIMIT` keys. A batch whose updated keys were written by
+        someone else meanwhile is computed again from their new values; one whose checkpoint was moved
+        by another writer is refused with a `StoreError` (the reader reads its checkpoint again)."""
+        chunk: list[tuple[Record[Any], list[Write]]] = []
+        keys: set[str] = set()
         for record in records:
-            writes = [await self._message(w, current) for w in _writes(handle(record))]
-            if batch and len(batch) + len(writes) + 1 > ATOMIC_BATCH_LIMIT:
-                await self._commit(batch, self._checkpoint(partition, position))
-                batch = []
-            batch.extend(writes)
-            position = record.position
-        if records:
-            last = self._checkpoint(partition, position)
-            if parked:
-                last = kv_subject(self.bucket.name, f"{PARKED_PREFIX}{parked}"), b"1", {}
-            await self._commit(batch, last)
+            writes = _writes(handle(record))
+            for write in writes:
+                if write.key.startswith(_RESERVED):
+                    raise DefinitionError(f"a KV projection may not write {write.key!r}: keys {_RESERVED} are Radix's")
+            touched = keys | {w.key for w in writes}
+            if chunk and len(touched) + 1 > ATOMIC_BATCH_LIMIT:
+                await self._commit(chunk, self._checkpoint_key(partition))
+                chunk, touched = [], {w.key for w in writes}
+            chunk.append((record, writes))
+            keys = touched
+        if chunk:
+            await self._commit(chunk, f"{PARKED_PREFIX}{parked}" if parked else self._checkpoint_key(partition))
+
+    async def _commit(self, chunk: list[tuple[Record[Any], list[Write]]], last: str) -> None:
+        """One atomic batch: the chunk's writes, one message per key, then `last` (the checkpoint, which
+        records the chunk's last position, or a parked event's marker)."""
+        checkpoint = last.startswith(CHECKPOINT_PREFIX)
+        for attempt in range(1, _RECOMPUTES + 1):
+            staged: dict[str, bytes | None] = {}  # each key's value as the chunk leaves it (None: deleted)
+            expected: dict[str, int] = {}  # the revision each value read was read at
+            for _, writes in chunk:
+                for write in writes:
+                    staged[write.key] = await self._staged(write, staged, expected)
+            if checkpoint:
+                expected[last] = (await self._read(last)).revision
+            staged[last] = str(chunk[-1][0].position).encode() if checkpoint else b"1"
+            try:
+                answer = await publish_atomic(self._nc, self._messages(staged, expected), timeout=self._timeout)
+            except KeyChangedError:
+                for key in staged:
+                    self._known.pop(key, None)
+                if checkpoint and (await self._read(last)).revision != expected[last]:
+                    raise StoreError(
+                        f"the checkpoint {last} of {self.bucket.name} was moved by another writer: this reader "
+                        "reads on from the checkpoint stored"
+                    ) from None
+                if attempt == _RECOMPUTES:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.001 * 2**attempt))  # let the other writer through
+                continue
+            first = int(answer.get("seq", 0)) - len(staged) + 1
+            for revision, (key, value) in enumerate(staged.items(), start=first):
+                self._remember(Entry(key, value, revision))
+            return
+
+    async def _staged(self, write: Write, staged: dict[str, bytes | None], expected: dict[str, int]) -> bytes | None:
+        """The key's value after `write`, on the values `staged` so far (an update reads the key's value,
+        and notes in `expected` the revision it read)."""
+        if isinstance(write, Delete):
+            return None
+        if isinstance(write, Put):
+            return msgspec.json.encode(write.value)
+        assert isinstance(write, Update)
+        if write.key in staged:
+            raw = staged[write.key]
+        else:
+            entry = await self._read(write.key)
+            expected[write.key], raw = entry.revision, entry.value
+        before = msgspec.json.decode(raw) if raw else None
+        return msgspec.json.encode(write.change(write.default if before is None else before))
+
+    def _messages(
+        self, staged: dict[str, bytes | None], expected: dict[str, int]
+    ) -> list[tuple[str, bytes, dict[str, str]]]:
+        messages: list[tuple[str, bytes, dict[str, str]]] = []
+        for key, value in staged.items():
+            headers = {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(expected[key])} if key in expected else {}
+            if value is None:
+                headers["KV-Operation"] = "DEL"
+            messages.append((kv_subject(self.bucket.name, key), value or b"", headers))
+        return messages
+
+    async def _read(self, key: str) -> Entry:
+        """The key's latest entry: as this model last wrote or read it, else from the bucket's leader."""
+        entry = self._known.get(key)
+        if entry is None:
+            entry = await self.bucket.get(key, leader=True)
+            self._remember(entry)
+        return entry
+
+    def _remember(self, entry: Entry) -> None:
+        known = self._known
+        known.pop(entry.key, None)
+        known[entry.key] = entry
+        if len(known) > KNOWN_KEYS:
+            del known[next(iter(known))]
 
     async def was_applied(self, parked: str) -> bool:
         return (await self.bucket.get(f"{PARKED_PREFIX}{parked}", leader=True)).value is not None
 
-    def _checkpoint(self, partition: int, position: int) -> tuple[str, bytes, dict[str, str]]:
-        return kv_subject(self.bucket.name, f"{CHECKPOINT_PREFIX}{partition}"), str(position).encode(), {}
-
-    async def _message(self, write: Write, current: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
-        if write.key.startswith(_RESERVED):
-            raise DefinitionError(f"a KV projection may not write {write.key!r}: keys {_RESERVED} are Radix's")
-        subject = kv_subject(self.bucket.name, write.key)
-        if isinstance(write, Delete):
-            current[write.key] = None
-            return subject, b"", {"KV-Operation": "DEL"}
-        if isinstance(write, Update):
-            before = current.get(write.key, _ABSENT)
-            if before is _ABSENT:
-                before = await self.get(write.key)
-            value = write.change(write.default if before is None else before)
-        else:
-            value = write.value
-        current[write.key] = value
-        return subject, msgspec.json.encode(value), {}
-
-    async def _commit(
-        self, batch: list[tuple[str, bytes, dict[str, str]]], last: tuple[str, bytes, dict[str, str]]
-    ) -> None:
-        await publish_atomic(self._nc, [*batch, last], timeout=self._timeout)
+    @staticmethod
+    def _checkpoint_key(partition: int) -> str:
+        return f"{CHECKPOINT_PREFIX}{partition}"
 
     async def reset(self) -> None:
+        self._known.clear()
         await self._nc.jetstream(timeout=self._timeout).purge_stream(self.bucket.stream)
 
     async def close(self) -> None:
