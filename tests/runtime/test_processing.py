@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from radix import Client, EmbeddedNats, Node, NodeConfig, PlacementConfig, Record, projection
 from radix.domain import BoundedContext, KVView, View
@@ -22,7 +24,7 @@ from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime.config import ProcessingConfig
 from radix.runtime.partition import Partition, PartitionReader, Unit
 from radix.store import JetStreamEventStore
-from radix.store.feed import Feed
+from radix.store.feed import Cursor, Feed
 from radix.store.parked import ParkedStore
 from radix.store.views import KVModel, open_kv, open_view
 from radix.testing import eventually
@@ -329,3 +331,25 @@ async def test_a_reader_let_go_ends_on_its_flag_even_if_its_cancellation_is_lost
     done, _ = await asyncio.wait([reading], timeout=5)
     assert reading in done
     assert reading.exception() is None
+
+
+async def test_a_reader_reads_on_when_its_acknowledgements_and_lag_go_unanswered(
+    nodes: Nodes, nc: NATS, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JetStream slow to answer an acknowledgement or a look at the lag (a loaded server): the reader
+    neither fails nor starts over; it reads on, and the view follows."""
+
+    async def unanswered(self: Msg, timeout: float = 1.0) -> Msg:
+        raise nats.errors.TimeoutError
+
+    async def no_lag(self: Cursor) -> int:
+        raise nats.errors.TimeoutError
+
+    monkeypatch.setattr(Msg, "ack_sync", unanswered)
+    monkeypatch.setattr(Cursor, "pending", no_lag)
+    node = await nodes.start("p1", [inventory_with(stock_into("stock"))])
+    await check_ins(nc, namespace, items=4, rounds=2)
+    expected = {f"i-{i}": {"name": f"item {i}", "count": 3, "version": 3} for i in range(4)}
+    model = await open_kv(namespace, "inventory", "stock", nc)
+    await eventually(lambda: _items(model, expected), timeout=20, what="the view following")
+    assert sum(r["handled"] for r in node.status().processors) == 12  # no reader started over
