@@ -119,6 +119,12 @@ def _two_acked_on_one_expected_version(h: History) -> None:
     every_read(h, lambda c: c.append(commit(6, "n2", 9, (5, "w2", "Withdrawn", 1))))
 
 
+def _conflict_missed_unanswered(h: History) -> None:
+    """A withdrawal on expected version 2 stored after w1's (version 3): missed, though its sender heard nothing."""
+    h.ops.append(op("w2", "Withdraw", 1, None, expected_version=2, start=3.7, outcome="info"))
+    every_read(h, lambda c: c.append(commit(6, "n2", 9, (5, "w2", "Withdrawn", 1))))
+
+
 def _two_acked_at_one_version(h: History) -> None:
     h.ops.append(op("d3", "Deposit", 1, 4, start=3.8))
     every_read(h, lambda c: c.append(commit(6, "n2", 9, (5, "d3", "Deposited", 1))))
@@ -176,6 +182,7 @@ ANOMALIES: list[tuple[Callable[[History], None], str]] = [
     (_gap, "ContiguousVersions"),
     (_two_acked_on_one_expected_version, "FencedAppendExclusive"),
     (_two_acked_at_one_version, "FencedAppendExclusive"),
+    (_conflict_missed_unanswered, "FencedAppendExclusive"),
     (_zombie, "EpochMonotonic"),
     (_replica_behind, "ReplicaParity"),
     (_refused_yet_stored, "RefusalsHold"),

@@ -155,7 +155,10 @@ def _fenced_exclusive(aggregate: _Aggregate, commits: list[StoredCommit]) -> lis
     violations: list[str] = []
     by_version: dict[int, str] = {}
     by_expected: dict[int, str] = {}
+    expected_of: dict[str, int] = {}
     for op in aggregate.ops:
+        if op.command in CONFLICTING and op.expected_version is not None:
+            expected_of[op.command_id] = op.expected_version
         if op.outcome != "ok" or op.version is None:
             continue
         holder = by_version.setdefault(op.version, op.command_id)
@@ -167,6 +170,25 @@ def _fenced_exclusive(aggregate: _Aggregate, commits: list[StoredCommit]) -> lis
                 violations.append(
                     f"{first} and {op.command_id} both accepted on expected version {op.expected_version}"
                 )
+    return violations + _missed_conflicts(commits, expected_of)
+
+
+def _missed_conflicts(commits: list[StoredCommit], expected_of: dict[str, int]) -> list[str]:
+    """A stored withdrawal whose sender expected version e, after another withdrawal stored above e: its
+    conflict check missed that one (whatever its sender was told: ok, or no answer)."""
+    violations: list[str] = []
+    withdrawn: list[tuple[int, str]] = []  # (version, command id) of the withdrawals stored so far
+    for event in (e for c in commits for e in c.events):
+        expected = expected_of.get(event.command_id)
+        if SIGN.get(event.type) == -1:
+            if expected is not None:
+                missed = [cid for version, cid in withdrawn if version > expected and cid != event.command_id]
+                if missed:
+                    violations.append(
+                        f"{event.command_id} stored at version {event.version} on expected version {expected}, "
+                        f"after {missed[0]}'s withdrawal: a conflict missed"
+                    )
+            withdrawn.append((event.version, event.command_id))
     return violations
 
 
