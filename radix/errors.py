@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # annotations only: the wire contract imports this module, no
     from radix.wire import Reply
 
 __all__ = [
+    "CheckpointMovedError",
     "CommandConflictError",
     "CommandError",
     "CommandFailedError",
@@ -217,6 +218,12 @@ class CorruptCommitError(StoreError):
             f"message {sequence} on {subject} is not a valid Radix commit ({problem}); "
             "something other than Radix wrote to this subject"
         )
+
+
+class CheckpointMovedError(StoreError):
+    """A projection's checkpoint (or a retried parked event's marker) was written by another writer since
+    this one read it: a reader that lost its partition and still runs, or a reset. The reader ends and
+    the partition's owner reads on from what the view holds; a `ViewStore` of one's own raises it too."""
 
 
 class StoreUnavailableError(StoreError, TimeoutError):

@@ -15,7 +15,7 @@ from radix import wire
 from radix.client import command_headers, request_command
 from radix.domain import BoundedContext, Projection, Reaction, Record, View, encode_command
 from radix.domain.processing import Selection, command_id_for
-from radix.errors import RadixError
+from radix.errors import CheckpointMovedError, RadixError
 from radix.observability.logs import logger
 from radix.runtime.config import ProcessingConfig
 from radix.store.feed import Cursor, Feed
@@ -156,7 +156,11 @@ class PartitionReader:
             try:
                 await view.apply(owned.unit.partition, [r for g in groups for r in g], owned.unit.processor.handle)
                 return
+            except CheckpointMovedError:
+                raise  # another writer has the partition: end, and read on from what the view holds
             except Exception as e:
+                if owned.stopping:
+                    raise
                 logger.info("projection batch failed; applying one commit at a time", error=repr(e))
         for group in groups:
             await self._handle(owned, group, view)
@@ -173,9 +177,11 @@ class PartitionReader:
             try:
                 await self._once(owned, group, view)
                 return True
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, CheckpointMovedError):
                 raise
             except Exception as e:
+                if owned.stopping:
+                    raise
                 error = str(e) if isinstance(e, RadixError) else repr(e)
                 logger.warning(
                     f"{unit.kind} failed on an event",

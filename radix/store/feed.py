@@ -79,6 +79,7 @@ class Cursor:
             if fresh:
                 self.delivered = fresh[-1].metadata.sequence.stream
                 return fresh
+            await self.ack(messages[-1])  # handled before: acknowledged now, or it comes back again and again
         return []
 
     async def ack(self, message: Msg) -> None:

@@ -10,6 +10,7 @@ works the same way (`radix.domain.processing.ViewStore`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +21,7 @@ from nats.aio.client import Client as NATS
 
 from radix import wire
 from radix.domain.processing import Delete, KVView, Put, Record, SQLiteView, Update, View, ViewStore, Write
-from radix.errors import DefinitionError, KeyChangedError, StoreError
+from radix.errors import CheckpointMovedError, DefinitionError, KeyChangedError, StoreError
 from radix.store.kv import Entry, KVBucket
 from radix.store.streams import ATOMIC_BATCH_LIMIT, publish_atomic
 from radix.wire.names import kv_subject, view_bucket
@@ -109,28 +110,32 @@ class KVModel:
         self, partition: int, records: Sequence[Record[Any]], handle: Callable[..., Any], *, parked: str | None = None
     ) -> None:
         """Write what `handle` returns for `records`, and the checkpoint (or the parked event's marker), as
-        atomic batches of at most `ATOMIC_BATCH_LIMIT` keys. A batch whose updated keys were written by
-        someone else meanwhile is computed again from their new values; one whose checkpoint was moved
-        by another writer is refused with a `StoreError` (the reader reads its checkpoint again)."""
+        atomic batches of at most `ATOMIC_BATCH_LIMIT` keys, split only between feed messages (so the
+        checkpoint never counts a message half written). A batch whose updated keys were written by someone
+        else meanwhile is computed again from their new values; one whose checkpoint (or marker) was
+        written by another writer is refused with `CheckpointMovedError`."""
         chunk: list[tuple[Record[Any], list[Write]]] = []
         keys: set[str] = set()
-        for record in records:
-            writes = _writes(handle(record))
-            for write in writes:
-                if write.key.startswith(_RESERVED):
-                    raise DefinitionError(f"a KV projection may not write {write.key!r}: keys {_RESERVED} are Radix's")
-            touched = keys | {w.key for w in writes}
-            if chunk and len(touched) + 1 > ATOMIC_BATCH_LIMIT:
+        for position, group in itertools.groupby(records, key=lambda r: r.position):
+            message = [(record, _writes(handle(record))) for record in group]
+            own = {w.key for _, writes in message for w in writes}
+            if len(own) + 1 > ATOMIC_BATCH_LIMIT:
+                raise DefinitionError(
+                    f"the events at feed position {position} write {len(own)} keys; a KV projection writes at "
+                    f"most {ATOMIC_BATCH_LIMIT - 1} for one stored commit"
+                )
+            if chunk and len(keys | own) + 1 > ATOMIC_BATCH_LIMIT:
                 await self._commit(chunk, self._checkpoint_key(partition))
-                chunk, touched = [], {w.key for w in writes}
-            chunk.append((record, writes))
-            keys = touched
+                chunk, keys = [], set()
+            chunk.extend(message)
+            keys |= own
         if chunk:
             await self._commit(chunk, f"{PARKED_PREFIX}{parked}" if parked else self._checkpoint_key(partition))
 
     async def _commit(self, chunk: list[tuple[Record[Any], list[Write]]], last: str) -> None:
         """One atomic batch: the chunk's writes, one message per key, then `last` (the checkpoint, which
-        records the chunk's last position, or a parked event's marker)."""
+        records the chunk's last position, or a parked event's marker, which must be absent), each expected at
+        the revision read."""
         checkpoint = last.startswith(CHECKPOINT_PREFIX)
         for attempt in range(1, _RECOMPUTES + 1):
             staged: dict[str, bytes | None] = {}  # each key's value as the chunk leaves it (None: deleted)
@@ -138,18 +143,21 @@ class KVModel:
             for _, writes in chunk:
                 for write in writes:
                     staged[write.key] = await self._staged(write, staged, expected)
-            if checkpoint:
-                expected[last] = (await self._read(last)).revision
+            fence = await self._read(last)
+            if not checkpoint and fence.value is not None:
+                return  # the parked event was applied already (by a reader racing this one)
+            expected[last] = fence.revision
             staged[last] = str(chunk[-1][0].position).encode() if checkpoint else b"1"
             try:
                 answer = await publish_atomic(self._nc, self._messages(staged, expected), timeout=self._timeout)
             except KeyChangedError:
                 for key in staged:
                     self._known.pop(key, None)
-                if checkpoint and (await self._read(last)).revision != expected[last]:
-                    raise StoreError(
-                        f"the checkpoint {last} of {self.bucket.name} was moved by another writer: this reader "
-                        "reads on from the checkpoint stored"
+                if (await self._read(last)).revision != expected[last]:
+                    what = f"the checkpoint {last}" if checkpoint else f"the parked event {last} was applied and"
+                    raise CheckpointMovedError(
+                        f"{what} of {self.bucket.name} was written by another writer (a reader that lost its "
+                        "partition, or a reset): this reader reads on from what is stored"
                     ) from None
                 if attempt == _RECOMPUTES:
                     raise
@@ -174,7 +182,9 @@ class KVModel:
             entry = await self._read(write.key)
             expected[write.key], raw = entry.revision, entry.value
         before = msgspec.json.decode(raw) if raw else None
-        return msgspec.json.encode(write.change(write.default if before is None else before))
+        if before is None:  # a copy: a `change` that alters its argument must leave the default as declared
+            before = msgspec.json.decode(msgspec.json.encode(write.default))
+        return msgspec.json.encode(write.change(before))
 
     def _messages(
         self, staged: dict[str, bytes | None], expected: dict[str, int]

@@ -20,7 +20,8 @@ from nats.aio.msg import Msg
 from radix import Client, EmbeddedNats, Node, NodeConfig, PlacementConfig, Record, projection
 from radix.domain import BoundedContext, KVView, View
 from radix.domain.processing import Projection, Write
-from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.errors import CheckpointMovedError
+from radix.examples.inventory import CheckIn, CreateItem, ItemCreated, inventory
 from radix.runtime.config import ProcessingConfig
 from radix.runtime.partition import Partition, PartitionReader, Unit
 from radix.store import JetStreamEventStore
@@ -353,3 +354,51 @@ async def test_a_reader_reads_on_when_its_acknowledgements_and_lag_go_unanswered
     model = await open_kv(namespace, "inventory", "stock", nc)
     await eventually(lambda: _items(model, expected), timeout=20, what="the view following")
     assert sum(r["handled"] for r in node.status().processors) == 12  # no reader started over
+
+
+class _Overtaken:
+    """A view another writer has moved on: every write is refused as fenced."""
+
+    def __init__(self) -> None:
+        self.applies = 0
+
+    def describe(self) -> str:
+        return "a view another writer moved on"
+
+    async def checkpoint(self, partition: int) -> int:
+        return 0
+
+    async def apply(
+        self, partition: int, records: Sequence[Record[Any]], handle: Callable[..., Any], *, parked: str | None = None
+    ) -> None:
+        self.applies += 1
+        raise CheckpointMovedError("moved on")
+
+    async def was_applied(self, parked: str) -> bool:
+        return False
+
+    async def reset(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_reader_whose_checkpoint_moved_ends_without_writing_commit_by_commit(nc: NATS, namespace: str) -> None:
+    """A fenced batch is not tried again one commit at a time (each would read the moved checkpoint
+    and write after the new owner): the reader ends, and its partition is read on by its owner."""
+    created = inventory.codec("InventoryItem").encode_event(ItemCreated(name="w"))
+    async with JetStreamEventStore(nc) as store:
+        await store.append(
+            Address(namespace, "inventory", "InventoryItem", "w"), [created], expected_version=0, command_id="w"
+        )
+    context = inventory_with(stock_into("stock"))
+    feed = Feed(nc, partitions=1, replicas=1, timeout=5)
+    await feed.ensure(namespace, context.name)
+    reader = PartitionReader(nc, feed=feed, parked=ParkedStore(nc), config=ProcessingConfig(partitions=1))
+    view = _Overtaken()
+    owned = Partition(Unit(namespace, context, context.projections[0], 0), epoch=1)
+    with pytest.raises(CheckpointMovedError):
+        await asyncio.wait_for(reader.read(owned, view), 20)
+    assert view.applies == 1
+    assert owned.parked == 0

@@ -12,7 +12,7 @@ from nats.aio.client import Client as NATS
 
 from radix import EmbeddedNats
 from radix.domain import Put, Record, Update, Write
-from radix.errors import StoreError
+from radix.errors import CheckpointMovedError, DefinitionError
 from radix.examples.inventory import ItemsCheckedIn
 from radix.store.views import open_kv
 from radix.testing import record
@@ -62,7 +62,52 @@ async def test_a_reader_that_lost_its_partition_cannot_write_after_the_next_owne
         owner = await open_kv(namespace, "inventory", "stock", other)
         assert await owner.checkpoint(0) == 1
         await owner.apply(0, [checked_in(2)], put)
-        with pytest.raises(StoreError, match="moved by another writer"):
+        with pytest.raises(CheckpointMovedError, match="written by another writer"):
             await former.apply(0, [checked_in(3)], put)
         assert await owner.checkpoint(0) == 2
         assert await owner.get("i-3") is None
+
+
+async def test_a_parked_event_retried_by_two_readers_is_applied_once(nats_server: EmbeddedNats, namespace: str) -> None:
+    """Its marker is written with its writes and must be absent: the second reader's retry writes nothing."""
+    first, second = await nats.connect(nats_server.url), await nats.connect(nats_server.url)
+    try:
+        a = await open_kv(namespace, "inventory", "totals", first)
+        b = await open_kv(namespace, "inventory", "totals", second)
+        assert not await b.was_applied("parked-1")  # both readers see it still to do
+        await a.apply(0, [checked_in(7)], count_all, parked="parked-1")
+        await b.apply(0, [checked_in(7)], count_all, parked="parked-1")
+        assert await a.get("total") == 1
+        assert await b.was_applied("parked-1")
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_change_that_alters_its_argument_leaves_the_default_as_declared(nc: NATS, namespace: str) -> None:
+    shared: dict[str, int] = {"count": 0}
+
+    def bump(row: dict[str, int]) -> dict[str, int]:
+        row["count"] += 1
+        return row
+
+    def count(record: Record[Any]) -> list[Write]:
+        return [Update(record.aggregate_id, bump, default=shared)]
+
+    model = await open_kv(namespace, "inventory", "counts", nc)
+    await model.apply(0, [checked_in(1), checked_in(2)], count)
+    assert await model.items() == {"i-1": {"count": 1}, "i-2": {"count": 1}}
+    assert shared == {"count": 0}
+
+
+async def test_the_events_of_one_stored_commit_write_at_most_one_batch_of_keys(nc: NATS, namespace: str) -> None:
+    """A checkpoint counts whole feed messages: one whose events write more keys than an atomic batch holds
+    is refused (and parked by its reader) rather than written in part."""
+
+    def spread(record: Record[Any]) -> list[Write]:
+        return [Put(f"k-{n}", n) for n in range(1000)]
+
+    model = await open_kv(namespace, "inventory", "wide", nc)
+    with pytest.raises(DefinitionError, match="write 1000 keys"):
+        await model.apply(0, [checked_in(1)], spread)
+    assert await model.checkpoint(0) == 0
