@@ -168,28 +168,47 @@ def _fenced_exclusive(aggregate: _Aggregate, commits: list[StoredCommit]) -> lis
             first = by_expected.setdefault(op.expected_version, op.command_id)
             if first != op.command_id:
                 violations.append(
-                    f"{first} and {op.command_id} both accepted on expected version {op.expected_version}"
+                    f"{first} and {op.command_id} both accepted on expected version {op.expected_version} "
+                    f"({_where(aggregate, commits, first)}; {_where(aggregate, commits, op.command_id)})"
                 )
-    return violations + _missed_conflicts(commits, expected_of)
+    return violations + [
+        f"{cid} stored at version {version} on expected version {expected_of[cid]}, after {other}'s withdrawal: "
+        f"a conflict missed ({_where(aggregate, commits, cid)}; {_where(aggregate, commits, other)})"
+        for cid, version, other in _missed_conflicts(commits, expected_of)
+    ]
 
 
-def _missed_conflicts(commits: list[StoredCommit], expected_of: dict[str, int]) -> list[str]:
-    """A stored withdrawal whose sender expected version e, after another withdrawal stored above e: its
-    conflict check missed that one (whatever its sender was told: ok, or no answer)."""
-    violations: list[str] = []
+def _where(aggregate: _Aggregate, commits: list[StoredCommit], command_id: str) -> str:
+    """Where a command is stored and when it was sent: what a violation needs to be traced in the logs."""
+    stored = next(
+        (
+            f"v{e.version} at {c.position} by {c.node} epoch {c.epoch}"
+            for c in commits
+            for e in c.events
+            if e.command_id == command_id
+        ),
+        "not stored",
+    )
+    sends = ", ".join(f"{o.outcome} {o.start:.2f}-{o.end:.2f}s" for o in aggregate.ops if o.command_id == command_id)
+    return f"{command_id}: {stored}, sent {sends or 'never'}"
+
+
+def _missed_conflicts(commits: list[StoredCommit], expected_of: dict[str, int]) -> list[tuple[str, int, str]]:
+    """Each stored withdrawal whose sender expected a version below another withdrawal stored before it:
+    its conflict check missed that one (whatever its sender was told: ok, or no answer). As (command id,
+    version, the withdrawal missed)."""
+    missed: list[tuple[str, int, str]] = []
     withdrawn: list[tuple[int, str]] = []  # (version, command id) of the withdrawals stored so far
     for event in (e for c in commits for e in c.events):
+        if SIGN.get(event.type) != -1:
+            continue
         expected = expected_of.get(event.command_id)
-        if SIGN.get(event.type) == -1:
-            if expected is not None:
-                missed = [cid for version, cid in withdrawn if version > expected and cid != event.command_id]
-                if missed:
-                    violations.append(
-                        f"{event.command_id} stored at version {event.version} on expected version {expected}, "
-                        f"after {missed[0]}'s withdrawal: a conflict missed"
-                    )
-            withdrawn.append((event.version, event.command_id))
-    return violations
+        if expected is not None:
+            before = [cid for version, cid in withdrawn if version > expected and cid != event.command_id]
+            if before:
+                missed.append((event.command_id, event.version, before[0]))
+        withdrawn.append((event.version, event.command_id))
+    return missed
 
 
 def _epoch_monotonic(aggregate: _Aggregate, commits: list[StoredCommit]) -> list[str]:
