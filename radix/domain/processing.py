@@ -199,6 +199,9 @@ class Reaction:
     attempts: int = 5
     """How many times an event is tried (a handler that raises, a command answered `error` or not at
     all) before it is parked."""
+    live: bool = True
+    """Run by the nodes on every event as it comes; False: only on demand, over the stored history, by
+    `radix merge` (a staged rollout: a chosen subset first, then the rest)."""
 
     def __post_init__(self) -> None:
         validate_processor(self.name)
@@ -305,11 +308,13 @@ def reaction(
     aggregates: Sequence[str] = (),
     subjects: Sequence[str] = (),
     attempts: int = 5,
+    live: bool = True,
 ) -> Callable[[Callable[[Record[Any]], Iterable[Send]]], Reaction]:
-    """Declare a function of a `Record` returning `Send`s as a reaction named `name`."""
+    """Declare a function of a `Record` returning `Send`s as a reaction named `name` (`live=False`: run
+    on demand only, by `radix merge`)."""
 
     def declare(handle: Callable[[Record[Any]], Iterable[Send]]) -> Reaction:
-        return Reaction(name, handle, _selection(on, aggregates, subjects), attempts)
+        return Reaction(name, handle, _selection(on, aggregates, subjects), attempts, live)
 
     return declare
 

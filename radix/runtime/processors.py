@@ -206,4 +206,5 @@ def _retrieved(task: asyncio.Task[None]) -> None:
 
 
 def _processors(context: BoundedContext) -> list[Reaction | Projection]:
-    return [*context.reactions, *context.projections]
+    """What the nodes run: the live reactions (the others run on demand, by `radix merge`) and the projections."""
+    return [*(r for r in context.reactions if r.live), *context.projections]
