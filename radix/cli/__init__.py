@@ -32,6 +32,7 @@ _COMMANDS = {
     "get": ("messages", "get"),
     "tail": ("messages", "tail"),
     "schemas": ("schemas", "run"),
+    "merge": ("merge", "run"),
     "reaction": ("processing", "run"),
     "projection": ("processing", "run"),
     "status": ("cluster", "status"),

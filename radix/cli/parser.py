@@ -172,6 +172,22 @@ def parser() -> argparse.ArgumentParser:
                 chosen.add_argument("--json", action="store_true", help="print JSON")
                 waiting(chosen, 300.0, "to connect, pause, reset and (rebuild) catch up")
 
+    merge = commands.add_parser(
+        "merge", parents=[conn], help="run a reaction over the stored history, for a stage of the aggregates"
+    )
+    merge.add_argument("reaction", help="the reaction's name (one declared live=False, such as retire-orders)")
+    merge.add_argument("--namespace", required=True)
+    merge.add_argument("--code", required=True, metavar="MODULE[:ATTR]", help="the context declaring it")
+    merge.add_argument("--ids", help="this stage: these aggregate ids, comma-separated")
+    merge.add_argument("--fraction", type=float, help="this stage: this share of the aggregates (0 to 1, stable)")
+    merge.add_argument("--where", metavar="MODULE:FUNCTION", help="this stage: the events this predicate takes")
+    merge.add_argument("--stage", help="the stage's name (default: made from the choice; 'all' without one)")
+    merge.add_argument("--replicas", type=int, default=1, help="replicas of the progress bucket if it is created")
+    merge.add_argument("--command-timeout", type=float, default=10.0, help="seconds a command may take (10)")
+    merge.add_argument("--rate", type=float, help="events handled a second at most (default: as fast as answered)")
+    merge.add_argument("--json", action="store_true", help="print JSON")
+    waiting(merge, 10.0, "to connect and read the progress (the run itself has no limit)")
+
     status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
     status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")
     status.add_argument("--json", action="store_true", help="print JSON")

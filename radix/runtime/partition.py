@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from radix import wire
 from radix.client import command_headers, request_command
-from radix.domain import BoundedContext, Projection, Reaction, Record, View, encode_command
+from radix.domain import BoundedContext, Projection, Reaction, Record, Send, View, encode_command
 from radix.domain.processing import Selection, command_id_for
 from radix.errors import CheckpointMovedError, RadixError
 from radix.observability.logs import logger
@@ -22,7 +22,7 @@ from radix.store.feed import Cursor, Feed
 from radix.store.parked import Parked, ParkedStore
 from radix.wire.names import Address, command_subject, feed_stream, parse_feed_subject, processor_lease_key
 
-__all__ = ["CommandNotAppliedError", "Partition", "PartitionReader", "Unit"]
+__all__ = ["CommandNotAppliedError", "Partition", "PartitionReader", "Unit", "records", "send_command"]
 
 
 class CommandNotAppliedError(RadixError):
@@ -122,31 +122,7 @@ class PartitionReader:
         if parsed is None:
             return []
         _, aggregate_type, aggregate_id = parsed
-        codec = unit.context.codecs.get(aggregate_type)
-        if codec is None:
-            return []
-        selection: Selection = unit.processor.on
-        records: list[Record[Any]] = []
-        for e in wire.commit_decoder.decode(data).events:
-            if not selection.matches(aggregate_type, aggregate_id, e.type):
-                continue
-            event = codec.decode_event(e.type, e.schema, e.data)
-            records.append(
-                Record(
-                    unit.namespace,
-                    unit.context.name,
-                    aggregate_type,
-                    aggregate_id,
-                    e.version,
-                    event,
-                    e.command_id,
-                    e.correlation_id,
-                    e.issuer,
-                    e.schema,
-                    position,
-                )
-            )
-        return records
+        return records(unit.namespace, unit.context, unit.processor, aggregate_type, aggregate_id, data, position)
 
     async def _project(self, owned: Partition, view: View, groups: list[list[Record[Any]]]) -> None:
         """Apply a batch at once; if that fails, commit by commit (the events of one feed message, which the
@@ -209,35 +185,15 @@ class PartitionReader:
         assert isinstance(processor, Reaction)
         for record in group:
             for index, send in enumerate(processor.handle(record) or ()):
-                await self._send(owned.unit, record, index, send.command, send.aggregate_id, send.context)
+                await self._send(owned.unit, record, index, send)
 
-    async def _send(
-        self,
-        unit: Unit,
-        record: Record[Any],
-        index: int,
-        command: Any,
-        aggregate_id: str,
-        context: BoundedContext | None,
-    ) -> None:
-        target = context or unit.context
-        address = Address(unit.namespace, target.name, target.aggregate_type_of(type(command)), aggregate_id)
-        command_id = command_id_for(unit.processor.name, unit.context.name, record, index)
-        headers = command_headers(
-            command_id,
-            {"correlation_id": record.correlation_id or record.command_id, "issuer": f"reaction:{unit.processor.name}"},
+    async def _send(self, unit: Unit, record: Record[Any], index: int, send: Send) -> None:
+        processor, timeout = unit.processor.name, self.config.command_timeout
+        reply = await send_command(
+            self._nc, unit.namespace, unit.context, processor, record, index, send, timeout=timeout
         )
-        headers[wire.H_CAUSATION_ID] = f"{unit.context.name}/{record.name}"
-        response = await request_command(
-            self._nc,
-            command_subject(address),
-            encode_command(command),
-            headers,
-            timeout=self.config.command_timeout,
-            attempt_timeout=min(2.0, self.config.command_timeout),
-        )
-        if response.reply.status == wire.ERROR:
-            raise CommandNotAppliedError(f"{address} answered error: {response.reply.reason}")
+        if reply.status == wire.ERROR:
+            raise CommandNotAppliedError(f"{reply.command_id} answered error: {reply.reason}")
 
     # -- parked events -----------------------------------------------------------------------------
 
@@ -311,3 +267,73 @@ class PartitionReader:
 
 def _aggregate(record: Record[Any]) -> str:
     return f"{record.aggregate_type}/{record.aggregate_id}"
+
+
+def records(
+    namespace: str,
+    context: BoundedContext,
+    processor: Reaction | Projection,
+    aggregate_type: str,
+    aggregate_id: str,
+    data: bytes,
+    position: int,
+) -> list[Record[Any]]:
+    """The events of one stored commit (`data`, at `position`) that `processor` selects, decoded as this
+    code reads them (through its upcasters)."""
+    codec = context.codecs.get(aggregate_type)
+    if codec is None:
+        return []
+    selection: Selection = processor.on
+    found: list[Record[Any]] = []
+    for e in wire.commit_decoder.decode(data).events:
+        if not selection.matches(aggregate_type, aggregate_id, e.type):
+            continue
+        event = codec.decode_event(e.type, e.schema, e.data)
+        found.append(
+            Record(
+                namespace,
+                context.name,
+                aggregate_type,
+                aggregate_id,
+                e.version,
+                event,
+                e.command_id,
+                e.correlation_id,
+                e.issuer,
+                e.schema,
+                position,
+            )
+        )
+    return found
+
+
+async def send_command(
+    nc: NATS,
+    namespace: str,
+    context: BoundedContext,
+    reaction: str,
+    record: Record[Any],
+    index: int,
+    send: Send,
+    *,
+    timeout: float,
+) -> wire.Reply:
+    """Send the `index`-th command `reaction` returned for `record`, with its id derived from the event (the
+    same each time, so it applies once), the event as its causation and the causing command's correlation
+    id; the aggregate's reply."""
+    target = send.context or context
+    address = Address(namespace, target.name, target.aggregate_type_of(type(send.command)), send.aggregate_id)
+    command_id = command_id_for(reaction, context.name, record, index)
+    headers = command_headers(
+        command_id, {"correlation_id": record.correlation_id or record.command_id, "issuer": f"reaction:{reaction}"}
+    )
+    headers[wire.H_CAUSATION_ID] = f"{context.name}/{record.name}"
+    response = await request_command(
+        nc,
+        command_subject(address),
+        encode_command(send.command),
+        headers,
+        timeout=timeout,
+        attempt_timeout=min(2.0, timeout),
+    )
+    return response.reply

@@ -369,6 +369,11 @@ def parked_bucket(namespace: str) -> str:
     return f"{PREFIX}_{namespace}_parked"
 
 
+def merges_bucket(namespace: str) -> str:
+    """The KV bucket where `radix merge` keeps each stage's progress, by `{ctx}.{reaction}.{stage}`."""
+    return f"{PREFIX}_{namespace}_merges"
+
+
 def parked_key(context: str, processor: str, position: int) -> str:
     return f"{context}.{processor}.{position:012d}"
 
