@@ -45,8 +45,7 @@ async def retired_orders(nc: NATS, namespace: str) -> dict[str, int]:
 
 
 async def customer_orders(nc: NATS, namespace: str) -> dict[str, dict[str, Any]]:
-    """Each customer's orders as its events left them (order id -> items and status), counting how often
-    each was assumed in `_assumed`."""
+    """Each customer's orders as its events left them: order id -> items and status."""
     orders: dict[str, dict[str, Any]] = {}
     for aggregate, event in await _events(nc, namespace):
         kind, _, customer = aggregate.partition("/")
@@ -67,3 +66,21 @@ async def customer_orders(nc: NATS, namespace: str) -> dict[str, dict[str, Any]]
         elif event.type == "CustomerOrderStarted":
             mine[data["order_id"]] = {"items": [], "status": "open"}
     return orders
+
+
+async def stored_command_ids(nc: NATS, namespace: str) -> set[str]:
+    """The command id of every stored event of the ordering context."""
+    return {event.command_id for _, event in await _events(nc, namespace)}
+
+
+async def assumed_and_retired(nc: NATS, namespace: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Per order: what its customer assumed (items, status), and what the order retired with."""
+    assumed: dict[str, dict[str, Any]] = {}
+    retired: dict[str, dict[str, Any]] = {}
+    for aggregate, event in await _events(nc, namespace):
+        data = msgspec.json.decode(event.data)
+        if event.type == "OrderResponsibilityAssumed":
+            assumed[data["order_id"]] = {"items": data["items"], "status": data["status"]}
+        elif event.type == "OrderRetired":
+            retired[aggregate.partition("/")[2]] = {"items": data["items"], "status": data["status"]}
+    return {order: (assumed.get(order, {}), summary) for order, summary in retired.items()}
