@@ -125,12 +125,14 @@ class AggregateCodec:
                 f'malformed command payload: {e}; send a JSON object with a "type" field, '
                 f"one of {', '.join(self.command_names)}"
             ) from None
+        except RecursionError:
+            raise DecodeError("the command payload nests too deep to read: send a flatter JSON object") from None
         return command
 
     def _explain(self, payload: bytes, error: msgspec.ValidationError) -> DecodeError:
         try:
             tag = msgspec.json.decode(payload, type=dict[str, Any]).get("type")
-        except msgspec.DecodeError:  # includes ValidationError: not an object
+        except (msgspec.DecodeError, RecursionError):  # includes ValidationError: not an object
             tag = None
         expected = self.command_names
         if isinstance(tag, str) and tag not in expected:

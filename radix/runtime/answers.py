@@ -84,6 +84,11 @@ class Replies:
             for status in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR, wire.OK)
         }
 
+    def dropped(self, reply_to: str) -> None:
+        """A command dropped unanswered (it asked to be answered on a protected subject): counted and logged."""
+        self._counts["dropped"] += 1
+        logger.warning("command dropped: its reply subject is Radix's or the server's", reply_to=reply_to[:200])
+
     async def answer(self, address: Address, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
         """Reply to a command an actor handled, count it, and log it (`duplicate`: an id answered again)."""
         await self._send(envelope.reply_to, reply)

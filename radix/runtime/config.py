@@ -108,10 +108,13 @@ class IntakeConfig:
     max_command_bytes: int = 256 * 1024
     """The largest command body taken; larger ones are answered `error`."""
     max_command_id: int = 128
-    """The longest `Radix-Command-Id` taken."""
+    """The longest `Radix-Command-Id` taken, in bytes."""
+    max_header_value: int = 1024
+    """The longest `Radix-Issuer` and `Radix-Correlation-Id` taken, in bytes: both are written with every
+    event the command causes."""
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "max_command_bytes", "max_command_id")
+        _at_least(self, 1, "max_command_bytes", "max_command_id", "max_header_value")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,7 +51,7 @@ class Control:
             subject = headers.pop(wire.H_SUBJECT, "")
             reply_to = headers.pop(wire.H_REPLY_TO, "") or None
             hops = headers.pop(wire.H_HOPS, "1")
-            await self._take(subject, msg.data, headers, reply_to, int(hops) if hops.isdigit() else 1)
+            await self._take(subject, msg.data, headers, reply_to, wire.whole_number(hops) or 1)
             answer = wire.FORWARD_TAKEN
         elif verb == STATUS:
             answer = wire.control_encoder.encode(self._status())

@@ -23,7 +23,7 @@ from radix.runtime.answers import BadCommand, Replies
 from radix.runtime.config import IntakeConfig
 from radix.runtime.hosting import Hosting
 from radix.runtime.mailbox import READ, Envelope
-from radix.wire.names import COMMANDS, READS, Address, CommandSubject, parse_command_subject
+from radix.wire.names import COMMANDS, READS, Address, CommandSubject, parse_command_subject, protected_subject
 
 __all__ = ["ROUTES_KEPT", "Intake", "Route"]
 
@@ -62,7 +62,12 @@ class Intake:
     async def take(
         self, subject: str, payload: bytes, headers: dict[str, str], reply_to: str | None, hops: int
     ) -> None:
-        """Route a command sent to `subject` (by a client, or forwarded `hops` times), or refuse it."""
+        """Route a command sent to `subject` (by a client, or forwarded `hops` times), or refuse it. One asking
+        to be answered on a subject of Radix's own or of the server's (`wire.names.protected_subject`) is
+        dropped, unanswered: an answer there could land in a stream."""
+        if reply_to is not None and protected_subject(reply_to):
+            self._replies.dropped(reply_to)
+            return
         try:
             envelope, address, codec = self.parse(subject, payload, headers, reply_to, hops)
         except BadCommand as bad:
@@ -88,10 +93,17 @@ class Intake:
                     address=None,
                 )
         limit = self._config.max_command_id
-        if len(command_id) > limit or not command_id.isprintable():
-            reason = f"{wire.H_COMMAND_ID} must be printable and at most {limit} characters"
+        if len(command_id.encode()) > limit or not command_id.isprintable():
+            reason = f"{wire.H_COMMAND_ID} must be printable and at most {limit} bytes"
             type_name = route[0].aggregate_type if route is not None else parts.aggregate_type if parts else None
             raise BadCommand(reason, command_id=uuid.uuid4().hex, type_name=type_name, address=None)
+        most = self._config.max_header_value
+        for name in (wire.H_ISSUER, wire.H_CORRELATION_ID):
+            value = headers.get(name)
+            if value is not None and (len(value.encode()) > most or not value.isprintable()):
+                type_name = route[0].aggregate_type if route is not None else parts.aggregate_type if parts else None
+                reason = f"{name} must be printable and at most {most} bytes (it is written with every event)"
+                raise BadCommand(reason, command_id=command_id, type_name=type_name, address=None)
         if route is None:
             assert parts is not None
             route = self._resolve(subject, parts, command_id)
@@ -135,9 +147,12 @@ class Intake:
 
         expected: int | None = None
         if (raw := headers.get(wire.H_EXPECTED_VERSION)) is not None:
-            if not raw.isdigit():
-                raise bad(f"{wire.H_EXPECTED_VERSION} must be a whole number of 0 or more, not {raw!r}")
-            expected = int(raw)
+            expected = wire.whole_number(raw)
+            if expected is None:
+                raise bad(
+                    f"{wire.H_EXPECTED_VERSION} must be a whole number of 0 or more in ASCII digits (at most "
+                    f"{wire.MAX_DIGITS}), not {raw[:40]!r}"
+                )
         if len(payload) > self._config.max_command_bytes:
             raise bad(
                 f"the command is {len(payload)} bytes; this node accepts at most {self._config.max_command_bytes}"

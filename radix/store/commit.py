@@ -146,7 +146,7 @@ def prepare_commit(
     if writer is not None:
         headers[wire.H_NODE] = writer.node
         headers[wire.H_EPOCH] = str(writer.epoch)
-    size = len(payload) + _HEADER_OVERHEAD + sum(len(k) + len(v) + 4 for k, v in headers.items())
+    size = len(payload) + _HEADER_OVERHEAD + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
     if size > max_payload:
         raise CommitTooLargeError(str(address), size=size, limit=max_payload)
     return PreparedCommit(records, payload, headers, writer)

@@ -57,6 +57,8 @@ from radix.wire.headers import (
     H_SUBJECT,
     H_TTL,
     H_VERSION,
+    MAX_DIGITS,
+    whole_number,
 )
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
     "H_SUBJECT",
     "H_TTL",
     "H_VERSION",
+    "MAX_DIGITS",
     "OK",
     "REJECTED",
     "CommitBody",
@@ -107,4 +110,5 @@ __all__ = [
     "state_decoder",
     "status_decoder",
     "timestamp",
+    "whole_number",
 ]

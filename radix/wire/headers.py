@@ -30,3 +30,16 @@ CONTENT_TYPE: Final = "application/json"
 H_MSG_ID: Final = "Nats-Msg-Id"
 H_EXPECTED_LAST_SUBJECT_SEQ: Final = "Nats-Expected-Last-Subject-Sequence"
 H_TTL: Final = "Nats-TTL"
+
+
+#: The most digits a whole-number header may have (a version or a hop count fits in 18).
+MAX_DIGITS: Final = 18
+
+
+def whole_number(raw: str) -> int | None:
+    """The value of a whole-number header (`Radix-Expected-Version`, `Radix-Hops`): ASCII digits only, at
+    most `MAX_DIGITS` of them; None if it is anything else (`str.isdigit` also takes superscripts and the
+    digits of other scripts)."""
+    if not raw or len(raw) > MAX_DIGITS or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)

@@ -287,6 +287,13 @@ def parse_stored_subject(subject: str) -> tuple[str, str, str, str] | None:
 # -- wildcards, streams, queue groups --------------------------------------------------------
 
 
+def protected_subject(subject: str) -> bool:
+    """Whether a message published to `subject` could land in Radix's own streams and buckets or reach
+    the server's APIs: anything under `radix.` and every `$` subject (`$JS`, `$KV`, `$SYS`, ...). A reply
+    subject never is one, so a command asking to be answered there is dropped."""
+    return subject.startswith((f"{PREFIX}.", "$"))
+
+
 def context_filter(namespace: str, context: str, kind: str) -> str:
     """A wildcard over one kind (`evt`, `cmd`, `log`) of subject in one context."""
     return f"{_scoped(namespace, context)}.{kind}.>"

@@ -97,6 +97,10 @@ def test_command_round_trip() -> None:
         (b'{"type": "CheckIn", "count": 0}', "Expected `int` >= 1"),
         (b'{"type": "CheckIn", "count": 1, "extra": 1}', "unknown field `extra`"),
         (b'{"type": "CreateItem", "name": ""}', "length >= 1"),
+        # Nested 100,000 deep: msgspec's RecursionError escaped, and the command was never answered.
+        (b'{"type": "CheckIn", "count": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "Expected `int`, got `array`"),
+        (b'{"type": "CheckIn", "count": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "unknown field `x`"),
+        (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests too deep to read"),
     ],
 )
 def test_bad_command_payloads_are_clear_errors(payload: bytes, expected: str) -> None:

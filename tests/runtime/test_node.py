@@ -494,6 +494,24 @@ BAD_INPUTS = [
         {},
         "this node accepts at most 4096",
     ),
+    # Digits `str.isdigit` takes that are no ASCII whole number, and one past any version.
+    *(
+        ("cmd.InventoryItem.sku-x", b'{"type": "CheckIn", "count": 3}', {"Radix-Expected-Version": raw}, "in ASCII")
+        for raw in ("\u00b2", "\u0661\u0662", "\uff11", "9" * 4301)
+    ),
+    # Written with every event: bounded in bytes, not characters (150,000 emoji are 600 KB).
+    (
+        "cmd.InventoryItem.sku-x",
+        b'{"type": "CheckIn", "count": 3}',
+        {"Radix-Correlation-Id": "\U0001f600" * 150_000},
+        "Radix-Correlation-Id must be printable and at most 1024 bytes",
+    ),
+    (
+        "cmd.InventoryItem.sku-x",
+        b'{"type": "CheckIn", "count": 3}',
+        {"Radix-Issuer": "\u00e9" * 600},
+        "Radix-Issuer must be printable and at most 1024 bytes",
+    ),
     ("cmd.InventoryItem", b'{"type": "CheckIn", "count": 3}', {}, "send commands to radix."),
 ]
 
@@ -735,3 +753,26 @@ async def test_an_aggregate_shows_its_state_its_own_way(node: Node, nc: NATS, na
     assert body["reason"].startswith("invalid aggregate id 'a.b'")
     with pytest.raises(InvalidNameError, match="invalid aggregate type 'Nope'"):
         await gadgets_client.read("Nope", "x")
+
+
+@pytest.mark.parametrize(
+    "reply_to",
+    [
+        "radix.{ns}.inventory.evt.InventoryItem.victim",  # it would land in the events stream
+        "$KV.radix_{ns}_leases.inventory.InventoryItem.victim",  # in the leases bucket
+        "$JS.API.STREAM.DELETE.radix_{ns}_inventory",  # at the JetStream API
+    ],
+)
+async def test_a_command_asking_to_be_answered_on_radix_or_server_subjects_is_dropped(
+    node: Node, client: Client, nc: NATS, namespace: str, reply_to: str
+) -> None:
+    """A bad command whose reply subject is an events subject used to have its error published there, into
+    the events stream: from then on every command to that aggregate answered `error`. Such a command is
+    dropped unanswered and counted; nothing is stored, and the aggregate serves on."""
+    await client.send(CreateItem(name="v"), aggregate_id="victim")
+    subject = command_subject(Address(namespace, "inventory", "InventoryItem", "victim"))
+    for payload in (b"not json", b'{"type": "CheckIn", "count": 1}'):
+        await nc.publish(subject, payload, reply=reply_to.format(ns=namespace))
+    await eventually(lambda: node.status().commands.get("dropped") == 2, what="both commands dropped")
+    assert (await client.send(CheckIn(count=2), aggregate_id="victim")).version == 2
+    assert await commit_count(nc, namespace) == 2
