@@ -59,6 +59,9 @@ async def run(args: argparse.Namespace) -> int:
         tune_gc()
         print(f"radix: node {node.node_id} serving {', '.join(node.status().hosts)}", file=sys.stderr, flush=True)
         await node.wait_stopped()
+    if node.failure is not None:
+        print(f"radix: node {node.node_id} stopped: {node.failure}; start it again", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

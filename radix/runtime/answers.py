@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import msgspec
 from nats.aio.client import Client as NATS
 
 from radix import wire
@@ -20,7 +21,7 @@ from radix.observability.metrics import Metrics
 from radix.runtime.hosting import Hosting
 from radix.runtime.mailbox import Envelope
 from radix.store.commandlog import CommandLog
-from radix.transport.publish import encode_headers, publish
+from radix.transport.publish import MessageTooLargeError, encode_headers, publish
 from radix.wire.names import READS, Address, invalid_log_subject, log_subject, parse_command_subject
 
 __all__ = ["BadCommand", "Replies", "entry_of"]
@@ -104,7 +105,15 @@ class Replies:
         if reply_to:
             try:
                 body = wire.reply_encoder.encode(reply)
-                await publish(self._nc, reply_to, body, headers=self._headers[reply.status])
+                try:
+                    await publish(self._nc, reply_to, body, headers=self._headers[reply.status])
+                except MessageTooLargeError as e:
+                    reason = f"the state is {e.size} bytes as shown, over the server's max_payload of {e.limit}: "
+                    reason += "show less of it (the aggregate's `show`)"
+                    error = wire.StateReply(status=wire.ERROR, reason=reason)
+                    await publish(
+                        self._nc, reply_to, wire.reply_encoder.encode(error), headers=self._headers[wire.ERROR]
+                    )
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))
 
@@ -150,6 +159,11 @@ class Replies:
         self._counts[reply.status] += 1
         if reply_to:
             try:
-                await publish(self._nc, reply_to, wire.reply_encoder.encode(reply), headers=self._headers[reply.status])
+                try:
+                    body = wire.reply_encoder.encode(reply)
+                    await publish(self._nc, reply_to, body, headers=self._headers[reply.status])
+                except MessageTooLargeError:  # its events make it too large: the outcome and version still go
+                    body = wire.reply_encoder.encode(msgspec.structs.replace(reply, events=[], conflicts=[]))
+                    await publish(self._nc, reply_to, body, headers=self._headers[reply.status])
             except Exception as e:
                 logger.warning("reply not sent", error=repr(e))

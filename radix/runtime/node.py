@@ -105,6 +105,8 @@ class Node(Service):
         self.stats = Stats()
         self.metrics = Metrics()
         self.counts: Counter[str] = Counter()  # replies sent, by status
+        self.failure: str | None = None
+        """Why the node stopped of itself (its connection closed for good), if it did: `radix node` exits 1."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -143,6 +145,18 @@ class Node(Service):
         elif not self._asked.is_set():
             self._drain_asked = True
             self._asked.set()
+
+    def connection_closed(self) -> None:
+        """The node's own connection closed for good (not by its stop): nothing can be served or written any
+        more, so the node stops, and says why."""
+        if self._state in (NodeState.STARTING, NodeState.RUNNING) and not self._stop_asked.is_set():
+            self.failure = "its NATS connection closed for good"
+            error = self.nc.last_error if self._parts is not None else None
+            logger.error(
+                "the NATS connection closed for good: stopping (a supervisor should start the node again)",
+                error=repr(error) if error else None,
+            )
+            self.request_stop()
 
     def request_stop(self) -> None:
         """Ask the node to stop (cutting a drain short, or a start still under way); returns at once."""

@@ -76,6 +76,10 @@ class NodeHooks(Protocol):
 
     def request_drain(self) -> None: ...
 
+    def connection_closed(self) -> None:
+        """The node's own connection closed for good: it cannot serve any more."""
+        ...
+
 
 @dataclass(frozen=True)
 class Parts:
@@ -123,7 +127,7 @@ async def wire_node(
     (a forward or a snapshot write still running needs it)."""
     node_id = config.node_id
     if isinstance(nats, ConnectOptions):
-        nc = await connect(nats, name=f"radix {node_id}")
+        nc = await connect(nats, name=f"radix {node_id}", on_closed=hooks.connection_closed)
         closing.push_async_callback(_undo, "closing the connection", nc.close)
     else:
         nc = nats

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,12 +148,16 @@ def _reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-async def connect(options: ConnectOptions, *, name: str, wait: float | None = None) -> NATS:
+async def connect(
+    options: ConnectOptions, *, name: str, wait: float | None = None, on_closed: Callable[[], None] | None = None
+) -> NATS:
     """A nats-py connection that keeps trying to reconnect once connected, and logs what happens to it.
 
     The first connection is tried until `wait` seconds pass (for good when None); refused credentials
     (`NatsAuthorizationError`) and a failed TLS handshake (`NatsTlsError`) end it at once, and giving
-    up is a `NatsUnreachableError` naming the servers and what the last attempt met.
+    up is a `NatsUnreachableError` naming the servers and what the last attempt met. Once connected,
+    `on_closed` is called if the connection closes for good (nats-py gives up on some server errors,
+    such as a message over `max_payload`), also when it was closed on purpose.
     """
     log = logger.bind(connection=name)
     nc = NATS()
@@ -172,6 +176,10 @@ async def connect(options: ConnectOptions, *, name: str, wait: float | None = No
     async def on_disconnected() -> None:
         if not nc.is_closed and not first.pending:  # nats-py also reports a deliberate close as a disconnection
             log.warning("nats disconnected")
+
+    async def on_closed_for_good() -> None:
+        if on_closed is not None and not first.pending and not first.discarded:
+            on_closed()
 
     async def on_reconnected() -> None:
         log.info("nats reconnected", server=shown_url(nc.connected_url.geturl()) if nc.connected_url else None)
@@ -195,6 +203,7 @@ async def connect(options: ConnectOptions, *, name: str, wait: float | None = No
                 error_cb=on_error,
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
+                closed_cb=on_closed_for_good,
             )
     except TimeoutError:
         first.discarded = True

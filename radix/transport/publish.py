@@ -18,7 +18,16 @@ from nats.protocol.command import hpub_cmd, pub_cmd
 
 from radix.errors import InvalidArgumentError
 
-__all__ = ["encode_headers", "publish"]
+__all__ = ["MessageTooLargeError", "encode_headers", "publish"]
+
+
+class MessageTooLargeError(InvalidArgumentError):
+    """A message over the server's `max_payload` (headers and payload together): not sent."""
+
+    def __init__(self, subject: str, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(f"a message of {size} bytes to {subject[:120]} is over the server's max_payload of {limit}")
+
 
 _FAST = hasattr(NATS, "_send_command") and hasattr(NATS, "_flush_pending") and hasattr(NATS, "CONNECTED")
 
@@ -36,9 +45,16 @@ def encode_headers(headers: Mapping[str, str]) -> bytes:
 async def publish(
     nc: NATS, subject: str, payload: bytes, *, reply: str = "", headers: Mapping[str, str] | bytes | None = None
 ) -> None:
-    """Publish as `nc.publish` does; `headers` a mapping or a block made by `encode_headers`."""
+    """Publish as `nc.publish` does; `headers` a mapping or a block made by `encode_headers`.
+
+    A message whose headers and payload together are over the server's `max_payload` raises
+    `MessageTooLargeError` and is not sent: nats-py checks the payload alone, and the server answers an
+    oversized message by closing the connection for good."""
     block = encode_headers(headers) if isinstance(headers, Mapping) else headers
-    if not (_FAST and _plain(subject) and (not reply or _plain(reply)) and len(payload) <= nc.max_payload) or (
+    size = len(payload) + (len(block) if block else 0)
+    if size > nc.max_payload:
+        raise MessageTooLargeError(subject, size, nc.max_payload)
+    if not (_FAST and _plain(subject) and (not reply or _plain(reply))) or (
         getattr(nc, "_status", None) != NATS.CONNECTED
     ):
         await nc.publish(subject, payload, reply=reply, headers=_decoded(block))

@@ -13,11 +13,17 @@ from nats.aio.client import Client as NATS
 from radix import (
     ActorConfig,
     Address,
+    Aggregate,
+    BoundedContext,
     Client,
+    Command,
     CommandConflictError,
     CommandFailedError,
     CommandRejectedError,
     CommandTimeoutError,
+    ConnectOptions,
+    EmbeddedNats,
+    Event,
     IntakeConfig,
     InvalidNameError,
     JetStreamEventStore,
@@ -26,7 +32,7 @@ from radix import (
     StoreConfig,
     wire,
 )
-from radix.errors import StoreError
+from radix.errors import ReadError, StoreError
 from radix.examples.inventory import (
     CheckIn,
     CreateItem,
@@ -776,3 +782,54 @@ async def test_a_command_asking_to_be_answered_on_radix_or_server_subjects_is_dr
     await eventually(lambda: node.status().commands.get("dropped") == 2, what="both commands dropped")
     assert (await client.send(CheckIn(count=2), aggregate_id="victim")).version == 2
     assert await commit_count(nc, namespace) == 2
+
+
+class Add(Command):
+    text: str
+
+
+class Added(Event):
+    text: str
+
+
+class Pile(Aggregate[list[str], Add, Added]):
+    """Keeps every text it is given, and shows them all."""
+
+    def initial_state(self) -> list[str]:
+        return []
+
+    def evolve(self, state: list[str], event: Added) -> list[str]:
+        return [*state, event.text]
+
+    def decide(self, state: list[str], command: Add) -> list[Added]:
+        return [Added(text=command.text)]
+
+
+piles = BoundedContext("piles", [Pile()])
+
+
+async def test_a_read_of_a_state_over_max_payload_is_an_error_and_the_node_stays_connected(
+    nc: NATS, namespace: str
+) -> None:
+    """A state shown larger than the server's max_payload was published anyway: the server closed the
+    node's connection for good. The reader is told why instead, and the node serves on."""
+    async with Node({namespace: [piles]}, nats=nc, config=NodeConfig(node_id="piles-1")):
+        client = Client(nc, piles, namespace=namespace)
+        for _ in range(12):  # 1.2 MB shown, over the test server's 1 MiB
+            await client.send(Add(text="x" * 100_000), aggregate_id="p-1")
+        with pytest.raises(ReadError, match="over the server's max_payload of 1048576"):
+            await client.read("Pile", "p-1")
+        assert (await client.send(Add(text="y"), aggregate_id="p-1")).version == 13
+        assert not nc.is_closed
+
+
+async def test_a_node_whose_connection_closed_for_good_stops_and_says_why(nats_server: EmbeddedNats) -> None:
+    """nats-py gives up on a connection after some server errors; the node used to stay up, deaf, for
+    ever. It stops, with the reason (`radix node` then exits 1, for its supervisor to start it again)."""
+    node = Node({"closing": [inventory]}, nats=ConnectOptions(servers=[nats_server.url]), config=NodeConfig())
+    await node.start()
+    assert node.failure is None
+    await node.nc.close()  # as nats-py does when it gives up: not the node's own stop
+    await asyncio.wait_for(node.wait_stopped(), 30)
+    assert node.failure == "its NATS connection closed for good"
+    assert node.state is NodeState.STOPPED
