@@ -76,17 +76,37 @@ def servers(args: argparse.Namespace) -> list[str]:
 
 
 def options(args: argparse.Namespace, urls: Sequence[str] | None = None) -> ConnectOptions:
-    """How to connect, from the connection arguments."""
+    """How to connect, from the connection arguments. Secrets come from files or the environment
+    (`$RADIX_NATS_PASSWORD`, `$RADIX_NATS_TOKEN`), never from the command line, which every process
+    listing shows."""
+    for flag, instead in (
+        ("password", "--password-file FILE or $RADIX_NATS_PASSWORD"),
+        ("token", "--token-file FILE or $RADIX_NATS_TOKEN"),
+    ):
+        if getattr(args, flag, None) is not None:
+            raise RadixError(f"--{flag} is not taken: a command line shows in every process listing; use {instead}")
     return ConnectOptions(
         servers=tuple(urls or servers(args)),
         user=args.user,
-        password=args.password,
-        token=args.token,
+        password=_secret(args.password_file, "RADIX_NATS_PASSWORD"),
+        token=_secret(args.token_file, "RADIX_NATS_TOKEN"),
+        nkey_seed=args.nkey,
         credentials=args.creds,
         tls_ca=args.tls_ca,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )
+
+
+def _secret(path: Path | None, variable: str) -> str | None:
+    """A secret from a file (its first line), else from the environment, else none."""
+    if path is not None:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise RadixError(f"cannot read {path}: {e.strerror}") from None
+        return lines[0] if lines else ""
+    return os.environ.get(variable) or None
 
 
 @contextlib.asynccontextmanager

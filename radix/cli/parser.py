@@ -38,10 +38,14 @@ def _connection_args() -> argparse.ArgumentParser:
         help="NATS URL(s), comma-separated (default: $RADIX_NATS, the embedded "
         f"server noted in {URL_FILE}, or {DEFAULT_URL})",
     )
-    group.add_argument("--user")
-    group.add_argument("--password")
-    group.add_argument("--token")
+    group.add_argument("--user", help="the NATS user (its password: --password-file or $RADIX_NATS_PASSWORD)")
+    group.add_argument("--password-file", type=Path, help="a file holding the user's password")
+    group.add_argument("--token-file", type=Path, help="a file holding the token (or $RADIX_NATS_TOKEN)")
+    group.add_argument("--nkey", type=Path, help="a file holding an NKey seed (SU...)")
     group.add_argument("--creds", type=Path, help="NATS credentials file")
+    # Secrets on a command line show in every process listing: refused, saying where to put them.
+    group.add_argument("--password", help=argparse.SUPPRESS)
+    group.add_argument("--token", help=argparse.SUPPRESS)
     group.add_argument("--tls-ca", type=Path)
     group.add_argument("--tls-cert", type=Path)
     group.add_argument("--tls-key", type=Path)

@@ -40,6 +40,8 @@ class ConnectOptions:
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    nkey_seed: Path | None = None
+    """A file holding an NKey seed (`SU...`), for servers that authorise users by NKey."""
     credentials: Path | None = None
     tls_ca: Path | None = None
     tls_cert: Path | None = None
@@ -193,6 +195,7 @@ async def connect(
                 password=options.password,
                 token=options.token,
                 user_credentials=str(options.credentials) if options.credentials else None,
+                nkeys_seed=str(options.nkey_seed) if options.nkey_seed else None,
                 tls=options.tls_context(),
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
@@ -222,6 +225,8 @@ async def connect(
 
 
 async def _discard(nc: NATS) -> None:
-    """Close a connection whose first attempt did not succeed (nats-py may hold a socket or tasks)."""
+    """Close a connection whose first attempt did not succeed (nats-py may hold a socket or tasks). Within
+    a second: after a failed TLS handshake, nats-py's close waits for ever on the half-open TLS transport."""
     with contextlib.suppress(Exception):
-        await nc.close()
+        async with asyncio.timeout(1.0):
+            await nc.close()

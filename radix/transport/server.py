@@ -29,7 +29,7 @@ from typing import Self
 
 from radix.errors import ConfigError, NatsServerError
 
-__all__ = ["ClusterSpec", "EmbeddedCluster", "EmbeddedNats", "find_nats_server", "free_port"]
+__all__ = ["ClusterSpec", "EmbeddedCluster", "EmbeddedNats", "ServerTls", "find_nats_server", "free_port"]
 
 BINARY_ENV = "RADIX_NATS_SERVER"
 
@@ -79,6 +79,17 @@ class ClusterSpec:
             )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServerTls:
+    """A server's certificate and key, and (to verify clients' certificates) the CA that signs them."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    verify: bool = False
+    """Require a client certificate signed by `ca_file` (mutual TLS)."""
+
+
 @dataclass(kw_only=True)
 class EmbeddedNats:
     """A nats-server child process with JetStream, bound to 127.0.0.1."""
@@ -94,6 +105,10 @@ class EmbeddedNats:
     password: str | None = None
     token: str | None = None
     """The one token a client must present (tests of authorization)."""
+    nkey: str | None = None
+    """The public NKey (`U...`) of the one user a client must authenticate as (tests of authorization)."""
+    tls: ServerTls | None = None
+    """Serve clients over TLS (tests of TLS and of client certificates)."""
     binary: Path | None = None
     startup_timeout: float = 15.0
     stop_timeout: float = 10.0
@@ -143,6 +158,16 @@ class EmbeddedNats:
             lines.append(f"authorization {{ user: {user}, password: {password} }}")
         elif self.token is not None:
             lines.append(f"authorization {{ token: {json.dumps(self.token)} }}")
+        elif self.nkey is not None:
+            lines.append(f"authorization {{ users: [ {{ nkey: {json.dumps(self.nkey)} }} ] }}")
+        if self.tls is not None:
+            tls = self.tls
+            ca = f", ca_file: {json.dumps(str(tls.ca_file))}" if tls.ca_file else ""
+            verify = ", verify: true" if tls.verify else ""
+            lines.append(
+                f"tls {{ cert_file: {json.dumps(str(tls.cert_file))}, key_file: {json.dumps(str(tls.key_file))}"
+                f"{ca}{verify} }}"
+            )
         if self.jetstream:
             lines.append(f'jetstream {{ store_dir: "{store_dir}" }}')
         if self.cluster is not None:

@@ -26,8 +26,11 @@ async def start_radix(*args: str, cwd: Path, stderr: bool = False) -> asyncio.su
     )
 
 
-async def radix(*args: str, cwd: Path | None = None, timeout: float = 60) -> tuple[int, str, str]:
-    """Run `radix ARGS` without blocking the event loop (nodes in this process keep serving)."""
+async def radix(
+    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run `radix ARGS` without blocking the event loop (nodes in this process keep serving); `env` adds to
+    the environment."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -36,7 +39,7 @@ async def radix(*args: str, cwd: Path | None = None, timeout: float = 60) -> tup
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=ENV,
+        env={**ENV, **(env or {})},
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)

@@ -11,7 +11,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import nats
+import nkeys
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -20,9 +22,10 @@ from radix.cli.messages import intersect
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime.node import NodeState
 from radix.testing import NodeProcess, eventually
-from radix.transport.server import free_port
+from radix.transport.server import ServerTls, free_port
 from radix.wire.names import context_filter
 from tests.cli.running import radix, start_radix
+from tests.transport.certificates import make_certificates
 
 
 @pytest.fixture
@@ -266,12 +269,15 @@ def test_subject_intersection() -> None:
 @pytest.mark.parametrize(
     ("credentials", "expected"),
     [
-        (["--user", "ann", "--password", "wrong"], "refused the authorization of user 'ann'"),
-        (["--token", "wrong"], "refused the authorization of the token given"),
+        (["--user", "ann", "--password-file", "wrong.txt"], "refused the authorization of user 'ann'"),
+        (["--token-file", "wrong.txt"], "refused the authorization of the token given"),
     ],
 )
-async def test_refused_credentials_end_a_command_at_once_with_one_line(credentials: list[str], expected: str) -> None:
+async def test_refused_credentials_end_a_command_at_once_with_one_line(
+    credentials: list[str], expected: str, tmp_path: Path
+) -> None:
     """Wrong credentials: `radix status` and `radix send` end at once, non-zero, with one line saying so."""
+    (tmp_path / "wrong.txt").write_text("wrong\n")
     auth = {"user": "ann", "password": "secret"} if "--user" in credentials else {"token": "secret"}
     async with EmbeddedNats(**auth) as server:  # type: ignore[arg-type]  # user and password, or a token
         for command in (
@@ -279,13 +285,38 @@ async def test_refused_credentials_end_a_command_at_once_with_one_line(credentia
             ["send", "ns", "inventory", "InventoryItem", "x", '{"type": "CheckIn", "count": 1}'],
         ):
             began = time.monotonic()
-            code, out, err = await radix(*command, "--nats", server.url, *credentials, "--timeout", "3", timeout=20)
+            code, out, err = await radix(
+                *command, "--nats", server.url, *credentials, "--timeout", "3", cwd=tmp_path, timeout=20
+            )
             assert time.monotonic() - began < 10  # the interpreter's start included
             assert code == 1
             assert err.strip() == f"radix: NATS at {server.url} {expected}: check the " + (
                 "user and password" if "--user" in credentials else "token"
             )
             assert out == ""
+
+
+async def test_secrets_come_from_files_or_the_environment_never_the_command_line(tmp_path: Path) -> None:
+    """A password or token on the command line shows in every process listing: refused, saying where to
+    put it; from a file or the environment, it is taken."""
+    async with EmbeddedNats(user="ann", password="s3cret") as server:
+        code, _, err = await radix("status", "--nats", server.url, "--user", "ann", "--password", "s3cret")
+        assert code == 1
+        assert "--password is not taken" in err
+        assert "--password-file FILE or $RADIX_NATS_PASSWORD" in err
+        assert "s3cret" not in err
+        (tmp_path / "password").write_text("s3cret\n")
+        code, _, err = await radix(
+            "status", "--nats", server.url, "--user", "ann", "--password-file", str(tmp_path / "password")
+        )
+        assert code == 0, err
+        code, _, err = await radix(
+            "status", "--nats", server.url, "--user", "ann", env={"RADIX_NATS_PASSWORD": "s3cret"}
+        )
+        assert code == 0, err
+    async with EmbeddedNats(token="t0ken") as server:
+        code, _, err = await radix("status", "--nats", server.url, env={"RADIX_NATS_TOKEN": "t0ken"})
+        assert code == 0, err
 
 
 async def test_an_unreachable_server_ends_a_command_within_its_timeout() -> None:
@@ -401,3 +432,22 @@ async def test_a_node_waiting_for_its_server_stops_on_sigterm(tmp_path: Path) ->
         assert process.returncode == 0
     finally:
         node.stop()
+
+
+async def test_a_command_connects_with_mutual_tls_and_with_an_nkey(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    tls = ServerTls(
+        cert_file=certificates.server_cert, key_file=certificates.server_key, ca_file=certificates.ca, verify=True
+    )
+    async with EmbeddedNats(tls=tls) as server:
+        mine = ("--tls-ca", str(certificates.ca), "--tls-cert", str(certificates.client_cert))
+        code, _, err = await radix("status", "--nats", server.url, *mine, "--tls-key", str(certificates.client_key))
+        assert code == 0, err
+        code, _, err = await radix("status", "--nats", server.url, "--tls-ca", str(certificates.ca), "--timeout", "3")
+        assert code == 1
+        assert err.startswith("radix: ")
+    seed = nkeys.encode_seed(bytes(nacl.signing.SigningKey.generate()), nkeys.PREFIX_BYTE_USER)
+    (tmp_path / "user.nk").write_bytes(seed)
+    async with EmbeddedNats(nkey=nkeys.from_seed(bytearray(seed)).public_key.decode()) as server:
+        code, _, err = await radix("status", "--nats", server.url, "--nkey", str(tmp_path / "user.nk"))
+        assert code == 0, err

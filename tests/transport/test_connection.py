@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import nacl.signing
+import nkeys
 import pytest
 
 from radix import ConnectOptions, EmbeddedNats
 from radix.errors import NatsAuthorizationError, NatsConnectionError, NatsUnreachableError
 from radix.testing import capture_logs, eventually
 from radix.transport.connection import connect
-from radix.transport.server import free_port
+from radix.transport.server import ServerTls, free_port
+from tests.transport.certificates import make_certificates
 
 
 async def test_an_unreachable_server_is_given_up_on_within_the_wait() -> None:
@@ -72,3 +76,55 @@ async def test_a_node_keeps_trying_and_says_for_how_long() -> None:
     assert isinstance(waiting["trying_for"], float)
     (connected,) = said("connected to nats")
     assert isinstance(connected["after_seconds"], float)
+
+
+async def test_tls_with_the_servers_ca_connects_and_without_it_fails_fast(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    tls = ServerTls(cert_file=certificates.server_cert, key_file=certificates.server_key)
+    async with EmbeddedNats(tls=tls, jetstream=False) as server:
+        nc = await connect(ConnectOptions(servers=[server.url], tls_ca=certificates.ca), name="test", wait=5)
+        assert nc.is_connected
+        await nc.close()
+        began = time.monotonic()
+        with pytest.raises(NatsConnectionError, match="TLS"):
+            await connect(ConnectOptions(servers=[server.url]), name="test", wait=None)
+        assert time.monotonic() - began < 5
+
+
+async def test_mutual_tls_takes_a_client_certificate_signed_by_the_ca_only(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    tls = ServerTls(
+        cert_file=certificates.server_cert, key_file=certificates.server_key, ca_file=certificates.ca, verify=True
+    )
+    async with EmbeddedNats(tls=tls, jetstream=False) as server:
+        mine = ConnectOptions(
+            servers=[server.url],
+            tls_ca=certificates.ca,
+            tls_cert=certificates.client_cert,
+            tls_key=certificates.client_key,
+        )
+        nc = await connect(mine, name="test", wait=5)
+        assert nc.is_connected
+        await nc.close()
+        with pytest.raises(NatsConnectionError):
+            await connect(ConnectOptions(servers=[server.url], tls_ca=certificates.ca), name="test", wait=3)
+
+
+async def test_an_nkey_seed_authenticates_its_user_and_another_is_refused(tmp_path: Path) -> None:
+    mine, others = _new_seed(), _new_seed()
+    seed, wrong = tmp_path / "user.nk", tmp_path / "other.nk"
+    seed.write_bytes(mine)
+    wrong.write_bytes(others)
+    user = nkeys.from_seed(bytearray(mine))
+    async with EmbeddedNats(nkey=user.public_key.decode(), jetstream=False) as server:
+        nc = await connect(ConnectOptions(servers=[server.url], nkey_seed=seed), name="test", wait=5)
+        assert nc.is_connected
+        await nc.close()
+        with pytest.raises(NatsAuthorizationError):
+            await connect(ConnectOptions(servers=[server.url], nkey_seed=wrong), name="test", wait=None)
+
+
+def _new_seed() -> bytes:
+    """A new user NKey seed (`SU...`)."""
+    seed: bytes = nkeys.encode_seed(bytes(nacl.signing.SigningKey.generate()), nkeys.PREFIX_BYTE_USER)
+    return seed
