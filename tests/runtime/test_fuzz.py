@@ -1,0 +1,163 @@
+"""A wire fuzzer: generated hostile requests against a real node on a real nats-server.
+
+Random bytes, truncated and deeply nested JSON, wrong field types, unknown tags, commands of another
+aggregate, NaN and huge numbers, strings with NUL and lone surrogates, payloads at and over the
+node's limit, empty bodies, odd headers (expected versions `abc`, `-1`, `2**64`, other scripts'
+digits; 10 KB command ids and issuers) and the same command id with another body. Every request must
+get a Radix reply; the node must stay connected and live, store nothing malformed, and serve a
+canary aggregate throughout.
+
+CI runs `FUZZ_EXAMPLES` (150) inputs; `RADIX_FUZZ_EXAMPLES=10000 pytest tests/runtime/test_fuzz.py`
+runs the long form. Hypothesis prints the failing input and its seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from radix import Client, ConnectOptions, EmbeddedNats, IntakeConfig, Node, NodeConfig, wire
+from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.store import JetStreamEventStore
+from radix.wire.names import Address
+
+FUZZ_EXAMPLES = int(os.environ.get("RADIX_FUZZ_EXAMPLES", "150"))
+MAX_COMMAND = IntakeConfig().max_command_bytes  # the default, 256 KiB: deep nesting fits under it
+
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=40),
+)
+_json = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+_tags = st.sampled_from(["CheckIn", "CreateItem", "Remove", "Poke", "Teleport", "", "checkin", "CheckIn\x00"])
+
+
+@st.composite
+def _command_like(draw: st.DrawFn) -> bytes:
+    """A JSON object that looks like a command, with a tag and fields of any shape."""
+    body: dict[str, Any] = {"type": draw(_tags)}
+    body.update(draw(st.dictionaries(st.sampled_from(["count", "name", "extra", "type"]), _json, max_size=3)))
+    try:
+        return json.dumps(body, allow_nan=True, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeEncodeError):
+        return b'{"type": "CheckIn", "count": NaN}'
+
+
+_payloads = st.one_of(
+    st.binary(max_size=600),
+    _command_like(),
+    _json.map(lambda v: json.dumps(v, allow_nan=True).encode("utf-8", "surrogatepass")),
+    st.integers(1, 100_000).map(lambda depth: b'{"type": "CheckIn", "count": ' + b"[" * depth + b"]" * depth + b"}"),
+    st.integers(1, 100_000).map(lambda depth: b'{"x": ' + b"[" * depth + b"]" * depth + b"}"),
+    st.sampled_from([b"", b"{", b'{"type":', b'{"type": "CheckIn", "count": 3', b"null", b"[]", b"1e999999"]),
+    st.integers(MAX_COMMAND - 40, MAX_COMMAND + 40).map(
+        lambda n: b'{"type": "CreateItem", "name": "' + b"x" * n + b'"}'
+    ),
+)
+_header_text = st.one_of(
+    st.sampled_from(["abc", "-1", str(2**64), "\u00b2", "\u0661\u0662", "\uff11", "9" * 4301, "", " 3", "3 "]),
+    st.integers(0, 50).map(str),
+    st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=30),
+    st.integers(1, 20_000).map(lambda n: "x" * n),
+)
+_headers = st.dictionaries(
+    st.sampled_from([wire.H_COMMAND_ID, wire.H_EXPECTED_VERSION, wire.H_ISSUER, wire.H_CORRELATION_ID]),
+    _header_text,
+    max_size=4,
+)
+_targets = st.sampled_from(
+    [
+        "cmd.InventoryItem.f-1",
+        "cmd.InventoryItem.f-2",
+        "get.InventoryItem.f-1",
+        "cmd.Warehouse.f-1",
+        "cmd.InventoryItem.fresh",
+    ]
+)
+
+
+class _Fuzzed:
+    """A node on its own connection, and an attacker's connection, on one event loop of the test's own."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url, self.namespace = url, namespace
+        self.loop = asyncio.new_event_loop()
+        self.node = Node(
+            {namespace: [inventory]},
+            nats=ConnectOptions(servers=[url]),
+            config=NodeConfig(node_id="fuzzed"),
+        )
+        self.run(self.node.start())
+        self.attacker = self.run(nats.connect(url))
+        self.client = Client(self.attacker, inventory, namespace=namespace)
+        self.run(self.client.send(CreateItem(name="canary"), aggregate_id="canary"))
+        self.canary = 1
+
+    def run(self, work: Any) -> Any:
+        return self.loop.run_until_complete(work)
+
+    async def attack(self, target: str, payload: bytes, headers: dict[str, str]) -> None:
+        subject = f"radix.{self.namespace}.inventory.{target}"
+        try:
+            reply = await self.attacker.request(subject, payload, headers=headers or None, timeout=10)
+        except nats.errors.MaxPayloadError:
+            return  # nats-py will not send it: nothing reached the node
+        body = msgspec.json.decode(reply.data)
+        assert body.get("status") in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR, wire.OK), body
+        self.canary += 1
+        assert (await self.client.send(CheckIn(count=1), aggregate_id="canary", timeout=5)).version == self.canary
+
+    async def stored_alright(self) -> None:
+        """Every commit stored for the fuzzed aggregates reads back as a Radix commit."""
+        async with JetStreamEventStore(self.attacker) as store:
+            for aggregate in ("f-1", "f-2", "fresh", "canary"):
+                for commit in await store.read(Address(self.namespace, "inventory", "InventoryItem", aggregate)):
+                    for event in commit.events:
+                        inventory.codec("InventoryItem").decode_event(event.type, event.schema, event.data)
+
+    def close(self) -> None:
+        self.run(self.node.stop())
+        self.run(self.attacker.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def fuzzed(nats_server: EmbeddedNats, namespace: str) -> Iterator[_Fuzzed]:
+    target = _Fuzzed(nats_server.url, namespace)
+    yield target
+    target.close()
+
+
+@pytest.mark.slow
+def test_hostile_requests_are_all_answered_and_the_node_serves_on(fuzzed: _Fuzzed) -> None:
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
+    @given(target=_targets, payload=_payloads, headers=_headers)
+    def attack(target: str, payload: bytes, headers: dict[str, str]) -> None:
+        fuzzed.run(fuzzed.attack(target, payload, headers))
+
+    attack()
+    fuzzed.run(fuzzed.stored_alright())
+    status = fuzzed.node.status()
+    assert status.state == "running"
+    assert not fuzzed.node.nc.is_closed
+    assert fuzzed.node.failure is None
