@@ -109,6 +109,8 @@ class EmbeddedNats:
     """The public NKey (`U...`) of the one user a client must authenticate as (tests of authorization)."""
     tls: ServerTls | None = None
     """Serve clients over TLS (tests of TLS and of client certificates)."""
+    extra_config: str = ""
+    """Configuration lines added as they are (accounts, permissions: tests of tenant isolation)."""
     binary: Path | None = None
     startup_timeout: float = 15.0
     stop_timeout: float = 10.0
@@ -170,6 +172,8 @@ class EmbeddedNats:
             )
         if self.jetstream:
             lines.append(f'jetstream {{ store_dir: "{store_dir}" }}')
+        if self.extra_config:
+            lines.append(self.extra_config)
         if self.cluster is not None:
             routes = ", ".join(f'"{r}"' for r in self.cluster.routes)
             extra = "" if self.cluster.advertise else ", no_advertise: true"
