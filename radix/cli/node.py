@@ -30,6 +30,7 @@ def config_of(args: argparse.Namespace) -> NodeConfig:
         store=StoreConfig(replicas=args.replicas),
         metrics=MetricsConfig(port=args.metrics_port, host=args.metrics_host),
         processing=ProcessingConfig(partitions=args.partitions),
+        strict=args.strict,
     )
 
 

@@ -84,6 +84,9 @@ def parser() -> argparse.ArgumentParser:
     configured(node, "--rebalance-interval", PlacementConfig, "seconds between rebalancing checks")
     configured(node, "--replicas", StoreConfig, "replicas of streams and buckets", choices=(1, 3, 5))
     configured(node, "--partitions", ProcessingConfig, "partitions of each context's feed (reactions, projections)")
+    node.add_argument(
+        "--strict", action="store_true", help="refuse to start on unsafe settings (one replica in a cluster, ...)"
+    )
     node.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     node.add_argument("--metrics-host", default=MetricsConfig.host, help="address to serve metrics on")
     node.add_argument("--log-json", action="store_true", help="log JSON lines even on a terminal")

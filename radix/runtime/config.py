@@ -174,6 +174,9 @@ class NodeConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    strict: bool = False
+    """Refuse to start on settings that could lose acknowledged commands (`radix.runtime.checks.unsafe_settings`);
+    without it they are logged as warnings."""
 
     def __post_init__(self) -> None:
         validate_node_id(self.node_id)

@@ -22,12 +22,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 
 from radix import wire
+from radix.errors import RadixError
 from radix.observability.logs import logged, logger
 from radix.observability.metrics import Metrics
 from radix.runtime.actor import AggregateActor
 from radix.runtime.actors import Actors
 from radix.runtime.answers import Replies
-from radix.runtime.checks import check_server
+from radix.runtime.checks import check_server, unsafe_settings
 from radix.runtime.config import NodeConfig
 from radix.runtime.control import Control
 from radix.runtime.hosting import Hosting
@@ -132,6 +133,11 @@ async def wire_node(
     else:
         nc = nats
     await check_server(nc)
+    unsafe = unsafe_settings(nc, config.store)
+    for warning in unsafe:
+        logger.warning("unsafe settings", reason=warning)
+    if unsafe and config.strict:
+        raise RadixError(f"refusing to start on unsafe settings (strict): {'; '.join(unsafe)}")
     replicas, timeout = config.store.replicas, config.store.timeout
     store = JetStreamEventStore(nc, config=config.store)
     snapshots = KVSnapshotStore(nc, replicas=replicas, timeout=timeout)

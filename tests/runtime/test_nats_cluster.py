@@ -22,8 +22,9 @@ from radix import (
     StoreConfig,
 )
 from radix.domain import EventData
+from radix.errors import RadixError
 from radix.examples.inventory import CheckIn, CreateItem, inventory
-from radix.testing import eventually
+from radix.testing import capture_logs, eventually
 from radix.tools.workload import Workload, check_histories, quantiles
 from radix.wire.names import events_stream
 
@@ -95,3 +96,23 @@ async def test_a_stream_leader_killed_under_load_loses_nothing(cluster: Embedded
         assert [o for o in load.ops if o.outcome == "fail"] == []
         await check_histories(nc, load)
         await nc.close()
+
+
+async def test_one_replica_on_a_cluster_is_warned_of_and_refused_when_strict(
+    cluster: EmbeddedCluster, namespace: str
+) -> None:
+    """A node on a clustered server asked for one replica would lose what only one server held: it says so
+    at start, and refuses to start with `strict`; with three replicas it starts either way."""
+    options = ConnectOptions(servers=cluster.urls)
+    with capture_logs() as logs:
+        async with Node({namespace: [inventory]}, nats=options, config=NodeConfig(node_id="lax")):
+            pass
+    warned = [e for e in logs if e["event"] == "unsafe settings"]
+    assert len(warned) == 1
+    assert "streams and buckets get one replica" in warned[0]["reason"]
+    strict = Node({namespace: [inventory]}, nats=options, config=NodeConfig(node_id="strict", strict=True))
+    with pytest.raises(RadixError, match=r"refusing to start on unsafe settings \(strict\): .* --replicas 3"):
+        await strict.start()
+    safe = NodeConfig(node_id="safe", strict=True, store=StoreConfig(replicas=3))
+    async with Node({namespace: [inventory]}, nats=options, config=safe) as node:
+        assert node.status().state == "running"
