@@ -10,12 +10,14 @@ import nacl.signing
 import nkeys
 import pytest
 
-from radix import ConnectOptions, EmbeddedNats
+from radix import Client, ConnectOptions, EmbeddedNats, Node, NodeConfig
 from radix.errors import NatsAuthorizationError, NatsConnectionError, NatsUnreachableError
+from radix.examples.inventory import CreateItem, inventory
 from radix.testing import capture_logs, eventually
 from radix.transport.connection import connect
 from radix.transport.server import ServerTls, free_port
 from tests.transport.certificates import make_certificates
+from tests.transport.jwts import decentralised
 
 
 async def test_an_unreachable_server_is_given_up_on_within_the_wait() -> None:
@@ -128,3 +130,19 @@ def _new_seed() -> bytes:
     """A new user NKey seed (`SU...`)."""
     seed: bytes = nkeys.encode_seed(bytes(nacl.signing.SigningKey.generate()), nkeys.PREFIX_BYTE_USER)
     return seed
+
+
+async def test_a_credentials_file_authenticates_a_node_and_a_strangers_is_refused(tmp_path: Path) -> None:
+    """Decentralised auth: an operator, an account with JetStream and a user's credentials file (JWT and
+    seed), as `nsc` makes them. A node connects with the file and serves; a user signed by an account the
+    server does not know is refused at once."""
+    setup = decentralised(tmp_path)
+    async with EmbeddedNats(extra_config=setup.config) as server:
+        options = ConnectOptions(servers=[server.url], credentials=setup.credentials)
+        async with Node({"creds": [inventory]}, nats=options, config=NodeConfig(node_id="with-creds")) as node:
+            client = Client(node.nc, inventory, namespace="creds")
+            assert (await client.send(CreateItem(name="w"), aggregate_id="w-1")).version == 1
+        began = time.monotonic()
+        with pytest.raises(NatsAuthorizationError, match="refused the authorization of the credentials in"):
+            await connect(ConnectOptions(servers=[server.url], credentials=setup.stranger), name="test", wait=None)
+        assert time.monotonic() - began < 3
