@@ -15,7 +15,9 @@ from nats.aio.msg import Msg
 
 from radix import Client, ConnectOptions, EmbeddedNats, Node, NodeConfig
 from radix.examples.inventory import CreateItem, inventory
-from radix.wire.names import events_stream, leases_bucket
+from radix.runtime.node import NodeState
+from radix.testing import eventually
+from radix.wire.names import DRAIN, events_stream, leases_bucket, node_subject
 
 ACCOUNTS = """
 accounts {
@@ -84,3 +86,46 @@ async def test_a_tenant_is_alone_in_its_account_and_a_monitor_sees_across(server
         finally:
             for connection in (monitor, tenant_a, tenant_b):
                 await connection.close()
+
+
+PERMISSIONS = """
+authorization {
+  users: [
+    { user: "node", password: "n-secret" }
+    {
+      user: "shop", password: "s-secret"
+      permissions: {
+        publish: { allow: ["radix.shop.*.cmd.>", "radix.shop.*.get.>"] }
+        subscribe: { allow: ["_INBOX.>"] }
+      }
+    }
+  ]
+}
+"""
+
+
+async def test_a_client_with_command_rights_only_cannot_drain_a_node_or_reach_jetstream() -> None:
+    """The node inbox's control verbs (drain, migrate) are not authenticated by Radix: NATS permissions keep
+    them to operators. A client allowed only its namespace's command and read subjects sends commands,
+    but its drain request and its JetStream requests never reach anyone, and the node serves on."""
+    with EmbeddedNats(extra_config=PERMISSIONS) as server:
+        node_options = ConnectOptions(servers=[server.url], user="node", password="n-secret")
+        async with Node({"shop": [inventory]}, nats=node_options, config=NodeConfig(node_id="shop-node")) as node:
+            refused: list[Exception] = []
+
+            async def on_error(error: Exception) -> None:
+                refused.append(error)
+
+            shop = await nats.connect(server.url, user="shop", password="s-secret", error_cb=on_error)
+            try:
+                client = Client(shop, inventory, namespace="shop")
+                assert (await client.send(CreateItem(name="w"), aggregate_id="w-1")).version == 1
+                await shop.publish(node_subject("shop", "shop-node", DRAIN), b"")
+                with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+                    await shop.request("$JS.API.INFO", b"", timeout=1)
+                await eventually(lambda: len(refused) >= 1, what="the server refusing the drain")
+                assert "permissions violation" in str(refused[0]).lower()
+                assert node.state is NodeState.RUNNING
+                assert (await client.send(CreateItem(name="v"), aggregate_id="w-2")).version == 1
+            finally:
+                await shop.close()
