@@ -161,3 +161,25 @@ def test_hostile_requests_are_all_answered_and_the_node_serves_on(fuzzed: _Fuzze
     assert status.state == "running"
     assert not fuzzed.node.nc.is_closed
     assert fuzzed.node.failure is None
+
+
+@pytest.mark.slow
+def test_bursts_of_hostile_messages_with_and_without_reply_subjects(fuzzed: _Fuzzed) -> None:
+    """Thousands at once, half of them with nowhere to answer: those with a reply subject are answered, the
+    rest are dropped, and the node serves the canary throughout."""
+    hostile = [b"", b"{", b"[" * 5000, b'{"type": "Teleport"}', b'{"type": "CheckIn", "count": "x"}', b"\xff" * 64]
+    subject = f"radix.{fuzzed.namespace}.inventory.cmd.InventoryItem.f-1"
+
+    async def burst() -> None:
+        for n in range(2000):
+            await fuzzed.attacker.publish(subject, hostile[n % len(hostile)])
+        answers = await asyncio.gather(
+            *(fuzzed.attacker.request(subject, hostile[n % len(hostile)], timeout=20) for n in range(1000))
+        )
+        assert all(msgspec.json.decode(a.data)["status"] == wire.ERROR for a in answers)
+        fuzzed.canary += 1
+        assert (await fuzzed.client.send(CheckIn(count=1), aggregate_id="canary", timeout=10)).version == fuzzed.canary
+
+    fuzzed.run(burst())
+    assert fuzzed.node.status().state == "running"
+    assert not fuzzed.node.nc.is_closed
