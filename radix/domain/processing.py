@@ -189,6 +189,12 @@ def _selection(on: Sequence[type[Event]], aggregates: Sequence[str], subjects: S
 # -- reactions and projections ----------------------------------------------------------------
 
 
+def _check_processor(kind: str, name: str, attempts: int) -> None:
+    validate_processor(name)
+    if attempts < 1:
+        raise DefinitionError(f"{kind} {name!r}: attempts must be at least 1")
+
+
 @dataclass(frozen=True)
 class Reaction:
     """Handles a context's events by sending commands; see the module's docstring."""
@@ -204,9 +210,7 @@ class Reaction:
     `radix merge` (a staged rollout: a chosen subset first, then the rest)."""
 
     def __post_init__(self) -> None:
-        validate_processor(self.name)
-        if self.attempts < 1:
-            raise DefinitionError(f"reaction {self.name!r}: attempts must be at least 1")
+        _check_processor("reaction", self.name, self.attempts)
 
 
 class View(Protocol):
@@ -293,12 +297,7 @@ class Projection:
     attempts: int = 5
 
     def __post_init__(self) -> None:
-        validate_processor(self.name)
-        if self.attempts < 1:
-            raise DefinitionError(f"projection {self.name!r}: attempts must be at least 1")
-
-
-H = TypeVar("H", bound=Callable[..., Any])
+        _check_processor("projection", self.name, self.attempts)
 
 
 def reaction(
