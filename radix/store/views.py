@@ -228,10 +228,13 @@ class KVModel:
 
 
 def _writes(returned: Iterable[Write] | None) -> list[Write]:
+    """What a KV projection's handler returned, checked: writes only, and none to Radix's own keys."""
     writes = list(returned or ())
     for write in writes:
         if not isinstance(write, Put | Delete | Update):
             raise DefinitionError(f"a KV projection returns Put, Delete and Update, not {write!r}")
+        if write.key.startswith(_RESERVED):
+            raise DefinitionError(f"a KV projection may not write {write.key!r}: keys {_RESERVED} are Radix's")
     return writes
 
 

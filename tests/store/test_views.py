@@ -111,3 +111,17 @@ async def test_the_events_of_one_stored_commit_write_at_most_one_batch_of_keys(n
     with pytest.raises(DefinitionError, match="write 1000 keys"):
         await model.apply(0, [checked_in(1)], spread)
     assert await model.checkpoint(0) == 0
+
+
+async def test_a_projection_may_not_write_radix_own_keys(nc: NATS, namespace: str) -> None:
+    """A write to `_checkpoint.` or `_parked.` would move a checkpoint behind Radix's back: refused, and
+    nothing of the batch is written."""
+
+    def forge(record: Record[Any]) -> list[Write]:
+        return [Put("ok", 1), Put("_checkpoint.0", 999)]
+
+    model = await open_kv(namespace, "inventory", "forged", nc)
+    with pytest.raises(DefinitionError, match=r"may not write '_checkpoint\.0'"):
+        await model.apply(0, [checked_in(1)], forge)
+    assert await model.checkpoint(0) == 0
+    assert await model.get("ok") is None
