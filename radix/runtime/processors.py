@@ -76,7 +76,7 @@ class Processors:
             for p in range(config.partitions)
         ]
         self.feed = Feed(nc, partitions=config.partitions, replicas=replicas, timeout=timeout)
-        self.parked = ParkedStore(nc, replicas=replicas, timeout=timeout)
+        self.parked = ParkedStore(nc, replicas=replicas, timeout=timeout, remember_for=config.interval / 2)
         self.reader = PartitionReader(nc, feed=self.feed, parked=self.parked, config=config)
         self.owned: dict[str, Partition] = {}
         self.views: dict[tuple[str, str, str], View] = {}

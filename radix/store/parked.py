@@ -10,6 +10,7 @@ owner retries what is marked, in order, and lets the aggregate go on once nothin
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 
 import msgspec
@@ -53,10 +54,14 @@ _decoder = msgspec.json.Decoder(Parked)
 class ParkedStore:
     """Reads and writes parked events, one bucket per namespace."""
 
-    def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0) -> None:
+    def __init__(self, nc: NATS, *, replicas: int = 1, timeout: float = 5.0, remember_for: float = 0.0) -> None:
         self._nc = nc
         self._buckets = NamespaceBuckets(nc, parked_bucket, replicas=replicas, timeout=timeout)
         self._timeout = timeout
+        # `any`'s answers, kept for `remember_for` seconds: every partition of a processor asks once an
+        # interval, and one request answers them all.
+        self._remember_for = remember_for
+        self._answers: dict[tuple[str, str, str], tuple[float, bool]] = {}
 
     async def park(
         self,
@@ -77,6 +82,7 @@ class ParkedStore:
             context, processor, partition, position, aggregate, version, type_name, error, attempts, timestamp(), behind
         )
         await (await self._buckets.get(namespace)).put(parked.key, msgspec.json.encode(parked))
+        self._answers[(namespace, context, processor)] = (time.monotonic(), True)
         return parked
 
     async def of(self, namespace: str, context: str, processor: str, partition: int | None = None) -> list[Parked]:
@@ -94,10 +100,16 @@ class ParkedStore:
 
     async def any(self, namespace: str, context: str, processor: str) -> bool:
         """Whether the processor has parked events: one request, no consumer (what a partition's owner
-        asks once a second before it looks for events to retry)."""
+        asks once a second before it looks for events to retry), answered again from memory for
+        `remember_for` seconds (events parked here meanwhile count at once)."""
+        where, now = (namespace, context, processor), time.monotonic()
+        known = self._answers.get(where)
+        if known is not None and now - known[0] < self._remember_for:
+            return known[1]
         bucket = await self._buckets.get(namespace)
         js = self._nc.jetstream(timeout=self._timeout)
         info = await js.stream_info(bucket.stream, subjects_filter=kv_subject(bucket.name, f"{context}.{processor}.>"))
+        self._answers[where] = (now, bool(info.state.subjects))
         return bool(info.state.subjects)
 
     async def mark(self, namespace: str, parked: Sequence[Parked], *, retry: bool) -> None:
