@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgspec
@@ -40,16 +41,23 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 URL_FILE = Path(".radix") / "nats.url"
 
 
+def import_module(spec: str, option: str) -> ModuleType:
+    """The module of `module.path[:attribute]` given to `option`, looked up from the working directory too
+    (a module beside where `radix` runs imports, as for `uvicorn app:app`)."""
+    module_name = spec.partition(":")[0]
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:
+        raise RadixError(f"cannot import {module_name!r} for {option} {spec}: {e}") from None
+
+
 def load_context(spec: str) -> BoundedContext:
     """The bounded context named by `module.path[:attribute]` (the attribute may be left out if there is one),
     looked up from the working directory too."""
     module_name, _, attribute = spec.partition(":")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # a module beside where `radix` runs imports, as for `uvicorn app:app`
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise RadixError(f"cannot import {module_name!r} for --context {spec}: {e}") from None
+    module = import_module(spec, "--context")
     if attribute:
         found = getattr(module, attribute, None)
         if not isinstance(found, BoundedContext):

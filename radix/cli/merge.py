@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import importlib
 import re
 import signal
 import sys
@@ -33,7 +32,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api as js_api
 
 from radix import wire
-from radix.cli.common import connected, load_context, print_json
+from radix.cli.common import connected, import_module, load_context, print_json
 from radix.domain import BoundedContext, Reaction, Record
 from radix.errors import RadixError
 from radix.runtime.partition import records, send_command
@@ -303,11 +302,8 @@ def _share(aggregate_id: str) -> float:
 
 
 def _predicate(spec: str) -> Callable[[Record[Any]], bool]:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        found = getattr(importlib.import_module(module_name), attribute, None) if attribute else None
-    except ImportError as e:
-        raise RadixError(f"cannot import {module_name!r} for --where {spec}: {e}") from None
+    attribute = spec.partition(":")[2]
+    found = getattr(import_module(spec, "--where"), attribute, None) if attribute else None
     if not callable(found):
         raise RadixError(f"--where {spec} names no function of a Record (write it as MODULE:FUNCTION)")
     predicate: Callable[[Record[Any]], bool] = found
