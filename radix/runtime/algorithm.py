@@ -16,6 +16,7 @@ from typing import Any
 from radix import wire
 from radix.domain import AggregateCodec, Event, EventData
 from radix.errors import DomainError, RadixError
+from radix.runtime.dedup import command_digest, reused
 from radix.runtime.mailbox import Envelope
 from radix.store.commit import Cause, Commit
 
@@ -62,15 +63,17 @@ def decide(
     decision = Decision(state=state)
     pending: list[wire.RecordedEvent] = []
     decided: dict[str, wire.Reply] = {}
+    digests: dict[str, str] = {}
     replies = decision.replies
     for envelope in batch:
         if replies:
             decided.setdefault(replies[-1].command_id, replies[-1])
-        command_id = envelope.command_id
+        command_id, digest = envelope.command_id, command_digest(envelope.payload)
         earlier = decided.get(command_id)
         if earlier is not None:  # the same command twice in one batch: one outcome
-            replies.append(earlier)
+            replies.append(reused(earlier, digests[command_id], digest))
             continue
+        digests[command_id] = digest
         expected = envelope.expected_version
         if expected is not None and expected > version:
             reason = (
@@ -112,7 +115,7 @@ def decide(
             refused = f"the events decided could not be applied, and nothing was written: {what}"
             replies.append(error(command_id, refused))
             continue
-        cause = Cause(command_id, envelope.correlation_id, envelope.issuer)
+        cause = Cause(command_id, envelope.correlation_id, envelope.issuer, digest)
         for offset, event in enumerate(encoded, start=1):
             pending.append(
                 wire.RecordedEvent(

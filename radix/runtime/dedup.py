@@ -7,23 +7,58 @@
 - `RefusedIds`: every command id refused within the dedup window, beyond those, as its status and
   version only (a copy of a refused command delivered late is refused again, not decided anew).
 
+A command id sent again with another payload is not a retry: `command_digest` tells them apart (stored
+on a command's first event, kept with a refused id) and `reused` is the answer it gets.
+
 Both are dicts (a subclass adds no bytes: an actor keeps one of each, and a node a hundred thousand
 actors), ordered oldest first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
 from radix import wire
 from radix.store.commit import Commit
 
-__all__ = ["SNAPSHOT_IDS", "Applied", "DedupWindow", "RefusalMemory", "Refused", "RefusedIds"]
+__all__ = [
+    "SNAPSHOT_IDS",
+    "Applied",
+    "DedupWindow",
+    "RefusalMemory",
+    "Refused",
+    "RefusedIds",
+    "command_digest",
+    "reused",
+]
 
 #: Command ids a snapshot carries at most; beyond them, activation reads the window's commits.
 SNAPSHOT_IDS = 256
+
+
+def command_digest(payload: bytes) -> str:
+    """A digest of a command's payload (its tag and fields as sent): a retry sends the same bytes again."""
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+def reused(first: wire.Reply, recorded: str | None, digest: str) -> wire.Reply:
+    """`first` (the outcome of the command first sent with this id), unless the command it answered had
+    another digest than `digest`: then an error saying the id was reused. Unknown (`None`): `first`."""
+    if recorded is None or recorded == digest:
+        return first
+    version = "" if first.version is None else f" at version {first.version}"
+    return wire.Reply(
+        status=wire.ERROR,
+        command_id=first.command_id,
+        version=first.version,
+        reason=(
+            f"command id {first.command_id!r} was used before for another command (first outcome: "
+            f"{first.status}{version}); this one is not applied: send it with a new command id"
+        ),
+    )
 
 
 class Applied(msgspec.Struct, frozen=True, gc=False):
@@ -113,11 +148,13 @@ class RefusalMemory(dict[str, wire.Reply]):
 
 
 class Refused(msgspec.Struct, frozen=True, gc=False):
-    """A command refused within the dedup window: how (rejected, conflict), at which version, when."""
+    """A command refused within the dedup window: how (rejected, conflict), at which version, when, and
+    its payload's digest (if known)."""
 
     status: str
     version: int | None
     at: float
+    digest: str | None = None
 
 
 class RefusedIds(dict[str, Refused]):
@@ -126,10 +163,19 @@ class RefusedIds(dict[str, Refused]):
 
     __slots__ = ()
 
-    def note(self, replies: Iterable[wire.Reply], *, now: float, keep_for: float, keep_at_most: int) -> None:
+    def note(
+        self,
+        replies: Iterable[wire.Reply],
+        *,
+        now: float,
+        keep_for: float,
+        keep_at_most: int,
+        digests: Mapping[str, str] | None = None,
+    ) -> None:
         for reply in replies:
-            self.pop(reply.command_id, None)
-            self[reply.command_id] = Refused(reply.status, reply.version, now)
+            command_id = reply.command_id
+            self.pop(command_id, None)
+            self[command_id] = Refused(reply.status, reply.version, now, digests.get(command_id) if digests else None)
         _forget_old(self, horizon=now - keep_for, keep_at_most=keep_at_most)
 
     def reply(self, command_id: str) -> wire.Reply:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -21,7 +21,7 @@ from radix.domain import AggregateCodec, Event
 from radix.errors import StoreError
 from radix.observability.logs import logger
 from radix.runtime import algorithm
-from radix.runtime.dedup import SNAPSHOT_IDS, DedupWindow, RefusalMemory, RefusedIds
+from radix.runtime.dedup import SNAPSHOT_IDS, DedupWindow, RefusalMemory, RefusedIds, reused
 from radix.runtime.ports import ActorPorts
 from radix.store.commit import Commit
 from radix.store.ports import Refusals
@@ -256,19 +256,23 @@ class ActorHistory:
             commits += await events.read(self.address, after=version, start=resume, leader=True)
         return [e for c in commits for e in c.events]
 
-    async def known(self, command_id: str) -> wire.Reply | None:
-        """The first outcome of a command handled before (applied within the window, or refused lately)."""
+    async def known(self, command_id: str, digest: str) -> wire.Reply | None:
+        """The first outcome of a command handled before (applied within the window, or refused lately), or
+        an error if that command had another payload than the one of `digest` (its id was reused)."""
         if self.applied and command_id in self.applied:
-            return await self.applied_reply(command_id)
+            return await self.applied_reply(command_id, digest)
+        refused = self.refused.get(command_id) if self.refused else None
         if self.recent and command_id in self.recent:
-            reply: wire.Reply = self.recent[command_id]
-            return reply
-        if self.refused and command_id in self.refused:
-            return self.refused.reply(command_id)
+            first: wire.Reply = self.recent[command_id]
+            return reused(first, refused.digest if refused else None, digest)
+        if refused is not None:
+            assert self.refused is not None
+            return reused(self.refused.reply(command_id), refused.digest, digest)
         return None
 
-    async def applied_reply(self, command_id: str) -> wire.Reply:
-        """The original answer to an applied command: its events, read back."""
+    async def applied_reply(self, command_id: str, digest: str) -> wire.Reply:
+        """The original answer to an applied command (its events, read back), or an error if it had another
+        payload than the one of `digest`."""
         assert self.applied is not None
         applied = self.applied[command_id]
         try:
@@ -277,7 +281,8 @@ class ActorHistory:
             reason = f"{command_id} was applied, but its events could not be read: {e}; retry"
             return algorithm.error(command_id, reason)
         events = [e for e in commit.events if e.command_id == command_id] if commit is not None else []
-        return wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=applied.version, events=events)
+        first = wire.Reply(status=wire.ACCEPTED, command_id=command_id, version=applied.version, events=events)
+        return reused(first, events[0].command_digest if events else None, digest)
 
     # -- refusals --------------------------------------------------------------------------
 
@@ -288,11 +293,13 @@ class ActorHistory:
         self.recent = self._with_refusals(replies)
         self._note_refused(replies)
 
-    def _note_refused(self, replies: list[wire.Reply]) -> None:
+    def _note_refused(self, replies: list[wire.Reply], digests: Mapping[str, str] | None = None) -> None:
         settings, refused = self.ports.settings, self.refused
         if refused is None:
             refused = self.refused = RefusedIds()
-        refused.note(replies, now=time.time(), keep_for=settings.dedup_window, keep_at_most=settings.dedup_max)
+        refused.note(
+            replies, now=time.time(), keep_for=settings.dedup_window, keep_at_most=settings.dedup_max, digests=digests
+        )
 
     def _with_refusals(self, replies: Iterable[wire.Reply]) -> RefusalMemory:
         return (self.recent or RefusalMemory()).adding(replies, keep=self.ports.settings.recent_commands)
@@ -303,9 +310,10 @@ class ActorHistory:
         self.remember(r for r in recorded.replies if r.command_id not in applied)
         self.refusals_revision = recorded.revision
 
-    async def record_refusals(self, refused: list[wire.Reply]) -> str | None:
+    async def record_refusals(self, refused: list[wire.Reply], digests: Mapping[str, str]) -> str | None:
         """Record the refusals (with the latest before them) before they are given; None once recorded,
-        else why not: they are then answered as errors, and the next turn reloads first.
+        else why not: they are then answered as errors, and the next turn reloads first. `digests`: of
+        the refused commands' payloads, by command id, to tell a retry from a reused id.
 
         The write is a compare-and-set on the record's revision: it fails once another node has
         taken the aggregate over (it writes the record before answering anything), so no refusal
@@ -323,7 +331,7 @@ class ActorHistory:
             self.refusals_revision, self.stale = None, True
             return f"the command was refused, but the refusal could not be recorded ({e}); retry"
         self.recent = latest
-        self._note_refused(refused)
+        self._note_refused(refused, digests)
         return None
 
     # -- snapshots -------------------------------------------------------------------------

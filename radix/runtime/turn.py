@@ -19,6 +19,7 @@ from radix import wire
 from radix.errors import CommitTooLargeError, RadixError, StoreError, UnreadableEventError, VersionConflictError
 from radix.observability.logs import logger, on_command
 from radix.runtime import algorithm
+from radix.runtime.dedup import command_digest
 from radix.runtime.mailbox import Envelope
 from radix.store.commit import Writer
 from radix.store.refusals import fitted
@@ -68,7 +69,7 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
                 or (recent and command_id in recent)
                 or (refused_before and command_id in refused_before)
             )
-            known = await history.known(envelope.command_id) if seen else None
+            known = await history.known(command_id, command_digest(envelope.payload)) if seen else None
             if known is not None:
                 await answers.answer(address, envelope, known, True)
             else:
@@ -89,7 +90,8 @@ async def take(actor: AggregateActor, batch: list[Envelope]) -> None:
         budget = actor.ports.settings.refusal_bytes
         refused = {r.command_id: fitted(r, budget) for r in replies if r.status in (wire.REJECTED, wire.CONFLICT)}
         if refused:
-            why = await history.record_refusals(list(refused.values()))
+            digests = {env.command_id: command_digest(env.payload) for env in fresh if env.command_id in refused}
+            why = await history.record_refusals(list(refused.values()), digests)
             given = refused if why is None else {cid: algorithm.error(cid, why) for cid in refused}
             replies = [given.get(r.command_id, r) for r in replies]
         answered: set[str] = set()
@@ -220,7 +222,8 @@ async def _reload_and_settle(
     history = actor.history
     for envelope in todo:
         if history.applied and envelope.command_id in history.applied and envelope.command_id not in settled:
-            settled[envelope.command_id] = await history.applied_reply(envelope.command_id)
+            digest = command_digest(envelope.payload)
+            settled[envelope.command_id] = await history.applied_reply(envelope.command_id, digest)
     return [e for e in todo if e.command_id not in settled]
 
 

@@ -78,11 +78,12 @@ class Commit(msgspec.Struct, frozen=True):
 
 
 class Cause(msgspec.Struct, frozen=True):
-    """The command that caused an event: its id, correlation id and issuer."""
+    """The command that caused an event: its id, correlation id, issuer and payload's digest."""
 
     command_id: str
     correlation_id: str | None = None
     issuer: str | None = None
+    digest: str | None = None
 
 
 class PreparedCommit(msgspec.Struct, frozen=True):
@@ -126,6 +127,7 @@ def prepare_commit(
             command_id=c.command_id,
             correlation_id=c.correlation_id,
             issuer=c.issuer,
+            command_digest=c.digest if i == 1 or causes[i - 2].command_id != c.command_id else None,
         )
         for i, (e, c) in enumerate(zip(events, causes, strict=True), start=1)
     )

@@ -48,6 +48,9 @@ class RecordedEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     command_id: str
     correlation_id: str | None = None
     issuer: str | None = None
+    command_digest: str | None = None
+    """On the first event of each command: a digest of the command's payload, so that its id sent again
+    with another body is told apart from a retry (`radix.runtime.dedup.command_digest`)."""
 
 
 class CommitBody(msgspec.Struct, frozen=True):

@@ -8,6 +8,7 @@ from radix import wire
 from radix.domain import Command
 from radix.examples.inventory import CheckIn, CreateItem, ItemsCheckedIn, ItemsRemoved, ItemState, Remove, inventory
 from radix.runtime import algorithm
+from radix.runtime.dedup import command_digest
 from radix.runtime.mailbox import Envelope
 from radix.store.commit import Cause, Commit
 from radix.wire.names import Address
@@ -26,7 +27,7 @@ def envelope(command: Command, command_id: str, *, expected: int | None = None) 
         correlation_id="k",
         reply_to=None,
         subject="",
-        payload=b"",
+        payload=msgspec.json.encode(command),
         headers={},
     )
 
@@ -50,9 +51,22 @@ def test_a_batch_is_decided_in_turn_on_the_state_each_command_leaves() -> None:
         ItemsCheckedIn(count=3),
         ItemsRemoved(count=8),
     ]
-    assert decision.causes == [Cause("a", "k", "ann"), Cause("b", "k", "ann")]
+    digests = [command_digest(e.payload) for e in batch]
+    assert decision.causes == [Cause("a", "k", "ann", digests[0]), Cause("b", "k", "ann", digests[1])]
     assert decision.state == ItemState(name="w", count=0)
     assert decision.failures == []
+
+
+def test_an_id_sent_twice_in_a_batch_has_one_outcome_but_not_with_another_body() -> None:
+    """The same command twice in one batch is answered twice with its one outcome; its id reused for
+    another command in the batch is an error naming the first outcome, and decides nothing."""
+    batch = [envelope(CheckIn(count=3), "a"), envelope(CheckIn(count=3), "a"), envelope(Remove(count=5), "a")]
+    decision = algorithm.decide(CODEC, IN_STOCK, 2, batch, [])
+    first, again, reused = decision.replies
+    assert (first.status, first.version) == (again.status, again.version) == ("accepted", 3)
+    assert (reused.status, reused.version) == ("error", 3)
+    assert "used before for another command (first outcome: accepted at version 3)" in (reused.reason or "")
+    assert decision.state == ItemState(name="w", count=8)
 
 
 def test_a_stale_command_is_checked_against_what_came_since() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,6 +60,8 @@ def _command_like(draw: st.DrawFn) -> bytes:
         return b'{"type": "CheckIn", "count": NaN}'
 
 
+#: Valid commands, so that some ids are decided and then sent again with other bodies.
+_VALID = [b'{"type": "CreateItem", "name": "f"}', b'{"type": "CheckIn", "count": 2}', b'{"type": "Remove"}']
 _payloads = st.one_of(
     st.binary(max_size=600),
     _command_like(),
@@ -66,6 +69,7 @@ _payloads = st.one_of(
     st.integers(1, 100_000).map(lambda depth: b'{"type": "CheckIn", "count": ' + b"[" * depth + b"]" * depth + b"}"),
     st.integers(1, 100_000).map(lambda depth: b'{"x": ' + b"[" * depth + b"]" * depth + b"}"),
     st.sampled_from([b"", b"{", b'{"type":', b'{"type": "CheckIn", "count": 3', b"null", b"[]", b"1e999999"]),
+    st.sampled_from(_VALID),
     st.integers(MAX_COMMAND - 40, MAX_COMMAND + 40).map(
         lambda n: b'{"type": "CreateItem", "name": "' + b"x" * n + b'"}'
     ),
@@ -108,18 +112,44 @@ class _Fuzzed:
         self.client = Client(self.attacker, inventory, namespace=namespace)
         self.run(self.client.send(CreateItem(name="canary"), aggregate_id="canary"))
         self.canary = 1
+        # The first payload and outcome of each (subject, command id) decided: the same id sent again with
+        # another payload must not be applied.
+        # (Within the node's dedup window, 120 s: one decided longer ago is forgotten, and decided anew.)
+        self.decided: dict[tuple[str, str], tuple[bytes, str, float]] = {}
+        self.reused = 0
 
     def run(self, work: Any) -> Any:
         return self.loop.run_until_complete(work)
 
-    async def attack(self, target: str, payload: bytes, headers: dict[str, str]) -> None:
+    async def attack(self, target: str, payload: bytes, headers: dict[str, str], again: int | None = None) -> None:
+        """Send one request and check its answer, then that the canary is served. `again`: instead, send this
+        payload as command `again-{again}` of aggregate f-2, decided first (if it is not yet) as a check-in."""
         subject = f"radix.{self.namespace}.inventory.{target}"
+        if again is not None:
+            subject, headers = (
+                f"radix.{self.namespace}.inventory.cmd.InventoryItem.f-2",
+                {wire.H_COMMAND_ID: f"again-{again}"},
+            )
+            if (subject, headers[wire.H_COMMAND_ID]) not in self.decided:
+                await self.attack("cmd.InventoryItem.f-2", _VALID[1], headers)
         try:
             reply = await self.attacker.request(subject, payload, headers=headers or None, timeout=10)
         except nats.errors.MaxPayloadError:
             return  # nats-py will not send it: nothing reached the node
         body = msgspec.json.decode(reply.data)
-        assert body.get("status") in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR, wire.OK), body
+        status = body.get("status")
+        assert status in (wire.ACCEPTED, wire.REJECTED, wire.CONFLICT, wire.ERROR, wire.OK), body
+        if ".cmd." in subject and wire.H_COMMAND_ID in headers:
+            first = self.decided.get((subject, headers[wire.H_COMMAND_ID]))
+            if first is not None and time.monotonic() - first[2] > 100:
+                del self.decided[subject, headers[wire.H_COMMAND_ID]]
+            elif first is not None and first[0] != payload:
+                assert status == wire.ERROR, f"command id reused with another body was answered {body}"
+                self.reused += 1
+            elif first is not None and again is not None:
+                assert status == first[1], f"a retry was answered {body}, first {first[1]}"
+            elif first is None and status != wire.ERROR:
+                self.decided[subject, headers[wire.H_COMMAND_ID]] = (payload, status, time.monotonic())
         self.canary += 1
         assert (await self.client.send(CheckIn(count=1), aggregate_id="canary", timeout=5)).version == self.canary
 
@@ -151,11 +181,12 @@ def test_hostile_requests_are_all_answered_and_the_node_serves_on(fuzzed: _Fuzze
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
     )
-    @given(target=_targets, payload=_payloads, headers=_headers)
-    def attack(target: str, payload: bytes, headers: dict[str, str]) -> None:
-        fuzzed.run(fuzzed.attack(target, payload, headers))
+    @given(target=_targets, payload=_payloads, headers=_headers, again=st.none() | st.integers(0, 20))
+    def attack(target: str, payload: bytes, headers: dict[str, str], again: int | None) -> None:
+        fuzzed.run(fuzzed.attack(target, payload, headers, again))
 
     attack()
+    assert fuzzed.reused > 0, "no command id was sent again with another body"
     fuzzed.run(fuzzed.stored_alright())
     status = fuzzed.node.status()
     assert status.state == "running"

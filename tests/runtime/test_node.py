@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +44,7 @@ from radix.examples.inventory import (
     inventory,
 )
 from radix.runtime import intake
+from radix.runtime.dedup import command_digest
 from radix.runtime.leases import NodeLeases
 from radix.runtime.node import NodeState
 from radix.runtime.ports import LeaseHolder
@@ -184,6 +186,35 @@ async def test_idempotent_retries(node: Node, client: Client, nc: NATS, namespac
     with pytest.raises(CommandRejectedError, match="only 2 in stock"):  # the original answer, not a new decision
         await client.send(Remove(count=5), aggregate_id="sku-5", command_id="out-5")
     assert await commit_count(nc, namespace) == 3
+
+
+async def test_a_command_id_reused_for_another_command_is_an_error_not_a_retry(
+    nc: NATS, namespace: str, client: Client
+) -> None:
+    """An id sent again with another body is not a retry: it is answered with an error naming the first
+    outcome, and nothing is decided or appended; the first body sent again is still its retry. That holds
+    for an applied command after the actor was passivated (its digest is stored with its events), and for
+    a refused one."""
+    config = NodeConfig(actors=ActorConfig(idle_timeout=0.2, snapshot_every=0))
+    async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="sku-u")
+        first = await client.send(CheckIn(count=2), aggregate_id="sku-u", command_id="in-u")
+        reused = "command id 'in-u' was used before for another command (first outcome: accepted at version 2)"
+        with pytest.raises(CommandFailedError, match=re.escape(reused)):
+            await client.send(CheckIn(count=3), aggregate_id="sku-u", command_id="in-u")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        with pytest.raises(CommandFailedError, match=re.escape(reused)):
+            await client.send(Remove(count=1), aggregate_id="sku-u", command_id="in-u")
+        assert await client.send(CheckIn(count=2), aggregate_id="sku-u", command_id="in-u") == first
+        with pytest.raises(CommandRejectedError):
+            await client.send(Remove(count=5), aggregate_id="sku-u", command_id="out-u")
+        refused_then = "'out-u' was used before for another command (first outcome: rejected at version 2)"
+        with pytest.raises(CommandFailedError, match=re.escape(refused_then)):
+            await client.send(Remove(count=1), aggregate_id="sku-u", command_id="out-u")
+        with pytest.raises(CommandRejectedError, match="only 2 in stock"):
+            await client.send(Remove(count=5), aggregate_id="sku-u", command_id="out-u")
+        assert (await client.read("InventoryItem", "sku-u")).state == ItemState(name="w", count=2)
+        assert await commit_count(nc, namespace) == 2
 
 
 async def test_thousand_aggregates_twenty_commands_each(node: Node, client: Client, nc: NATS, namespace: str) -> None:
@@ -600,14 +631,16 @@ async def test_command_of_another_aggregate_type(node: Node, nc: NATS, namespace
 async def test_raw_nats_client_per_protocol(node: Node, nc: NATS, namespace: str) -> None:
     """Any NATS client can send a command as docs/protocol.md describes, and read the JSON reply."""
     subject = f"radix.{namespace}.inventory.cmd.InventoryItem.raw-1"
-    reply = await nc.request(subject, b'{"type": "CreateItem", "name": "raw"}', headers={"Radix-Command-Id": "r1"})
+    create = b'{"type": "CreateItem", "name": "raw"}'
+    reply = await nc.request(subject, create, headers={"Radix-Command-Id": "r1"})
     assert reply.headers is not None
     assert reply.headers["Radix-Status"] == "accepted"
+    created = {"type": "ItemCreated", "schema": "1.0", "version": 1, "data": {"name": "raw"}, "command_id": "r1"}
     assert msgspec.json.decode(reply.data) == {
         "status": "accepted",
         "command_id": "r1",
         "version": 1,
-        "events": [{"type": "ItemCreated", "schema": "1.0", "version": 1, "data": {"name": "raw"}, "command_id": "r1"}],
+        "events": [{**created, "command_digest": command_digest(create)}],
     }
     reply = await nc.request(
         subject, b'{"type": "Remove", "count": 1}', headers={"Radix-Expected-Version": "1", "Radix-Issuer": "cli"}
