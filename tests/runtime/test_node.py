@@ -53,6 +53,7 @@ from radix.testing import eventually, open_inboxes
 from radix.transport import guard
 from radix.wire.names import command_subject, event_subject, events_stream, query_subject
 from tests.gadgets import Corrupt, Explode, Poke, Refuse, Scribble, gadgets
+from tests.rawwire import send_raw_frames
 from tests.reading import commit_count, log_entries
 
 
@@ -869,34 +870,25 @@ async def test_a_node_whose_connection_closed_for_good_stops_and_says_why(nats_s
     assert node.state is NodeState.STOPPED
 
 
-async def _raw_frames(url: str, *frames: bytes) -> None:
-    """Send protocol frames as they are, over a plain socket (what nats-py would never let through)."""
-    host, _, port = url.removeprefix("nats://").rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        await reader.readline()  # INFO
-        writer.write(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n')
-        writer.write(b"".join(frames) + b"PING\r\n")
-        await writer.drain()
-        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"PONG")
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
 async def test_frames_nats_py_cannot_read_leave_the_node_listening(
     node: Node, client: Client, nats_server: EmbeddedNats, namespace: str
 ) -> None:
     """A header block of exactly `NATS/1.0` and a subject that is not UTF-8 each raised out of nats-py's
     parser and ended its read loop: the node heard nothing until the pings timed out and lost its
-    liveness. Each is dropped and counted; the node answers the next command at once."""
+    liveness. A lone carriage return in a subject or reply subject, which the server passes on, made
+    nats-py's parser call the frame malformed and reconnect. Each is dropped and counted; the node's
+    connection stays up and answers the next command at once."""
     await client.send(CreateItem(name="w"), aggregate_id="sku-raw")
     subject = f"radix.{namespace}.inventory.cmd.InventoryItem".encode()
     before = guard.dropped()
-    await _raw_frames(
+    assert await send_raw_frames(
         nats_server.url,
         b"HPUB " + subject + b".sku-raw 8 8\r\nNATS/1.0\r\n",
         b"PUB " + subject + b".\xff\xfe 2\r\n{}\r\n",
+        b"PUB " + subject + b".a\rb 2\r\n{}\r\n",
+        b"PUB " + subject + b".sku-raw _INBOX.x\ry 2\r\n{}\r\n",
+        b"HPUB " + subject + b".c\rd _INBOX.z 12 14\r\nNATS/1.0\r\n\r\n{}\r\n",
     )
-    await eventually(lambda: guard.dropped() >= before + 2, what="both frames dropped")
+    await eventually(lambda: guard.dropped() >= before + 5, what="the five frames dropped")
     assert (await client.send(CheckIn(count=1), aggregate_id="sku-raw", timeout=2)).version == 2
+    assert node.nc.stats["reconnects"] == 0
