@@ -30,6 +30,7 @@ from radix import Client, ConnectOptions, EmbeddedNats, IntakeConfig, Node, Node
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.store import JetStreamEventStore
 from radix.wire.names import Address
+from tests.rawwire import send_raw_frames
 
 FUZZ_EXAMPLES = int(os.environ.get("RADIX_FUZZ_EXAMPLES", "150"))
 MAX_COMMAND = IntakeConfig().max_command_bytes  # the default, 256 KiB: deep nesting fits under it
@@ -191,6 +192,55 @@ def test_hostile_requests_are_all_answered_and_the_node_serves_on(fuzzed: _Fuzze
     status = fuzzed.node.status()
     assert status.state == "running"
     assert not fuzzed.node.nc.is_closed
+    assert fuzzed.node.failure is None
+
+
+_subject_bytes = st.binary(max_size=12).map(lambda b: b.replace(b" ", b"").replace(b"\n", b""))
+_header_block = st.one_of(
+    st.sampled_from([b"NATS/1.0\r\n", b"NATS/1.0\r\n\r\n", b"NATS/1.0 503\r\n\r\n", b"NATS/2.0\r\n\r\n", b"\r\n\r\n"]),
+    st.lists(st.binary(max_size=30), max_size=4).map(lambda lines: b"NATS/1.0\r\n" + b"\r\n".join(lines) + b"\r\n\r\n"),
+    st.binary(max_size=40),
+)
+
+
+@st.composite
+def _raw_frame(draw: st.DrawFn, namespace: str) -> bytes:
+    """A PUB or HPUB frame to a node's command subject (its aggregate id, reply subject and header block
+    any bytes but a space or a line feed, which would end the frame for the server), its counts true."""
+    subject = f"radix.{namespace}.inventory.cmd.InventoryItem.".encode() + draw(_subject_bytes)
+    reply = draw(st.sampled_from([b"", b"_INBOX.raw "]) | _subject_bytes.map(lambda b: b"_INBOX." + b + b" "))
+    payload = draw(st.sampled_from(_VALID) | st.binary(max_size=40))
+    if draw(st.booleans()):
+        return b"PUB " + subject + b" " + reply + str(len(payload)).encode() + b"\r\n" + payload + b"\r\n"
+    headers = draw(_header_block)
+    counts = f"{len(headers)} {len(headers) + len(payload)}".encode()
+    return b"HPUB " + subject + b" " + reply + counts + b"\r\n" + headers + payload + b"\r\n"
+
+
+@pytest.mark.slow
+def test_raw_frames_leave_the_node_connected_and_serving(fuzzed: _Fuzzed) -> None:
+    """Frames nats-py would not send (subjects with control bytes and lone carriage returns, header blocks
+    of any bytes), over a plain socket: the node's connection never drops or reconnects, and it serves the
+    canary after each."""
+    sent: list[bool] = []
+
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(frames=st.lists(_raw_frame(fuzzed.namespace), min_size=1, max_size=3))
+    def attack(frames: list[bytes]) -> None:
+        async def one() -> None:
+            reconnects = fuzzed.node.nc.stats["reconnects"]
+            sent.append(await send_raw_frames(fuzzed.url, *frames))
+            fuzzed.canary += 1
+            assert (await fuzzed.client.send(CheckIn(count=1), aggregate_id="canary", timeout=5)).version == (
+                fuzzed.canary
+            )
+            assert fuzzed.node.nc.stats["reconnects"] == reconnects
+
+        fuzzed.run(one())
+
+    attack()
+    assert any(sent), "the server took none of the frames"
+    assert fuzzed.node.status().state == "running"
     assert fuzzed.node.failure is None
 
 
