@@ -31,6 +31,7 @@ def config_of(args: argparse.Namespace) -> NodeConfig:
         metrics=MetricsConfig(port=args.metrics_port, host=args.metrics_host),
         processing=ProcessingConfig(partitions=args.partitions),
         strict=args.strict,
+        server_monitor=args.server_monitor,
     )
 
 

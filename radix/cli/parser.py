@@ -87,6 +87,11 @@ def parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--strict", action="store_true", help="refuse to start on unsafe settings (one replica in a cluster, ...)"
     )
+    node.add_argument(
+        "--server-monitor",
+        metavar="URL",
+        help="the server's HTTP monitoring URL (http://host:8222), read at start to check how often it fsyncs",
+    )
     node.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     node.add_argument("--metrics-host", default=MetricsConfig.host, help="address to serve metrics on")
     node.add_argument("--log-json", action="store_true", help="log JSON lines even on a terminal")

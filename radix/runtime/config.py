@@ -177,6 +177,9 @@ class NodeConfig:
     strict: bool = False
     """Refuse to start on settings that could lose acknowledged commands (`radix.runtime.checks.unsafe_settings`);
     without it they are logged as warnings."""
+    server_monitor: str | None = None
+    """The server's HTTP monitoring URL (`http://host:8222`, its `http` setting): the node reads its `/varz`
+    at start to check how often JetStream fsyncs, which no client API shows. Unset: not checked."""
 
     def __post_init__(self) -> None:
         validate_node_id(self.node_id)

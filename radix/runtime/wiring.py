@@ -28,7 +28,7 @@ from radix.observability.metrics import Metrics
 from radix.runtime.actor import AggregateActor
 from radix.runtime.actors import Actors
 from radix.runtime.answers import Replies
-from radix.runtime.checks import check_server, unsafe_settings
+from radix.runtime.checks import check_server, read_varz, unsafe_settings
 from radix.runtime.config import NodeConfig
 from radix.runtime.control import Control
 from radix.runtime.hosting import Hosting
@@ -133,7 +133,8 @@ async def wire_node(
     else:
         nc = nats
     await check_server(nc)
-    unsafe = unsafe_settings(nc, config.store)
+    varz = await read_varz(config.server_monitor) if config.server_monitor else None
+    unsafe = unsafe_settings(nc, config.store, varz)
     for warning in unsafe:
         logger.warning("unsafe settings", reason=warning)
     if unsafe and config.strict:

@@ -111,6 +111,11 @@ class EmbeddedNats:
     """Serve clients over TLS (tests of TLS and of client certificates)."""
     extra_config: str = ""
     """Configuration lines added as they are (accounts, permissions: tests of tenant isolation)."""
+    sync_interval: str | None = None
+    """JetStream's `sync_interval`: how often writes are fsynced (`"always"`: before each ack); the server's
+    default is every two minutes."""
+    monitoring: bool = False
+    """Serve the HTTP monitoring endpoint (`/varz`, ...) on a free port of 127.0.0.1: `monitor_url`."""
     binary: Path | None = None
     startup_timeout: float = 15.0
     stop_timeout: float = 10.0
@@ -120,6 +125,14 @@ class EmbeddedNats:
     _client_url: str | None = field(default=None, init=False, repr=False)
     _route_url: str | None = field(default=None, init=False, repr=False)
     _bound_port: int | None = field(default=None, init=False, repr=False)
+    _monitor_url: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def monitor_url(self) -> str:
+        """The HTTP monitoring URL, e.g. `http://127.0.0.1:41236` (with `monitoring`)."""
+        if self._monitor_url is None:
+            raise NatsServerError("this nats-server serves no monitoring endpoint (EmbeddedNats(monitoring=True))")
+        return self._monitor_url
 
     @property
     def route_url(self) -> str:
@@ -170,8 +183,11 @@ class EmbeddedNats:
                 f"tls {{ cert_file: {json.dumps(str(tls.cert_file))}, key_file: {json.dumps(str(tls.key_file))}"
                 f"{ca}{verify} }}"
             )
+        if self.monitoring:
+            lines.append('http: "127.0.0.1:-1"')
         if self.jetstream:
-            lines.append(f'jetstream {{ store_dir: "{store_dir}" }}')
+            sync = f", sync_interval: {json.dumps(self.sync_interval)}" if self.sync_interval else ""
+            lines.append(f'jetstream {{ store_dir: "{store_dir}"{sync} }}')
         if self.extra_config:
             lines.append(self.extra_config)
         if self.cluster is not None:
@@ -239,6 +255,10 @@ class EmbeddedNats:
         routes: list[str] = ports.get("cluster", [])
         if self.cluster is not None and not routes:
             return None  # the route listener is not up yet
+        monitors: list[str] = ports.get("monitoring", [])
+        if self.monitoring and not monitors:
+            return None
+        self._monitor_url = next((u for u in monitors if "127.0.0.1" in u), None)
         self._route_url = next((u for u in routes if "127.0.0.1" in u), routes[0] if routes else None)
         return next((u for u in urls if "127.0.0.1" in u), urls[0] if urls else None)
 

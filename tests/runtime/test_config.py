@@ -71,11 +71,13 @@ def test_the_cli_takes_its_defaults_from_the_configuration() -> None:
     """`radix node` with no options runs with the configuration's own defaults, not copies of them."""
     args = parser().parse_args(["node", "--namespace", "n", "--context", "radix.examples.inventory", "--node-id", "a"])
     assert config_of(args) == NodeConfig(node_id="a")
+    checks = ["--strict", "--server-monitor", "http://127.0.0.1:8222"]
     tuned = parser().parse_args(
-        ["node", "--namespace", "n", "--context", "m", "--liveness-ttl", "7", "--snapshot-every", "0"]
+        ["node", "--namespace", "n", "--context", "m", "--liveness-ttl", "7", "--snapshot-every", "0", *checks]
     )
     assert config_of(tuned).placement.liveness_ttl == 7
     assert config_of(tuned).actors.snapshot_every == 0
+    assert (config_of(tuned).strict, config_of(tuned).server_monitor) == (True, "http://127.0.0.1:8222")
 
 
 def test_actor_settings_are_the_actor_configuration_and_a_refusal_budget() -> None:
