@@ -33,6 +33,7 @@ _COMMANDS = {
     "tail": ("messages", "tail"),
     "schemas": ("schemas", "run"),
     "merge": ("merge", "run"),
+    "permissions": ("permissions", "run"),
     "reaction": ("processing", "run"),
     "projection": ("processing", "run"),
     "status": ("cluster", "status"),

@@ -200,6 +200,17 @@ def parser() -> argparse.ArgumentParser:
     merge.add_argument("--json", action="store_true", help="print JSON")
     waiting(merge, 10.0, "to connect and read the progress (the run itself has no limit)")
 
+    permissions = commands.add_parser(
+        "permissions", help="the NATS permissions a node, a client and a monitor of a namespace need"
+    )
+    permissions.add_argument("--namespace", required=True)
+    permissions.add_argument(
+        "--context", action="append", required=True, help="a context the nodes serve, as module.path[:attribute]"
+    )
+    permissions.add_argument("--role", choices=("all", "node", "client", "monitor"), default="all")
+    permissions.add_argument("--replicas", type=int, default=1, help="replicas of the streams and buckets (1)")
+    permissions.add_argument("--json", action="store_true", help="print JSON")
+
     status = commands.add_parser("status", parents=[conn], help="live nodes, their aggregates and command rates")
     status.add_argument("--namespace", action="append", help="namespace(s) to show (default: all)")
     status.add_argument("--json", action="store_true", help="print JSON")

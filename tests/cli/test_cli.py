@@ -70,6 +70,25 @@ async def test_help_lists_every_command() -> None:
         assert command in out
 
 
+async def test_permissions_prints_each_roles_grants_as_server_configuration() -> None:
+    """`radix permissions` prints what a node, a client and a monitor need (the node's as run under by
+    tests/transport/test_node_permissions.py), as nats-server configuration or JSON."""
+    code, out, err = await radix("permissions", "--namespace", "shop", "--context", "radix.examples.restock:inventory")
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("#")] == [
+        f"# a {role} of namespace 'shop': in its user's entry, e.g. {{ user: ..., permissions: ... }}"
+        for role in ("node", "client", "monitor")
+    ]
+    assert '    "$JS.API.CONSUMER.DURABLE.CREATE.radix_shop_inventory_feed.*"' in out
+    code, out, _ = await radix(
+        "permissions", "--namespace", "shop", "--context", "radix.examples.inventory", "--role", "node", "--json"
+    )
+    granted = json.loads(out)["node"]
+    assert "radix.shop.inventory.evt.>" in granted["publish"]
+    assert not any("_feed" in s for s in granted["publish"])  # no reactions or projections: no feed
+    assert "radix.shop.inventory.cmd.> radix.shop.inventory" in granted["subscribe"]
+
+
 async def test_chaos_refuses_unknown_fault_kinds() -> None:
     """`radix chaos` with a fault kind it does not know says which ones it knows, and starts nothing."""
     code, _, err = await radix("chaos", "--kinds", "kill-node,meteor", "--faults", "1")
