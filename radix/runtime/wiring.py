@@ -166,8 +166,7 @@ async def wire_node(
         await placement.open()
         watches = [group.create_task(logged(w)) for w in (placement.watch_nodes(), placement.watch_leases())]
         stack.callback(_cancel, watches)
-        await placement.nodes_ready.wait()
-        await placement.leases_ready.wait()
+        await placement.wait_ready()
 
     membership = Membership(
         placements,

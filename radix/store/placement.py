@@ -24,7 +24,8 @@ import asyncio
 import secrets
 import time
 from collections import Counter
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from nats.aio.client import Client as NATS
 
@@ -46,6 +47,10 @@ from radix.wire.names import leases_bucket, nodes_bucket
 __all__ = ["KVPlacement", "new_incarnation"]
 
 _encoder: Final = control_encoder
+
+#: Failures in a row of a watch that has not delivered what existed when it started, after which the node's
+#: start gives up (a watch that is refused, most often for want of a permission, never becomes ready).
+WATCH_ATTEMPTS: Final = 3
 
 
 def _owner(entry: Entry) -> Owner:
@@ -79,6 +84,7 @@ class KVPlacement:
         self._tally: Counter[tuple[str, str, str]] = Counter()
         self.nodes_ready = asyncio.Event()
         self.leases_ready = asyncio.Event()
+        self._unwatchable: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.changed = asyncio.Event()
         self._revision = 0
         self._renewed_at = 0.0  # monotonic time at which the last successful renewal was sent
@@ -201,14 +207,42 @@ class KVPlacement:
 
     async def watch_nodes(self) -> None:
         """Keep `nodes` current from a watch of the nodes bucket; restarts the watch if it fails."""
+        await self._watch(self.nodes_kv, self.nodes_ready, lambda entry: self._note_node(entry, self.nodes))
+
+    async def watch_leases(self) -> None:
+        """Keep `leases` current from a watch of the leases bucket; restarts the watch if it fails."""
+        await self._watch(self.leases_kv, self.leases_ready, self._note)
+
+    async def _watch(self, bucket: KVBucket, ready: asyncio.Event, note: Callable[[Entry], object]) -> None:
+        failures = 0
         while True:
             try:
-                async for entry in self.nodes_kv.watch(self.nodes_ready):
-                    self._note_node(entry, self.nodes)
+                async for entry in bucket.watch(ready):
+                    note(entry)
                     self.changed.set()
             except Exception as e:
-                logger.warning("nodes watch failed; watching again", namespace=self.namespace, error=repr(e))
+                logger.warning("watch failed; watching again", bucket=bucket.name, error=repr(e))
+                failures = 0 if ready.is_set() else failures + 1
+                if failures >= WATCH_ATTEMPTS and not self._unwatchable.done():
+                    self._unwatchable.set_result(f"{bucket.name} could not be watched ({e!r}, {failures} times)")
                 await asyncio.sleep(0.5)
+
+    async def wait_ready(self) -> None:
+        """Until both watches have delivered what existed when they started (however long that takes);
+        `RadixError` once one of them failed `WATCH_ATTEMPTS` times in a row before that, saying what to
+        check."""
+        ready = asyncio.ensure_future(asyncio.gather(self.nodes_ready.wait(), self.leases_ready.wait()))
+        waiting: list[asyncio.Future[Any]] = [ready, self._unwatchable]
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            await asyncio.gather(ready, return_exceptions=True)  # retrieved: no "never retrieved" at its collection
+        if not (self.nodes_ready.is_set() and self.leases_ready.is_set()):
+            raise RadixError(
+                f"{self._unwatchable.result()}: check that the node's NATS user may create consumers on it "
+                "($JS.API.CONSUMER.CREATE.KV_...; `radix permissions` lists what a node needs)"
+            )
 
     def _note_node(self, entry: Entry, nodes: dict[str, NodeRecord]) -> None:
         if entry.value is None:
@@ -221,17 +255,6 @@ class KVPlacement:
         if entry.key not in nodes:
             logger.info("node joined", joined=entry.key)
         nodes[entry.key] = record
-
-    async def watch_leases(self) -> None:
-        """Keep `leases` current from a watch of the leases bucket; restarts the watch if it fails."""
-        while True:
-            try:
-                async for entry in self.leases_kv.watch(self.leases_ready):
-                    self._note(entry)
-                    self.changed.set()
-            except Exception as e:
-                logger.warning("leases watch failed; watching again", namespace=self.namespace, error=repr(e))
-                await asyncio.sleep(0.5)
 
     def _note(self, entry: Entry) -> Owner | None:
         """Update the cache from an entry; the owner it names, if any."""

@@ -6,6 +6,7 @@ one the client never notices (a subscription refused, a flow control reply dropp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from contextlib import AsyncExitStack
@@ -30,6 +31,7 @@ from radix import (
     reaction,
     wire,
 )
+from radix.errors import RadixError
 from radix.examples.inventory import CheckIn, CreateItem, InventoryItem, ItemCreated, Remove
 from radix.examples.inventory import inventory as plain_inventory
 from radix.examples.restock import restock, stock
@@ -254,3 +256,20 @@ def live_nodes(node: Node) -> set[str]:
 def owned(node: Node) -> set[tuple[str, int]]:
     """The feed partitions (processor, partition) a node reads."""
     return {(r["name"], r["partition"]) for r in node.status().processors}
+
+
+async def test_a_node_refused_a_watch_does_not_start_and_says_what_to_grant(tmp_path: Path) -> None:
+    """Without the grant to create a consumer on the leases bucket a node's watch of its leases is refused
+    each time; its start used to wait for that watch for ever. It gives up after a few attempts, naming the
+    bucket and the permission to check."""
+    granted = node_permissions(NAMESPACE, [plain_inventory])
+    leases = f"$JS.API.CONSUMER.CREATE.KV_radix_{NAMESPACE}_leases"
+    narrower = Permissions([s for s in granted.publish if s != leases], granted.subscribe)
+    assert len(narrower.publish) == len(granted.publish) - 1
+    with EmbeddedNats(extra_config=authorization(narrower, tmp_path / "nats.log")) as server:
+        node_options = ConnectOptions(servers=[server.url], user="node", password=NODE_PASSWORD)
+        config = node_config("n1", store=StoreConfig(timeout=1.0))
+        node = Node({NAMESPACE: [plain_inventory]}, nats=node_options, config=config)
+        with pytest.raises(RadixError, match=rf"radix_{NAMESPACE}_leases could not be watched .* 3 times\): check"):
+            await asyncio.wait_for(node.start(), 60)
+        assert node.state is NodeState.STOPPED
