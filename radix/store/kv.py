@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import nats.errors
@@ -212,9 +212,7 @@ class KVBucket:
                     f"the entries of {self.name} did not come within {timeout or self._timeout}s"
                 )
         finally:
-            for task in (collecting, waiting):
-                task.cancel()
-            await asyncio.gather(collecting, waiting, return_exceptions=True)
+            await _ended(collecting, waiting)
         return [found[key] for key in sorted(found) if found[key].value is not None]
 
     async def watch(self, ready: asyncio.Event | None = None) -> AsyncIterator[Entry]:
@@ -253,6 +251,19 @@ class KVBucket:
         finally:
             if not self._nc.is_closed:
                 await sub.unsubscribe()
+
+
+async def _ended(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel `tasks` and wait until each has ended, cancelling again one that went on: Python 3.11's
+    `asyncio.wait_for` (under nats-py's requests) can lose a cancellation that lands just as what it waits
+    for completes, and a watch's task then waits for its next entry for ever (a reader's stop hung on it)."""
+    while pending := [task for task in tasks if not task.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.25)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: nothing is logged as never retrieved
 
 
 class NamespaceBuckets:
