@@ -113,6 +113,7 @@ class _Fuzzed:
         self.client = Client(self.attacker, inventory, namespace=namespace)
         self.run(self.client.send(CreateItem(name="canary"), aggregate_id="canary"))
         self.canary = 1
+        self.incarnation = self.node.placement(namespace).incarnation  # a new one would mean liveness lost
         # The first payload and outcome of each (subject, command id) decided: the same id sent again with
         # another payload must not be applied.
         # (Within the node's dedup window, 120 s: one decided longer ago is forgotten, and decided anew.)
@@ -162,6 +163,14 @@ class _Fuzzed:
                     for event in commit.events:
                         inventory.codec("InventoryItem").decode_event(event.type, event.schema, event.data)
 
+    def unharmed(self) -> None:
+        """The node is running on its first connection, never reconnected, and never lost its liveness."""
+        assert self.node.status().state == "running"
+        assert self.node.failure is None
+        assert not self.node.nc.is_closed
+        assert self.node.nc.stats["reconnects"] == 0
+        assert self.node.placement(self.namespace).incarnation == self.incarnation
+
     def close(self) -> None:
         self.run(self.node.stop())
         self.run(self.attacker.close())
@@ -189,10 +198,7 @@ def test_hostile_requests_are_all_answered_and_the_node_serves_on(fuzzed: _Fuzze
     attack()
     assert fuzzed.reused > 0, "no command id was sent again with another body"
     fuzzed.run(fuzzed.stored_alright())
-    status = fuzzed.node.status()
-    assert status.state == "running"
-    assert not fuzzed.node.nc.is_closed
-    assert fuzzed.node.failure is None
+    fuzzed.unharmed()
 
 
 _subject_bytes = st.binary(max_size=12).map(lambda b: b.replace(b" ", b"").replace(b"\n", b""))
@@ -240,8 +246,7 @@ def test_raw_frames_leave_the_node_connected_and_serving(fuzzed: _Fuzzed) -> Non
 
     attack()
     assert any(sent), "the server took none of the frames"
-    assert fuzzed.node.status().state == "running"
-    assert fuzzed.node.failure is None
+    fuzzed.unharmed()
 
 
 @pytest.mark.slow
@@ -262,5 +267,4 @@ def test_bursts_of_hostile_messages_with_and_without_reply_subjects(fuzzed: _Fuz
         assert (await fuzzed.client.send(CheckIn(count=1), aggregate_id="canary", timeout=10)).version == fuzzed.canary
 
     fuzzed.run(burst())
-    assert fuzzed.node.status().state == "running"
-    assert not fuzzed.node.nc.is_closed
+    fuzzed.unharmed()
