@@ -18,6 +18,12 @@ error, a MSG/HMSG control line at the head of the buffer is read the way the ser
 (arguments separated by single spaces, the byte counts last), and the parser is set to skip the
 frame's payload as one for no subscription; what follows is parsed as before.
 
+nats-py's HMSG pattern lets the white space between the header size and the total size span a line
+end: an HMSG whose header block is digits (`HMSG s 1 1 1\r\n0\r\n`, from a raw client) is read with
+the block's digits as its size, and the parser loses its place in the stream. `install()` puts in the
+same pattern with that gap kept to one line (as the server writes it), so the frame is read as sent and
+then dropped by the guard above.
+
 It is installed once, when Radix's transport is imported, and leaves every frame nats-py can read
 as it was.
 """
@@ -25,6 +31,7 @@ as it was.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -45,12 +52,18 @@ def dropped() -> int:
     return _counts["dropped"]
 
 
+#: nats-py's HMSG pattern, but for the gap before the total size, kept to one line.
+_HMSG: Final = re.compile(b"\\AHMSG\\s+([^\\s]+)\\s+([^\\s]+)\\s+(([^\\s]+)[^\\S\r\n]+)?([\\d]+)[^\\S\r\n]+(\\d+)\r\n")
+
+
 def install() -> None:
-    """Wrap `nats.aio.client.Client._process_msg` and `nats.protocol.parser.Parser.parse` (once)."""
+    """Wrap `nats.aio.client.Client._process_msg` and `nats.protocol.parser.Parser.parse`, and mend the HMSG
+    pattern (once)."""
     original: Callable[..., Awaitable[None]] = NATS._process_msg
     if getattr(original, _MARK, False):
         return
     _guard_parser()
+    protocol.HMSG_RE = _HMSG
 
     @functools.wraps(original)
     async def guarded(self: NATS, sid: int, subject: bytes, reply: bytes, data: bytes, headers: Any) -> None:

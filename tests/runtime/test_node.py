@@ -876,7 +876,8 @@ async def test_frames_nats_py_cannot_read_leave_the_node_listening(
     """A header block of exactly `NATS/1.0` and a subject that is not UTF-8 each raised out of nats-py's
     parser and ended its read loop: the node heard nothing until the pings timed out and lost its
     liveness. A lone carriage return in a subject or reply subject, which the server passes on, made
-    nats-py's parser call the frame malformed and reconnect. Each is dropped and counted; the node's
+    nats-py's parser call the frame malformed and reconnect; a header block of digits (`0`) was read as the
+    frame's size, and the parser lost its place. Each is dropped and counted; the node's
     connection stays up and answers the next command at once."""
     await client.send(CreateItem(name="w"), aggregate_id="sku-raw")
     subject = f"radix.{namespace}.inventory.cmd.InventoryItem".encode()
@@ -888,7 +889,8 @@ async def test_frames_nats_py_cannot_read_leave_the_node_listening(
         b"PUB " + subject + b".a\rb 2\r\n{}\r\n",
         b"PUB " + subject + b".sku-raw _INBOX.x\ry 2\r\n{}\r\n",
         b"HPUB " + subject + b".c\rd _INBOX.z 12 14\r\nNATS/1.0\r\n\r\n{}\r\n",
+        b"HPUB " + subject + b".sku-raw 1 1\r\n0\r\n",
     )
-    await eventually(lambda: guard.dropped() >= before + 5, what="the five frames dropped")
+    await eventually(lambda: guard.dropped() >= before + 6, what="the six frames dropped")
     assert (await client.send(CheckIn(count=1), aggregate_id="sku-raw", timeout=2)).version == 2
     assert node.nc.stats["reconnects"] == 0
