@@ -180,9 +180,19 @@ class JetStreamEventStore:
         headers = dict(prepared.headers)
         headers[wire.H_EXPECTED_LAST_SUBJECT_SEQ] = str(fence)
         subject = event_subject(address)
-        ack = await publish_settled(
-            lambda: self._publish(subject, prepared.payload, headers), lambda a: a.error.err_code if a.error else None
-        )
+        # The hot path: one request, awaited here. Its retries (while JetStream is unavailable, or another
+        # write to the subject is in flight) are not: each await level is resumed on every reply.
+        try:
+            reply = await self._inbox.request(subject, prepared.payload, timeout=self.config.timeout, headers=headers)
+            ack: _PubAck | None = _ack_decoder.decode(reply.data)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+            ack = None
+        if ack is None or ack.error is not None:
+            ack = await publish_settled(
+                lambda: self._publish(subject, prepared.payload, headers),
+                lambda a: a.error.err_code if a.error else None,
+                first=ack,
+            )
         if ack.error is not None:
             if wrong_last_sequence(ack.error.err_code):
                 self._positions.pop(address, None)

@@ -38,10 +38,13 @@ def wrong_last_sequence(err_code: object) -> bool:
     return err_code in (ERR_WRONG_LAST_SEQUENCE, ERR_WRITE_IN_FLIGHT)
 
 
-async def publish_settled(send: Callable[[], Awaitable[T]], err_code: Callable[[T], object]) -> T:
+async def publish_settled(
+    send: Callable[[], Awaitable[T]], err_code: Callable[[T], object], *, first: T | None = None
+) -> T:
     """Send a fenced write, and again after short pauses while the server answers that another write
-    to the same subject is in flight; the last answer is returned as it is."""
-    ack = await send()
+    to the same subject is in flight; the last answer is returned as it is. `first`: the answer to a
+    send made already (the hot path's own), taken as the first."""
+    ack = await send() if first is None else first
     for pause in _IN_FLIGHT_PAUSES:
         if err_code(ack) != ERR_WRITE_IN_FLIGHT:
             break
