@@ -351,7 +351,7 @@ class JetStreamEventStore:
             await self._nc.publish(direct_get(stream), _json.encode(request), reply=reply)
             while True:
                 try:
-                    msg = await asyncio.wait_for(queue.get(), self.config.timeout)
+                    msg = await _next_from(queue, self.config.timeout)
                 except TimeoutError as e:
                     raise StoreUnavailableError(f"JetStream did not answer a read of {subject}") from e
                 status = status_of(msg)
@@ -368,8 +368,14 @@ class JetStreamEventStore:
     async def _replay(self, address: Address, position: int, count: int, after: int) -> list[Commit]:
         """Read `count` commits from `position` on with an ordered consumer: fastest for long histories."""
         subject = event_subject(address)
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
         sub = await self._js.subscribe(
             subject,
+            cb=on_msg,
             ordered_consumer=True,
             config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=position),
         )
@@ -377,8 +383,8 @@ class JetStreamEventStore:
         try:
             while len(commits) < count:
                 try:
-                    msg = await sub.next_msg(timeout=self.config.timeout)
-                except nats.errors.TimeoutError as e:
+                    msg = await _next_from(queue, self.config.timeout)
+                except TimeoutError as e:
                     raise StoreUnavailableError(f"replay of {subject} stalled at {len(commits)}") from e
                 commit = decode_commit(address, msg.metadata.sequence.stream, msg.data, writer_of(msg.headers))
                 if commit.version > after:
@@ -388,6 +394,15 @@ class JetStreamEventStore:
         finally:
             await sub.unsubscribe()
         return commits
+
+
+async def _next_from(queue: asyncio.Queue[Msg], timeout: float) -> Msg:
+    """The next message of `queue`: at once if one waits (most of a batch or a replay comes together), else
+    within `timeout` (`TimeoutError`). `asyncio.wait_for` makes a task each time it is called: on a long
+    read, one per message."""
+    if not queue.empty():
+        return queue.get_nowait()
+    return await asyncio.wait_for(queue.get(), timeout)
 
 
 def _describe(msg: Msg) -> str:
