@@ -40,6 +40,7 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from radix import wire
 from radix.client import Client
@@ -433,6 +434,7 @@ class _Bench:
                 times = list(node.stats.activation_seconds)
             results.append(_latency_result("activation, 10 events", [times], [base], at="p50", target="p50 ≤ 1 ms"))
 
+            results.append(await self._replay_one_event_commits(nc, namespace))
             long = Address(namespace, "inventory", "InventoryItem", "long")
             self.say(f"  writing a {self.sizes.long_history}-event aggregate")
             async with JetStreamEventStore(nc) as store:
@@ -477,6 +479,33 @@ class _Bench:
                 )
             )
         return results
+
+    async def _replay_one_event_commits(self, nc: NATS, namespace: str) -> Result:
+        """A history of one-event commits read whole by the store (as an activation without a snapshot
+        reads it), against a plain nats-py ordered consumer that counts the same messages."""
+        events = self.sizes.long_history // 2
+        address = Address(namespace, "inventory", "InventoryItem", "one-event-commits")
+        self.say(f"  writing {events} one-event commits")
+        radix_times, raw_times = [], []
+        async with JetStreamEventStore(nc) as store:
+            await _history(store, address, events, per_commit=1)
+            for _ in range(self.sizes.runs):
+                async with JetStreamEventStore(nc) as fresh:  # nothing remembered of the aggregate
+                    t = time.perf_counter()
+                    commits = await fresh.read(address)
+                    radix_times.append(time.perf_counter() - t)
+                assert len(commits) == events
+                raw_times.append(await _ordered_replay(nc, event_subject(address), events))
+        radix, raw = _median(radix_times), _median(raw_times)
+        return Result(
+            f"replay, {events} one-event commits",
+            "events/s",
+            round(events / radix),
+            round(events / raw),
+            round(raw / radix, 2),
+            "≥ 100,000 events/s",
+            extra={"radix_ms": round(radix * 1000, 1), "baseline_ms": round(raw * 1000, 1)},
+        )
 
     # -- failover and migration --------------------------------------------------------------
 
@@ -755,6 +784,26 @@ async def _direct_batch(nc: NATS, stream: str, subject: str) -> int:
         count += 1
     await sub.unsubscribe()
     return count
+
+
+async def _ordered_replay(nc: NATS, subject: str, count: int) -> float:
+    """Seconds a plain nats-py ordered consumer takes to deliver `count` messages of `subject` to a callback."""
+    done = asyncio.get_running_loop().create_future()
+    seen = 0
+
+    async def counted(msg: Msg) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == count and not done.done():
+            done.set_result(None)
+
+    t = time.perf_counter()
+    sub = await nc.jetstream().subscribe(subject, cb=counted, ordered_consumer=True)
+    try:
+        await asyncio.wait_for(done, 60)
+        return time.perf_counter() - t
+    finally:
+        await sub.unsubscribe()
 
 
 def _idle(node: Node) -> Callable[[], bool]:
