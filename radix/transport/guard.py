@@ -70,13 +70,16 @@ def install() -> None:
         try:
             await original(self, sid, subject, reply, data, headers)
         except Exception as e:
-            _counts["dropped"] += 1
-            logger.warning(
-                "a message nats-py could not read was dropped", subject=repr(bytes(subject)[:120]), error=repr(e)
-            )
+            _dropped(bytes(subject), repr(e))
 
     setattr(guarded, _MARK, True)
     NATS._process_msg = guarded  # type: ignore[method-assign]
+
+
+def _dropped(subject: bytes, error: str) -> None:
+    """Count and log a frame dropped unread."""
+    _counts["dropped"] += 1
+    logger.warning("a message nats-py could not read was dropped", subject=repr(subject[:120]), error=error)
 
 
 #: The sid of no subscription (nats-py numbers them from 1): a skipped frame is handed on as one for it.
@@ -119,10 +122,7 @@ def _skip_unreadable_frame(parser: protocol.Parser) -> bool:
         header_size, size = int(args[-2]), int(args[-1])
     else:
         return False
-    _counts["dropped"] += 1
-    logger.warning(
-        "a message nats-py could not read was dropped", subject=repr(args[1][:120]), error="its control line"
-    )
+    _dropped(args[1], "its control line")
     del buf[: end + 2]
     parser.msg_arg.update(subject=b"", sid=_NO_SUBSCRIPTION, reply=b"")
     parser.header_needed, parser.needed = header_size, size
