@@ -109,8 +109,9 @@ class ParkedStore:
         bucket = await self._buckets.get(namespace)
         js = self._nc.jetstream(timeout=self._timeout)
         info = await js.stream_info(bucket.stream, subjects_filter=kv_subject(bucket.name, f"{context}.{processor}.>"))
-        self._answers[where] = (now, bool(info.state.subjects))
-        return bool(info.state.subjects)
+        found = bool(info.state.subjects)
+        self._answers[where] = (now, found)
+        return found
 
     async def mark(self, namespace: str, parked: Sequence[Parked], *, retry: bool) -> None:
         """Ask for `parked` to be tried again (`retry`), or remove it (skip: its events are not handled)."""
