@@ -32,7 +32,7 @@ from radix.wire.names import (
     query_subject,
 )
 
-__all__ = ["describe", "get", "intersect", "send", "tail"]
+__all__ = ["describe", "get", "intersect", "send", "tail", "watched"]
 
 
 async def send(args: argparse.Namespace) -> int:
@@ -112,14 +112,19 @@ def describe(subject: str, data: bytes, contexts: Mapping[str, BoundedContext] |
             body = wire.commit_decoder.decode(data)
             code = (contexts or {}).get(context)
             codec = code.codecs.get(aggregate.partition("/")[0]) if code is not None else None
-            return [{"kind": "event", **where, **plain(e), **_read(codec, e)} for e in body.events]
+            events = [{"kind": "event", **where, **plain(e), **_read(codec, e)} for e in body.events]
+            return events + [_command(entry, subject, where) for entry in wire.entries_in(body)]
         if kind == LOG:
-            entry = plain(wire.log_decoder.decode(data))
-            entry["subject"] = entry.pop("aggregate", subject)  # the command subject it was sent to
-            return [{"kind": "command", **entry, **where}]
+            return [_command(wire.log_decoder.decode(data), subject, where)]
     except msgspec.DecodeError:
         return [{"kind": "unreadable", **where, "subject": subject}]
     return []
+
+
+def _command(entry: wire.LogEntry, subject: str, where: dict[str, str]) -> dict[str, Any]:
+    item = plain(entry)
+    item["subject"] = item.pop("aggregate", subject)  # the command subject it was sent to
+    return {"kind": "command", **item, **where}
 
 
 def _read(codec: AggregateCodec | None, event: wire.RecordedEvent) -> dict[str, Any]:
@@ -150,6 +155,24 @@ def _line(item: dict[str, Any]) -> str:
     return f"{head} (a message Radix cannot read on {item['subject']})"
 
 
+def watched(pattern: str) -> list[str]:
+    """The subjects `radix tail PATTERN` listens on: the pattern, and where it names the command log, the
+    events subjects beside it, whose commits log the commands they accepted (docs/protocol.md)."""
+    tokens = pattern.split(".")
+    if len(tokens) > 3 and tokens[3] == LOG:
+        return [pattern, ".".join([*tokens[:3], EVENTS, *tokens[4:]])]
+    return [pattern]
+
+
+def _filed_on(subject: str, item: dict[str, Any]) -> str:
+    """The subject an item of a message on `subject` is filed on: a commit's log entry on the log's."""
+    parsed = parse_stored_subject(subject)
+    if item["kind"] == "command" and parsed is not None and parsed[2] == EVENTS:
+        tokens = subject.split(".")
+        return ".".join([*tokens[:3], LOG, *tokens[4:]])
+    return subject
+
+
 async def tail(args: argparse.Namespace) -> int:
     contexts = {c.name: c for c in (load_context(spec) for spec in args.context)}
     shown = 0
@@ -160,6 +183,8 @@ async def tail(args: argparse.Namespace) -> int:
         for item in describe(msg.subject, msg.data, contexts):
             if done.is_set():
                 return
+            if intersect(args.pattern, _filed_on(msg.subject, item)) is None:
+                continue  # an event of a commit watched for its log entries, or the other way round
             print(json.dumps(item) if args.json else _line(item), flush=True)
             shown += 1
             if args.count and shown >= args.count:
@@ -171,7 +196,7 @@ async def tail(args: argparse.Namespace) -> int:
             streams = [s for s in await all_streams(js) if s.config.name and is_radix_stream(s.config.name)]
             for stream in streams:
                 for subjects in stream.config.subjects or []:
-                    if (filter_subject := intersect(args.pattern, subjects)) is not None:
+                    for filter_subject in {f for p in watched(args.pattern) if (f := intersect(p, subjects))}:
                         await js.subscribe(
                             filter_subject,
                             cb=show,
@@ -179,7 +204,8 @@ async def tail(args: argparse.Namespace) -> int:
                             deliver_policy=js_api.DeliverPolicy.ALL,
                         )
         else:
-            await nc.subscribe(args.pattern, cb=show)
+            for pattern in watched(args.pattern):
+                await nc.subscribe(pattern, cb=show)
         print(
             f"radix: watching {args.pattern}" + (" from the start" if args.from_start else ""),
             file=sys.stderr,

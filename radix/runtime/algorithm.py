@@ -115,7 +115,15 @@ def decide(
             refused = f"the events decided could not be applied, and nothing was written: {what}"
             replies.append(error(command_id, refused))
             continue
-        cause = Cause(command_id, envelope.correlation_id, envelope.issuer, digest)
+        cause = Cause(
+            command_id,
+            envelope.correlation_id,
+            envelope.issuer,
+            digest,
+            envelope.type_name,
+            expected,
+            envelope.headers.get(wire.H_CAUSATION_ID),
+        )
         for offset, event in enumerate(encoded, start=1):
             pending.append(
                 wire.RecordedEvent(

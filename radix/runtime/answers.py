@@ -91,14 +91,18 @@ class Replies:
         logger.warning("command dropped: its reply subject is Radix's or the server's", reply_to=reply_to[:200])
 
     async def answer(self, address: Address, envelope: Envelope, reply: wire.Reply, duplicate: bool) -> None:
-        """Reply to a command an actor handled, count it, and log it (`duplicate`: an id answered again)."""
+        """Reply to a command an actor handled, count it, and log it (`duplicate`: an id answered again).
+
+        A command accepted with events is logged by the commit that holds them (`wire.CommitBody.log`);
+        every other outcome is written to the command-log stream."""
         await self._send(envelope.reply_to, reply)
         self._metrics.answered(
             address.namespace, address.context, reply.status, time.monotonic() - envelope.received, reply.reason
         )
-        self._command_log.record(
-            log_subject(address), entry_of(envelope, reply, node=self._node_id, duplicate=duplicate)
-        )
+        if duplicate or reply.status != wire.ACCEPTED or not reply.events:
+            self._command_log.record(
+                log_subject(address), entry_of(envelope, reply, node=self._node_id, duplicate=duplicate)
+            )
 
     async def state(self, reply_to: str | None, reply: wire.StateReply) -> None:
         """Answer a read (reads are not counted as commands, nor logged on the command log)."""

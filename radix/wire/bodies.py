@@ -26,7 +26,9 @@ __all__ = [
     "Status",
     "commit_decoder",
     "commit_encoder",
+    "entries_in",
     "log_decoder",
+    "log_list_encoder",
     "reply_decoder",
     "reply_encoder",
     "state_decoder",
@@ -53,10 +55,17 @@ class RecordedEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     with another body is told apart from a retry (`radix.runtime.dedup.command_digest`)."""
 
 
-class CommitBody(msgspec.Struct, frozen=True):
-    """The body of one stored commit: its events, in order."""
+class CommitBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The body of one stored commit: its events, in order, and the command-log entries of the commands
+    that decided them (docs/protocol.md, "The command log").
+
+    `log` is kept as the JSON it was stored as, a list of `LogEntry` (`entries_in` reads it): a replay
+    then skips it at the cost of a copy. Left out of a commit no command wrote (an import through the
+    store's `append`).
+    """
 
     events: list[RecordedEvent]
+    log: msgspec.Raw = msgspec.Raw(b"[]")
 
 
 commit_encoder: Final = msgspec.json.Encoder()
@@ -126,6 +135,13 @@ state_decoder: Final = msgspec.json.Decoder(StateReply)
 reply_encoder: Final = msgspec.json.Encoder()
 reply_decoder: Final = msgspec.json.Decoder(Reply)
 log_decoder: Final = msgspec.json.Decoder(LogEntry)
+log_list_encoder: Final = msgspec.json.Encoder()
+_log_list_decoder: Final = msgspec.json.Decoder(list[LogEntry])
+
+
+def entries_in(commit: CommitBody) -> list[LogEntry]:
+    """The command-log entries a stored commit carries: one per command it accepted, in order."""
+    return _log_list_decoder.decode(commit.log)
 
 
 class _Second:

@@ -51,7 +51,7 @@ from radix.runtime.ports import LeaseHolder
 from radix.store import Cause, Commit
 from radix.testing import eventually, open_inboxes
 from radix.transport import guard
-from radix.wire.names import command_subject, event_subject, events_stream, query_subject
+from radix.wire.names import command_subject, commands_stream, event_subject, events_stream, query_subject
 from tests.gadgets import Corrupt, Explode, Poke, Refuse, Scribble, gadgets
 from tests.rawwire import send_raw_frames
 from tests.reading import commit_count, log_entries
@@ -477,7 +477,8 @@ async def test_a_snapshot_of_another_state_shape_is_ignored(nc: NATS, namespace:
 
 
 async def test_every_command_is_logged(node: Node, client: Client, nc: NATS, namespace: str) -> None:
-    """Accepted, rejected, conflict and error outcomes all reach the command log with who and why."""
+    """Accepted, rejected, conflict and error outcomes all reach the command log with who and why, each
+    once: an accepted command's entry is its commit's alone, the others are messages of the log stream."""
     await client.send(CreateItem(name="w"), aggregate_id="sku-9", command_id="c-ok", issuer="ann", correlation_id="k1")
     with pytest.raises(CommandRejectedError):
         await client.send(Remove(count=1), aggregate_id="sku-9", command_id="c-rej", issuer="bob")
@@ -512,6 +513,11 @@ async def test_every_command_is_logged(node: Node, client: Client, nc: NATS, nam
     )
     assert stored.headers is not None
     assert stored.headers["Radix-Command-Id"] == "c-out"
+    assert [e.command_id for e in wire.entries_in(wire.commit_decoder.decode(stored.data or b""))] == ["c-out"]
+    assert (entries["c-out"].expected_version, entries["c-out"].version) == (None, 3)
+    assert entries["c-out"].aggregate == command_subject(Address(namespace, "inventory", "InventoryItem", "sku-9"))
+    log = await nc.jetstream().stream_info(commands_stream(namespace, "inventory"))
+    assert log.state.messages == 3  # c-rej, c-conf, c-err
 
 
 BAD_INPUTS = [
