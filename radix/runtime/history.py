@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -113,23 +113,34 @@ class ActorHistory:
         """Load the latest snapshot and catch up with the stream, while the refusal record is read (fenced
         first after a takeover, so that the former owner can no longer refuse anything).
 
-        Either failing fails the activation with its own error (the other is cancelled)."""
+        Where snapshots are kept, the stream's head is read beside the snapshot: a history that is
+        empty (a new aggregate), or that the snapshot reaches to its end (one passivated), then needs no
+        read of its events, which would be a round trip of its own after the snapshot's.
+
+        Any of them failing fails the activation with its own error (the others are cancelled)."""
         try:
             async with asyncio.TaskGroup() as group:
                 refusals = self.ports.refusals
                 reading = group.create_task(
                     fence(refusals, self.address) if taken_over else refusals.load(self.address)
                 )
-                await self._load()
+                head = group.create_task(self.ports.events.head(self.address)) if self._snapshots() else None
+                await self._load(head)
                 self.adopt_refusals(await reading)
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
 
-    async def _load(self) -> None:
+    def _snapshots(self) -> bool:
+        return self.fingerprint is not None and self.ports.settings.snapshot_every > 0
+
+    async def _load(self, head: Awaitable[int] | None) -> None:
         ports, aggregate = self.ports, self.codec.aggregate
         self.state = aggregate.initial_state()
         snapshot = await self._load_snapshot()
         ports.stats.activations += 1
+        last = await head if head is not None else None
+        if last == 0:
+            return  # nothing stored (a snapshot of a history that is gone does not count)
         ids_from = 0
         if snapshot is not None:
             assert snapshot.holds is not None
@@ -150,6 +161,8 @@ class ActorHistory:
                 self.applied = DedupWindow.carried(snapshot.applied, taken)
             if time.time() - taken < ports.settings.dedup_window:
                 ids_from = snapshot.window_from
+            if last == snapshot.position and not ids_from:
+                return  # the snapshot reaches the stream's head
         if not await self.catch_up(ids_from) and snapshot is not None:
             logger.warning("snapshot does not continue into the stream; replaying from the start")
             self.state, self.version, self.position, self.snapshot_version = aggregate.initial_state(), 0, 0, 0
@@ -157,7 +170,7 @@ class ActorHistory:
             await self.catch_up()
 
     async def _load_snapshot(self) -> Snapshot | None:
-        if self.fingerprint is None or self.ports.settings.snapshot_every <= 0:
+        if not self._snapshots():
             return None
         try:
             snapshot = await self.ports.snapshots.load(self.address)
@@ -175,6 +188,7 @@ class ActorHistory:
         the commits from that position on are read too, to learn their command ids.
         """
         events = self.ports.events
+        self.ports.stats.history_reads += 1
         if ids_from:
             commits = await events.read(self.address, start=ids_from)
             for commit in commits:

@@ -56,6 +56,9 @@ class Stats:
     activations: int = 0
     passivations: int = 0
     replayed_events: int = 0
+    history_reads: int = 0
+    """Reads of an aggregate's events from the store: to activate it (unless its snapshot reaches the
+    stream's head, or nothing is stored) and to catch up after someone else wrote."""
     snapshots_loaded: int = 0
     snapshots_written: int = 0
     migrations: int = 0

@@ -440,10 +440,12 @@ async def test_memory_is_bounded_by_max_actors(nc: NATS, namespace: str, client:
 
 
 async def test_snapshots_shorten_activation(nc: NATS, namespace: str, client: Client) -> None:
-    """With snapshots every 10 events, re-activation replays only the events after the snapshot."""
+    """With snapshots every 10 events, re-activation replays only the events after the snapshot; a new
+    aggregate, and one whose snapshot reaches the stream's head, activate without reading any events."""
     config = NodeConfig(actors=ActorConfig(idle_timeout=0.2, snapshot_every=10))
     async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
         await client.send(CreateItem(name="w"), aggregate_id="sku-7")
+        assert (node.stats.activations, node.stats.history_reads) == (1, 0)
         for _ in range(24):
             await client.send(CheckIn(count=1), aggregate_id="sku-7")
         await eventually(lambda: node.live_actors == 0, what="passivation")
@@ -454,6 +456,24 @@ async def test_snapshots_shorten_activation(nc: NATS, namespace: str, client: Cl
         assert result.version == 26
         assert node.stats.snapshots_loaded == 1
         assert node.stats.replayed_events == replayed  # passivation snapshotted version 25: nothing to replay
+        assert node.stats.history_reads == 0
+
+
+async def test_a_snapshot_of_a_history_that_is_gone_is_ignored(nc: NATS, namespace: str, client: Client) -> None:
+    """A snapshot of an aggregate whose stream holds nothing (its history was purged) is not adopted: the
+    aggregate starts afresh."""
+    config = NodeConfig(actors=ActorConfig(idle_timeout=0.2, snapshot_every=5))
+    async with Node({namespace: [inventory]}, nats=nc, config=config) as node:
+        await client.send(CreateItem(name="w"), aggregate_id="sku-real")
+        for _ in range(9):
+            await client.send(CheckIn(count=1), aggregate_id="sku-real")
+        await eventually(lambda: node.live_actors == 0, what="passivation")
+        snapshot = await node.snapshots.load(Address(namespace, "inventory", "InventoryItem", "sku-real"))
+        assert snapshot is not None
+        assert snapshot.version == 10
+        await node.snapshots.save(Address(namespace, "inventory", "InventoryItem", "sku-ghost"), snapshot)
+        assert (await client.send(CreateItem(name="g"), aggregate_id="sku-ghost")).version == 1
+        assert (await client.read("InventoryItem", "sku-ghost")).state.count == 0
 
 
 async def test_a_snapshot_of_another_state_shape_is_ignored(nc: NATS, namespace: str, client: Client) -> None:
