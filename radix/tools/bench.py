@@ -434,6 +434,7 @@ class _Bench:
                 times = list(node.stats.activation_seconds)
             results.append(_latency_result("activation, 10 events", [times], [base], at="p50", target="p50 ≤ 1 ms"))
 
+            results.append(await self._cold_first_command())
             results.append(await self._replay_one_event_commits(nc, namespace))
             long = Address(namespace, "inventory", "InventoryItem", "long")
             self.say(f"  writing a {self.sizes.long_history}-event aggregate")
@@ -479,6 +480,30 @@ class _Bench:
                 )
             )
         return results
+
+    async def _cold_first_command(self) -> Result:
+        """A new aggregate's first command, sent one after another (the node activates each: a lease
+        claimed, an empty history read), against a command to one of those aggregates once live. Both
+        go to a `radix node` in a process of its own, in rounds of fresh aggregates."""
+        cold: list[list[float]] = []
+        warm: list[list[float]] = []
+        async with self.node_process("cold", "--idle-timeout", "3600") as (node, nc):
+            client = Client(nc, inventory, namespace=node.namespace)
+            for run in range(self.sizes.runs):
+                ids = [f"r{run}-{i}" for i in range(self.sizes.activations)]
+                for sent, latencies in ((CreateItem(name="x"), cold), (CheckIn(count=1), warm)):
+                    latencies.append([])
+                    for aggregate_id in ids:
+                        t = time.perf_counter()
+                        await client.send(sent, aggregate_id=aggregate_id)
+                        latencies[-1].append(time.perf_counter() - t)
+        return _latency_result(
+            "a new aggregate's first command, sequential (baseline: a warm command)",
+            cold,
+            warm,
+            at="p50",
+            target="≥ 0.5 (≤ 2x a warm command)",
+        )
 
     async def _replay_one_event_commits(self, nc: NATS, namespace: str) -> Result:
         """A history of one-event commits read whole by the store (as an activation without a snapshot

@@ -32,6 +32,8 @@ async def test_quick_bench_reports_every_scenario() -> None:
         "latency at half the maximum rate, cores shared",
         "hot aggregate",
         "activation, 10 events",
+        "a new aggregate's first command, sequential",
+        "replay, 1000 one-event commits",
         "activation, 2000 events, no snapshot",
         "activation, 2000 events, snapshot",
         "failover after kill -9",
