@@ -13,6 +13,7 @@ import msgspec
 from radix import wire
 from radix.domain import EventData
 from radix.errors import CommitTooLargeError, CorruptCommitError, InvalidArgumentError
+from radix.transport.publish import encode_headers
 from radix.wire.names import Address, command_subject, event_subject
 
 __all__ = [
@@ -29,9 +30,9 @@ __all__ = [
 #: nats-server's default max_payload: the largest message, hence commit, it takes.
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
-#: Bytes the NATS protocol adds around headers (the `NATS/1.0` line and CRLFs), counted
-#: against max_payload together with the payload.
-_HEADER_OVERHEAD = 16
+#: The fence header's line at its longest (a sequence of 20 digits), counted in a commit's size before
+#: the fence is known.
+_FENCE_LINE = len(f"{wire.H_EXPECTED_LAST_SUBJECT_SEQ}: {2**64}\r\n")
 
 
 class Writer(msgspec.Struct, frozen=True):
@@ -95,12 +96,22 @@ class Cause(msgspec.Struct, frozen=True):
 
 
 class PreparedCommit(msgspec.Struct, frozen=True):
-    """A commit encoded for writing: its events, JSON body and headers."""
+    """A commit encoded for writing: its events, JSON body and headers (`headers`, encoded once as
+    `block`: the fence, known only when it is written, is added by `fenced`)."""
 
     events: tuple[wire.RecordedEvent, ...]
     payload: bytes
     headers: dict[str, str]
     writer: Writer | None
+    block: bytes = b""
+    """The NATS header block of `headers`, without its closing blank line."""
+
+    def fenced(self, fence: int) -> bytes:
+        """The header block to write the commit with, fenced at stream sequence `fence`."""
+        return b"%s%s: %d\r\n\r\n" % (self.block, _FENCE_NAME, fence)
+
+
+_FENCE_NAME = wire.H_EXPECTED_LAST_SUBJECT_SEQ.encode()
 
 
 def prepare_commit(
@@ -158,10 +169,11 @@ def prepare_commit(
     if writer is not None:
         headers[wire.H_NODE] = writer.node
         headers[wire.H_EPOCH] = str(writer.epoch)
-    size = len(payload) + _HEADER_OVERHEAD + sum(len(k.encode()) + len(v.encode()) + 4 for k, v in headers.items())
+    block = encode_headers(headers)[:-2]
+    size = len(payload) + len(block) + _FENCE_LINE + 2
     if size > max_payload:
         raise CommitTooLargeError(str(address), size=size, limit=max_payload)
-    return PreparedCommit(records, payload, headers, writer)
+    return PreparedCommit(records, payload, headers, writer, block)
 
 
 def _log_of(

@@ -21,7 +21,6 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api as js_api
 
-from radix import wire
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError, require
 from radix.store.commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
@@ -177,8 +176,7 @@ class JetStreamEventStore:
         fence = await self._fence(address, expected_version)
         if fence is None:
             return await self._refused(address, expected_version, command_id)
-        headers = dict(prepared.headers)
-        headers[wire.H_EXPECTED_LAST_SUBJECT_SEQ] = str(fence)
+        headers = prepared.fenced(fence)
         subject = event_subject(address)
         # The hot path: one request, awaited here. Its retries (while JetStream is unavailable, or another
         # write to the subject is in flight) are not: each await level is resumed on every reply.
@@ -228,7 +226,7 @@ class JetStreamEventStore:
             return last
         raise VersionConflictError(str(address), expected=expected_version, actual=last.version if last else 0)
 
-    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> _PubAck:
+    async def _publish(self, subject: str, payload: bytes, headers: bytes) -> _PubAck:
         # Retrying is safe: the append is fenced and deduplicated, so a publish that
         # timed out but landed is refused (or deduplicated) when sent again.
         async def attempt() -> _PubAck:

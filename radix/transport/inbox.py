@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import nats.errors
@@ -50,10 +50,10 @@ class Inbox:
         return inbox
 
     async def request(
-        self, subject: str, payload: bytes, *, timeout: float, headers: dict[str, str] | None = None
+        self, subject: str, payload: bytes, *, timeout: float, headers: Mapping[str, str] | bytes | None = None
     ) -> Msg:
         """Publish a request and return its reply; raises nats-py's `TimeoutError` and `NoRespondersError`
-        as `Client.request` does."""
+        as `Client.request` does. `headers` as `publish` takes them: a mapping, or an encoded block."""
         await self.listen()
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Msg] = loop.create_future()

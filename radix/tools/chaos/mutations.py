@@ -20,21 +20,23 @@ from radix.runtime.history import ActorHistory
 from radix.runtime.leases import NodeLeases
 from radix.runtime.membership import Membership
 from radix.runtime.ports import LeaseHolder
-from radix.store.commit import Commit, prepare_commit
+from radix.store.commit import Commit, PreparedCommit, prepare_commit
 from radix.store.jetstream import JetStreamEventStore
 from radix.store.placement import KVPlacement
+from radix.transport.publish import encode_headers
 from radix.wire.names import Address
 
 __all__ = ["PATCHES", "mutate"]
 
 
 def _publish_without(*dropped: str) -> None:
-    original = JetStreamEventStore._publish
+    """Every commit written without the headers `dropped` (the fence among them, or not)."""
 
-    async def publish(self: JetStreamEventStore, subject: str, payload: bytes, headers: dict[str, str]) -> Any:
-        return await original(self, subject, payload, {k: v for k, v in headers.items() if k not in dropped})
+    def fenced(self: PreparedCommit, fence: int) -> bytes:
+        headers = {**self.headers, wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(fence)}
+        return encode_headers({k: v for k, v in headers.items() if k not in dropped})
 
-    JetStreamEventStore._publish = publish  # type: ignore[method-assign]  # the mutation replaces it on purpose
+    PreparedCommit.fenced = fenced  # type: ignore[method-assign]  # the mutation replaces it on purpose
 
 
 def _skip_fence() -> None:
