@@ -45,6 +45,7 @@ _COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `radix` command line; returns the exit status."""
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: `radix node --processes` passes it on
     module, name = _COMMANDS[args.command]
     try:
         run = getattr(importlib.import_module(f"radix.cli.{module}"), name)

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 
 from radix.cli.common import URL_FILE, given_servers, load_context, options
 from radix.cli.server import DATA_DIR, serving_here
+from radix.errors import RadixError
 from radix.observability.logs import logger
 from radix.runtime import ActorConfig, MetricsConfig, Node, NodeConfig, NodeState, PlacementConfig, tune_gc
 from radix.runtime.config import ProcessingConfig
@@ -38,8 +40,12 @@ def config_of(args: argparse.Namespace) -> NodeConfig:
 async def run(args: argparse.Namespace) -> int:
     contexts = [load_context(spec) for spec in args.context]
     config = config_of(args)
+    if args.processes < 1:
+        raise RadixError(f"--processes must be 1 or more, not {args.processes}")
     async with contextlib.AsyncExitStack() as stack:
         urls = given_servers(args) or await _embedded(stack)
+        if args.processes > 1:
+            return await _several(args, urls, config.node_id)
         node = Node(dict.fromkeys(args.namespace, contexts), nats=options(args, urls), config=config)
         loop = asyncio.get_running_loop()
         signals = 0
@@ -65,6 +71,90 @@ async def run(args: argparse.Namespace) -> int:
         print(f"radix: node {node.node_id} stopped: {node.failure}; start it again", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+async def _several(args: argparse.Namespace, urls: list[str], node_id: str) -> int:
+    """`--processes N`: N `radix node` processes with these arguments, as one unit.
+
+    A CPython process runs Radix on one core; N of them use N. They are N nodes of the cluster
+    (`{id}-1` .. `{id}-N`), in one queue group, each holding its own aggregates, exactly as if they had
+    been started one by one. This process starts them and ends when all have ended (0 if every one
+    ended well). A first SIGTERM or SIGINT drains them one after another, the last first: drained at
+    once, each would hand aggregates to a sibling that is itself stopping. A second signal stops those
+    left at once. A process that exits while the unit is not stopping is started again a second later
+    if it had run for `_SETTLED` seconds; else the unit stops (a process that cannot start would fail
+    again).
+    """
+    children: dict[int, asyncio.subprocess.Process] = {}
+    stopping = False
+    draining: asyncio.Task[None] | None = None
+    loop = asyncio.get_running_loop()
+
+    async def drain() -> None:
+        for k in sorted(children, reverse=True):
+            if children[k].returncode is None:
+                children[k].send_signal(signal.SIGTERM)
+                await children[k].wait()
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal stopping, draining
+        stopping = True
+        if draining is None:
+            draining = loop.create_task(drain())
+            return
+        for child in children.values():
+            if child.returncode is None:
+                child.send_signal(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    async def keep(k: int) -> int:
+        argv = child_argv(args.argv, node_id=f"{node_id}-{k}", urls=urls, metrics_port=args.metrics_port, k=k)
+        while True:
+            started = time.monotonic()
+            children[k] = await asyncio.create_subprocess_exec(sys.executable, "-m", "radix", *argv)
+            code = await children[k].wait()
+            if stopping:
+                return code
+            if time.monotonic() - started < _SETTLED:
+                logger.error("node process exited as it started: stopping the others", node=f"{node_id}-{k}")
+                on_signal(signal.SIGTERM)
+                return code or 1
+            logger.warning("node process exited: starting it again", node=f"{node_id}-{k}", code=code)
+            await asyncio.sleep(1.0)
+
+    print(
+        f"radix: running {args.processes} node processes ({node_id}-1 .. {node_id}-{args.processes})",
+        file=sys.stderr,
+        flush=True,
+    )
+    codes = await asyncio.gather(*(keep(k) for k in range(1, args.processes + 1)))
+    if draining is not None:
+        await draining
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+#: Seconds a process of `--processes` must have run to be started again when it exits.
+_SETTLED = 10.0
+
+
+def child_argv(argv: list[str], *, node_id: str, urls: list[str], metrics_port: int | None, k: int) -> list[str]:
+    """The arguments of one process of `radix node --processes N`: these, for one node, on `urls`."""
+    dropped = {"--processes", "--node-id", "--nats", "--metrics-port"}
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in dropped:
+            skip = True
+        elif not any(arg.startswith(f"{flag}=") for flag in dropped):
+            out.append(arg)
+    out += ["--node-id", node_id, "--nats", ",".join(urls)]
+    if metrics_port is not None:
+        out += ["--metrics-port", str(metrics_port + k - 1)]
+    return out
 
 
 async def _embedded(stack: contextlib.AsyncExitStack) -> list[str]:

@@ -77,6 +77,13 @@ def parser() -> argparse.ArgumentParser:
         "--context", action="append", required=True, help="bounded context as module.path[:attribute] (repeatable)"
     )
     node.add_argument("--node-id", help="this node's id (default: random)")
+    node.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N node processes as one unit, one per core (ids ID-1 .. ID-N; default 1)",
+    )
     configured(node, "--liveness-ttl", PlacementConfig, "seconds before a silent node is presumed dead")
     configured(node, "--idle-timeout", ActorConfig, "seconds before an idle aggregate passivates")
     configured(node, "--max-actors", ActorConfig, "live aggregates past which the least recently used passivate")
