@@ -85,51 +85,62 @@ async def _several(args: argparse.Namespace, urls: list[str], node_id: str) -> i
     if it had run for `_SETTLED` seconds; else the unit stops (a process that cannot start would fail
     again).
     """
+    count = args.processes
     children: dict[int, asyncio.subprocess.Process] = {}
-    stopping = False
+    signalled = dict.fromkeys(range(1, count + 1), 0)  # signals sent to each process since it started
+    stopping = False  # a first signal: drain
+    at_once = False  # a second: stop
     draining: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
 
-    async def drain() -> None:
-        for k in sorted(children, reverse=True):
-            if children[k].returncode is None:
-                children[k].send_signal(signal.SIGTERM)
-                await children[k].wait()
+    def tell(k: int, times: int = 1) -> None:
+        child = children.get(k)
+        while child is not None and child.returncode is None and signalled[k] < times:
+            child.send_signal(signal.SIGTERM)  # a node drains on its first signal, stops on its second
+            signalled[k] += 1
 
-    def on_signal(sig: signal.Signals) -> None:
-        nonlocal stopping, draining
-        stopping = True
-        if draining is None:
+    async def drain() -> None:
+        for k in range(count, 0, -1):
+            tell(k)
+            if (child := children.get(k)) is not None:
+                await child.wait()
+
+    def on_signal() -> None:
+        nonlocal stopping, at_once, draining
+        if not stopping:
+            stopping = True
             draining = loop.create_task(drain())
             return
-        for child in children.values():
-            if child.returncode is None:
-                child.send_signal(sig)
+        at_once = True
+        for k in children:
+            tell(k, 2)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
+        loop.add_signal_handler(sig, on_signal)
 
     async def keep(k: int) -> int:
         argv = child_argv(args.argv, node_id=f"{node_id}-{k}", urls=urls, metrics_port=args.metrics_port, k=k)
-        while True:
+        code = 0
+        while not stopping:
             started = time.monotonic()
-            children[k] = await asyncio.create_subprocess_exec(sys.executable, "-m", "radix", *argv)
-            code = await children[k].wait()
+            # A session of its own: a terminal's Ctrl-C reaches this process alone, which drains in order.
+            child = await asyncio.create_subprocess_exec(sys.executable, "-m", "radix", *argv, start_new_session=True)
+            children[k], signalled[k] = child, 0
+            if stopping:  # a signal came while it was starting
+                tell(k, 2 if at_once else 1)
+            code = await child.wait()
             if stopping:
                 return code
             if time.monotonic() - started < _SETTLED:
                 logger.error("node process exited as it started: stopping the others", node=f"{node_id}-{k}")
-                on_signal(signal.SIGTERM)
+                on_signal()
                 return code or 1
             logger.warning("node process exited: starting it again", node=f"{node_id}-{k}", code=code)
             await asyncio.sleep(1.0)
+        return code
 
-    print(
-        f"radix: running {args.processes} node processes ({node_id}-1 .. {node_id}-{args.processes})",
-        file=sys.stderr,
-        flush=True,
-    )
-    codes = await asyncio.gather(*(keep(k) for k in range(1, args.processes + 1)))
+    print(f"radix: running {count} node processes ({node_id}-1 .. {node_id}-{count})", file=sys.stderr, flush=True)
+    codes = await asyncio.gather(*(keep(k) for k in range(1, count + 1)))
     if draining is not None:
         await draining
     return 0 if all(code == 0 for code in codes) else 1
@@ -151,9 +162,9 @@ def child_argv(argv: list[str], *, node_id: str, urls: list[str], metrics_port: 
             skip = True
         elif not any(arg.startswith(f"{flag}=") for flag in dropped):
             out.append(arg)
-    out += ["--node-id", node_id, "--nats", ",".join(urls)]
+    out += ["--processes", "1", "--node-id", node_id, "--nats", ",".join(urls)]  # 1: whatever argparse took
     if metrics_port is not None:
-        out += ["--metrics-port", str(metrics_port + k - 1)]
+        out += ["--metrics-port", str(metrics_port + k - 1 if metrics_port else 0)]  # 0: any free port
     return out
 
 

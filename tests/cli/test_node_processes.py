@@ -24,6 +24,8 @@ def test_each_process_gets_the_arguments_of_one_node() -> None:
         "node",
         "--namespace",
         "a",
+        "--processes",
+        "1",
         "--node-id",
         "u-2",
         "--nats",
@@ -31,6 +33,9 @@ def test_each_process_gets_the_arguments_of_one_node() -> None:
         "--metrics-port",
         "9101",
     ]
+    assert child_argv(["node", "--proc", "3", "--metrics-port=0"], node_id="u-1", urls=["u"], metrics_port=0, k=1)[
+        -2:
+    ] == ["--metrics-port", "0"]  # any free port, for each
 
 
 async def test_processes_serve_as_nodes_of_the_cluster_and_drain_together(
