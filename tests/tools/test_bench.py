@@ -22,7 +22,25 @@ async def test_quick_bench_reports_every_scenario() -> None:
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
     )
-    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    said: list[bytes] = []  # its progress, kept line by line so that a bench that hangs says where
+
+    async def listen(stderr: asyncio.StreamReader) -> None:
+        async for line in stderr:
+            said.append(line)
+
+    listening = asyncio.create_task(listen(process.stderr))
+    try:
+        out = await asyncio.wait_for(process.stdout.read(), 300)
+        await asyncio.wait_for(process.wait(), 30)
+        await listening
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        listening.cancel()
+        raise AssertionError("the quick bench did not end within 300 s; it said:\n" + b"".join(said).decode()) from None
+    err = b"".join(said)
     assert process.returncode == 0, err.decode()
     results = json.loads(out)
     names = [r["scenario"] for r in results]
