@@ -115,15 +115,7 @@ def decide(
             refused = f"the events decided could not be applied, and nothing was written: {what}"
             replies.append(error(command_id, refused))
             continue
-        cause = Cause(
-            command_id,
-            envelope.correlation_id,
-            envelope.issuer,
-            digest,
-            envelope.type_name,
-            expected,
-            envelope.headers.get(wire.H_CAUSATION_ID),
-        )
+        cause = Cause(command_id, envelope.correlation_id, envelope.issuer, digest)
         for offset, event in enumerate(encoded, start=1):
             pending.append(
                 wire.RecordedEvent(

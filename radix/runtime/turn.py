@@ -19,6 +19,7 @@ from radix import wire
 from radix.errors import CommitTooLargeError, RadixError, StoreError, UnreadableEventError, VersionConflictError
 from radix.observability.logs import logger, on_command
 from radix.runtime import algorithm
+from radix.runtime.answers import entry_of
 from radix.runtime.dedup import command_digest
 from radix.runtime.mailbox import Envelope
 from radix.store.commit import Writer
@@ -176,6 +177,7 @@ async def _handle(actor: AggregateActor, batch: list[Envelope]) -> list[wire.Rep
                 issuer=first.issuer,
                 causes=decision.causes,
                 writer=writer,
+                log=_logged(todo, decision, ports.node_id),
             )
         except VersionConflictError:
             # Someone else appended: never retry on the old state. Reload, and step down if the lease
@@ -211,6 +213,18 @@ async def _handle(actor: AggregateActor, batch: list[Envelope]) -> list[wire.Rep
     attempts = ports.settings.retries + 1
     gave_up = f"gave up after {attempts} version conflicts: the aggregate is being written elsewhere; retry"
     return algorithm.in_order(batch, todo, [algorithm.error(env.command_id, gave_up) for env in todo], settled)
+
+
+def _logged(batch: Sequence[Envelope], decision: algorithm.Decision, node: str) -> list[wire.LogEntry]:
+    """The log entries the commit carries: one per command of `batch` it holds events of (a command sent
+    twice in the batch is answered again as a duplicate, and logged as one by `answers.Replies`)."""
+    caused = {cause.command_id for cause in decision.causes}
+    entries = []
+    for envelope, reply in zip(batch, decision.replies, strict=True):
+        if reply.command_id in caused:
+            caused.discard(reply.command_id)
+            entries.append(entry_of(envelope, reply, node=node, duplicate=False))
+    return entries
 
 
 async def _reload_and_settle(

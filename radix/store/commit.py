@@ -14,7 +14,7 @@ from radix import wire
 from radix.domain import EventData
 from radix.errors import CommitTooLargeError, CorruptCommitError, InvalidArgumentError
 from radix.transport.publish import encode_headers
-from radix.wire.names import Address, command_subject, event_subject
+from radix.wire.names import Address, event_subject
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
@@ -79,20 +79,12 @@ class Commit(msgspec.Struct, frozen=True):
 
 
 class Cause(msgspec.Struct, frozen=True):
-    """The command that caused an event: its id, correlation id, issuer and payload's digest.
-
-    A command the runtime decided also names its `type`: the commit then carries the command's
-    log entry (`wire.CommitBody.log`), with its `expected_version` and `causation_id`, so that an
-    accepted command is logged by its commit alone.
-    """
+    """The command that caused an event: its id, correlation id, issuer and payload's digest."""
 
     command_id: str
     correlation_id: str | None = None
     issuer: str | None = None
     digest: str | None = None
-    type: str | None = None
-    expected_version: int | None = None
-    causation_id: str | None = None
 
 
 class PreparedCommit(msgspec.Struct, frozen=True):
@@ -103,7 +95,7 @@ class PreparedCommit(msgspec.Struct, frozen=True):
     payload: bytes
     headers: dict[str, str]
     writer: Writer | None
-    block: bytes = b""
+    block: bytes
     """The NATS header block of `headers`, without its closing blank line."""
 
     def fenced(self, fence: int) -> bytes:
@@ -125,8 +117,10 @@ def prepare_commit(
     max_payload: int,
     causes: Sequence[Cause] | None = None,
     writer: Writer | None = None,
+    log: Sequence[wire.LogEntry] = (),
 ) -> PreparedCommit:
-    """Encode a commit and check it fits in one message; nothing is written here."""
+    """Encode a commit and check it fits in one message; nothing is written here. `log`: the command-log
+    entries of the commands it accepts, stored in its body (`wire.CommitBody.log`)."""
     if not events:
         raise InvalidArgumentError("a commit holds at least one event")
     if expected_version < 0:
@@ -150,8 +144,11 @@ def prepare_commit(
         )
         for i, (e, c) in enumerate(zip(events, causes, strict=True), start=1)
     )
-    log = _log_of(address, records, causes, writer)
-    body = wire.CommitBody(events=list(records)) if log is None else wire.CommitBody(events=list(records), log=log)
+    body = (
+        wire.CommitBody(events=list(records), log=msgspec.Raw(wire.log_list_encoder.encode(log)))
+        if log
+        else wire.CommitBody(events=list(records))
+    )
     payload = wire.commit_encoder.encode(body)
     headers = {
         wire.H_COMMAND_ID: command_id,
@@ -174,37 +171,6 @@ def prepare_commit(
     if size > max_payload:
         raise CommitTooLargeError(str(address), size=size, limit=max_payload)
     return PreparedCommit(records, payload, headers, writer, block)
-
-
-def _log_of(
-    address: Address, records: Sequence[wire.RecordedEvent], causes: Sequence[Cause], writer: Writer | None
-) -> msgspec.Raw | None:
-    """The log entries of the commands (the causes that name a type) whose events `records` are."""
-    entries: list[wire.LogEntry] = []
-    at = subject = ""
-    last = len(records) - 1
-    for i, (record, cause) in enumerate(zip(records, causes, strict=True)):
-        if cause.type is None or (i < last and causes[i + 1].command_id == cause.command_id):
-            continue  # not a command's, or not its last event
-        if not at:
-            at, subject = wire.timestamp(), command_subject(address)
-        entries.append(
-            wire.LogEntry(
-                command_id=cause.command_id,
-                type=cause.type,
-                status=wire.ACCEPTED,
-                reason=None,
-                issuer=cause.issuer,
-                correlation_id=cause.correlation_id,
-                expected_version=cause.expected_version,
-                version=record.version,
-                node=writer.node if writer is not None else "",
-                at=at,
-                aggregate=subject,
-                causation_id=cause.causation_id,
-            )
-        )
-    return msgspec.Raw(wire.log_list_encoder.encode(entries)) if entries else None
 
 
 def writer_of(headers: dict[str, str] | None) -> Writer | None:

@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api as js_api
 
+from radix import wire
 from radix.domain import EventData
 from radix.errors import StoreError, StoreUnavailableError, VersionConflictError, require
 from radix.store.commit import Cause, Commit, Writer, decode_commit, prepare_commit, writer_of
@@ -160,6 +161,7 @@ class JetStreamEventStore:
         issuer: str | None = None,
         causes: Sequence[Cause] | None = None,
         writer: Writer | None = None,
+        log: Sequence[wire.LogEntry] = (),
     ) -> Commit:
         prepared = prepare_commit(
             address,
@@ -171,6 +173,7 @@ class JetStreamEventStore:
             max_payload=self._nc.max_payload,
             causes=causes,
             writer=writer,
+            log=log,
         )
         await self.ensure_stream(address.namespace, address.context)
         fence = await self._fence(address, expected_version)

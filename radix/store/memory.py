@@ -56,6 +56,7 @@ class InMemoryEventStore:
         issuer: str | None = None,
         causes: Sequence[Cause] | None = None,
         writer: Writer | None = None,
+        log: Sequence[wire.LogEntry] = (),
     ) -> Commit:
         await asyncio.sleep(0)  # yield as a round trip would, so concurrent callers interleave
         prepared = prepare_commit(
@@ -68,6 +69,7 @@ class InMemoryEventStore:
             max_payload=self.max_payload,
             causes=causes,
             writer=writer,
+            log=log,
         )
         commits = self._commits[address]
         last = commits[-1] if commits else None

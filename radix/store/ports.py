@@ -57,6 +57,7 @@ class EventStore(Protocol):
         issuer: str | None = None,
         causes: Sequence[Cause] | None = None,
         writer: Writer | None = None,
+        log: Sequence[wire.LogEntry] = (),
     ) -> Commit:
         """Append one command's events atomically if the aggregate is at `expected_version`.
 
@@ -65,7 +66,8 @@ class EventStore(Protocol):
         `causes`, one per event, lets one commit hold several commands' events (group
         commit); the first must be `command_id`, which keys the commit for idempotence.
         `writer` (the node and its lease epoch) is stored with the commit, so a history
-        shows who wrote each commit under which lease.
+        shows who wrote each commit under which lease. `log` holds the command-log entries
+        of the commands the commit accepts, stored in its body.
         """
         ...
 
