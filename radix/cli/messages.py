@@ -158,19 +158,24 @@ def _line(item: dict[str, Any]) -> str:
 def watched(pattern: str) -> list[str]:
     """The subjects `radix tail PATTERN` listens on: the pattern, and where it names the command log, the
     events subjects beside it, whose commits log the commands they accepted (docs/protocol.md)."""
-    tokens = pattern.split(".")
-    if len(tokens) > 3 and tokens[3] == LOG:
-        return [pattern, ".".join([*tokens[:3], EVENTS, *tokens[4:]])]
-    return [pattern]
+    return [pattern, _of_kind(pattern, EVENTS)] if _kind(pattern) == LOG else [pattern]
 
 
 def _filed_on(subject: str, item: dict[str, Any]) -> str:
     """The subject an item of a message on `subject` is filed on: a commit's log entry on the log's."""
-    parsed = parse_stored_subject(subject)
-    if item["kind"] == "command" and parsed is not None and parsed[2] == EVENTS:
-        tokens = subject.split(".")
-        return ".".join([*tokens[:3], LOG, *tokens[4:]])
-    return subject
+    return _of_kind(subject, LOG) if item["kind"] == "command" and _kind(subject) == EVENTS else subject
+
+
+def _kind(subject: str) -> str | None:
+    """The kind token (`evt`, `cmd`, `log`) of a Radix subject or pattern, `radix.{ns}.{ctx}.{kind}.…`."""
+    tokens = subject.split(".")
+    return tokens[3] if len(tokens) > 3 else None
+
+
+def _of_kind(subject: str, kind: str) -> str:
+    """`subject` with its kind token replaced by `kind`."""
+    tokens = subject.split(".")
+    return ".".join([*tokens[:3], kind, *tokens[4:]])
 
 
 async def tail(args: argparse.Namespace) -> int:
