@@ -44,6 +44,8 @@ from radix.transport.inbox import Inbox
 from radix.wire.names import Address, command_subject, query_subject, validate_namespace
 
 __all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "MAX_ATTEMPT_TIMEOUT",
     "SUBJECTS_KEPT",
     "Accepted",
     "AggregateState",
@@ -58,6 +60,13 @@ __all__ = [
 
 #: How many aggregates' validated command subjects a client keeps.
 SUBJECTS_KEPT = 4096
+
+#: Seconds a command's first attempt waits for its reply before it is sent again: a request that reached
+#: a node just before the node was killed is lost, and nothing but time tells its sender.
+DEFAULT_ATTEMPT_TIMEOUT = 0.5
+
+#: The longest a later attempt waits (each waits twice the one before).
+MAX_ATTEMPT_TIMEOUT = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +136,26 @@ async def request(
     timed_out: Exception,
 ) -> Msg:
     """Send a request and return its reply, sending it again on time-outs and "no responders" until
-    `timeout`; then raise `timed_out`. Only for requests that are safe to send again."""
+    `timeout`; then raise `timed_out`. Only for requests that are safe to send again.
+
+    The first attempt waits `attempt_timeout`, each later one twice the one before (up to
+    `MAX_ATTEMPT_TIMEOUT`): a request lost with a node that was killed is sent again soon, and one
+    that is merely slow (a cluster under load) is not sent again and again."""
     deadline = time.monotonic() + timeout
     delay = 0.05
+    attempt = attempt_timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise timed_out
         try:
-            return await Inbox.of(nc).request(
-                subject, payload, timeout=min(attempt_timeout, remaining), headers=headers
-            )
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, 1.0)
+            return await Inbox.of(nc).request(subject, payload, timeout=min(attempt, remaining), headers=headers)
+        except nats.errors.TimeoutError:
+            attempt = min(attempt * 2, max(MAX_ATTEMPT_TIMEOUT, attempt_timeout))
+        except nats.errors.NoRespondersError:
+            pass
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 1.0)
 
 
 async def request_command(
@@ -170,7 +185,12 @@ class Client:
     """
 
     def __init__(
-        self, nats: NATS | ConnectOptions, context: BoundedContext, *, namespace: str, attempt_timeout: float = 2.0
+        self,
+        nats: NATS | ConnectOptions,
+        context: BoundedContext,
+        *,
+        namespace: str,
+        attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT,
     ) -> None:
         self._options = nats if isinstance(nats, ConnectOptions) else None
         self._nc_given = None if isinstance(nats, ConnectOptions) else nats
