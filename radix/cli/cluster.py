@@ -17,14 +17,13 @@ from radix.cli.common import connected, left, namespaces, print_json
 from radix.errors import RadixError
 from radix.observability.logs import logged
 from radix.store.kv import KVBucket
+from radix.store.placement import owner_of
 from radix.wire.names import (
     DRAIN,
     MIGRATE,
     STATUS,
     Address,
     default_placement_key,
-    lease_key,
-    leases_bucket,
     node_subject,
     nodes_bucket,
     validate_namespace,
@@ -94,6 +93,9 @@ async def status(args: argparse.Namespace) -> int:
                 f"  {row['node']:<20} {row['state']:<9} {row['live_actors']:>6} live aggregates  "
                 f"{row['rate']:>8.1f} commands/s  ({commands})"
             )
+            shards = row.get("shards", {})
+            if shards:
+                print("    shards: " + ", ".join(f"{label} {count}" for label, count in sorted(shards.items())))
             for p in row.get("processors", []):
                 print(
                     f"    {p['kind']} {p['context']}/{p['name']} partition {p['partition']}: at {p['position']}, "
@@ -114,18 +116,17 @@ async def migrate(args: argparse.Namespace) -> int:
     placement_key = args.lease_key or default_placement_key(address.aggregate_type, address.aggregate_id)
     deadline = time.monotonic() + args.timeout
     async with connected(args) as nc:
-        entry = await KVBucket(nc, leases_bucket(address.namespace)).get(lease_key(address.context, placement_key))
-        if entry.value is None:
-            print(f"{address} is not live on any node; it is placed where its next command arrives")
+        shard, owner = await owner_of(nc, address.namespace, address.context, placement_key)
+        if owner is None:
+            print(f"{address} is in a shard no node holds; it is placed where its next command arrives")
             return 1
-        owner = wire.lease_decoder.decode(entry.value).node
         request = wire.MigrateRequest(address.context, address.aggregate_type, address.aggregate_id, args.to)
         body = wire.control_encoder.encode(request)
         try:
             result = await _ask(nc, address.namespace, owner, MIGRATE, body, timeout=left(deadline))
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
             raise RadixError(f"{owner}, the owner of {address}, did not answer within {args.timeout:g}s") from None
-    print_json({"from": owner, **result})
+    print_json({"from": owner, "shard": shard, **result})
     return 0 if result.get("ok") else 1
 
 

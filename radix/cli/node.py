@@ -28,7 +28,9 @@ def config_of(args: argparse.Namespace) -> NodeConfig:
         actors=ActorConfig(
             idle_timeout=args.idle_timeout, max_actors=args.max_actors, snapshot_every=args.snapshot_every
         ),
-        placement=PlacementConfig(liveness_ttl=args.liveness_ttl, rebalance_interval=args.rebalance_interval),
+        placement=PlacementConfig(
+            liveness_ttl=args.liveness_ttl, rebalance_interval=args.rebalance_interval, shards=args.shards
+        ),
         store=StoreConfig(replicas=args.replicas),
         metrics=MetricsConfig(port=args.metrics_port, host=args.metrics_host),
         processing=ProcessingConfig(partitions=args.partitions),

@@ -89,6 +89,12 @@ def parser() -> argparse.ArgumentParser:
     configured(node, "--max-actors", ActorConfig, "live aggregates past which the least recently used passivate")
     configured(node, "--snapshot-every", ActorConfig, "events between snapshots, 0: none")
     configured(node, "--rebalance-interval", PlacementConfig, "seconds between rebalancing checks")
+    node.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="shards per context (default: as recorded by the first node, else 1024; docs/placement.md)",
+    )
     configured(node, "--replicas", StoreConfig, "replicas of streams and buckets", choices=(1, 3, 5))
     configured(node, "--partitions", ProcessingConfig, "partitions of each context's feed (reactions, projections)")
     node.add_argument(

@@ -21,7 +21,7 @@ from radix.errors import LeaseHeldError, UnreadableEventError
 from radix.observability.logs import in_actor, logger
 from radix.runtime import turn
 from radix.runtime.history import ActorHistory
-from radix.runtime.mailbox import READ, STOP, Envelope, Item, Mailbox, Move, Passivate
+from radix.runtime.mailbox import READ, STOP, Envelope, Item, Mailbox, Move, Passivate, Prepare
 from radix.runtime.ports import ActorPorts
 from radix.wire.names import Address
 
@@ -29,23 +29,24 @@ __all__ = ["AggregateActor", "Ending"]
 
 
 class Ending(enum.Enum):
-    """How an actor ended, which says what becomes of its lease and of what it had queued."""
+    """How an actor ended, which says what becomes of its shard's lease and of what it had queued."""
 
     IDLE = "idle"
-    """Passivated after `idle_timeout`: the lease is released."""
+    """Passivated after `idle_timeout`: the shard's lease stays with the node."""
     STOPPED = "stopped"
-    """Asked to stop (shutdown, memory limit): the lease is released."""
+    """Asked to stop (shutdown, memory limit): the shard's lease stays (a stopping node releases its shards
+    once every actor has ended)."""
     FAILED = "failed"
     """It could not be loaded, or its history holds events this code cannot read: queued commands were
-    answered `error`; the lease is released (a node whose code reads them may take it)."""
+    answered `error`; the shard's lease stays."""
     UNLEASED = "unleased"
     """Its lease could not be settled: queued commands were answered `error`; no lease was taken."""
     MOVED = "moved"
-    """Handed over to `hand_to`: what queued is forwarded there."""
+    """Its shard was handed over to `hand_to`: what queued is forwarded there."""
     LOST = "lost"
-    """Another node took the lease (its append was fenced): what queued goes to `hand_to`, else routed afresh."""
+    """Another node took the shard (its append was fenced): what queued goes to `hand_to`, else routed afresh."""
     ELSEWHERE = "elsewhere"
-    """Another live node held the lease at activation: what queued is forwarded to `hand_to`."""
+    """Another live node held the shard at activation: what queued is forwarded to `hand_to`."""
     REVOKED = "revoked"
     """Its node lost liveness: nothing more is written; what queued is routed afresh."""
 
@@ -135,6 +136,8 @@ class AggregateActor:
             item = self.mailbox.get_nowait()
             if isinstance(item, Envelope):
                 leftovers.append(item)
+            elif isinstance(item, Prepare):
+                item.done()  # nothing to prepare any more: whoever waits goes on
         return leftovers
 
     # -- starting --------------------------------------------------------------------------
@@ -219,6 +222,10 @@ class AggregateActor:
             if isinstance(item, Move):
                 if await self._move(item):
                     return True
+                continue
+            if isinstance(item, Prepare):
+                await self.history.snapshot_if_moved()  # while serving: the move's own snapshot is then cheap
+                item.done()
                 continue
             # A read, or a batch of commands: one turn (here, not in a method of its own: every await
             # level is resumed on each reply the turn waits for).

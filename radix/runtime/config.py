@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Final
 
 from radix.errors import require
 from radix.store.jetstream import StoreConfig
 from radix.wire.names import validate_node_id
 
+#: Shards per (namespace, context) unless configured or recorded otherwise: enough to spread over a
+#: hundred nodes evenly, few enough that every node caches the whole table (docs/placement.md).
+DEFAULT_SHARDS: Final = 1024
+MAX_SHARDS: Final = 65536
+
 __all__ = [
+    "DEFAULT_SHARDS",
+    "MAX_SHARDS",
     "ActorConfig",
     "CommandLogConfig",
     "IntakeConfig",
@@ -83,11 +91,19 @@ class PlacementConfig:
     rebalance_interval: float = 2.0
     """Seconds between rebalancing checks."""
     rebalance_threshold: float = 0.2
-    """How far above the average share a node moves aggregates away."""
+    """How many more shards the most loaded node may hold than the least before shards move, as a share of
+    the average (at least one shard: `allocation.rebalance_plan`)."""
     rebalance_batch: int = 32
-    """Aggregates moved per rebalancing check at most (0: no rebalancing)."""
+    """Shards moved per rebalancing check at most (0: no rebalancing)."""
     handoff_concurrency: int = 16
-    """Aggregates handed over (or stopped) at once in a drain or a shutdown."""
+    """Shards handed over (or stopped) at once in a drain or a shutdown."""
+    shards: int | None = None
+    """Shards per (namespace, context): None takes the count recorded in the leases bucket, or
+    `DEFAULT_SHARDS` where none is; a count that differs from the recorded one refuses to start
+    (docs/placement.md, "Changing the shard count")."""
+    suspect_delay: float = 0.1
+    """Seconds between two probes of a node's inbox that both found nobody listening, after which the node
+    is presumed dead without waiting out its liveness TTL."""
 
     def __post_init__(self) -> None:
         require(
@@ -96,9 +112,15 @@ class PlacementConfig:
             self.liveness_ttl,
             "must be whole seconds, at least 1 (JetStream's per-key TTL granularity)",
         )
-        _positive(self, "max_hops", "forward_timeout", "rebalance_interval")
+        _positive(self, "max_hops", "forward_timeout", "rebalance_interval", "suspect_delay")
         _at_least(self, 0, "rebalance_threshold", "rebalance_batch")
         _at_least(self, 1, "handoff_concurrency")
+        require(
+            self.shards is None or (isinstance(self.shards, int) and 1 <= self.shards <= MAX_SHARDS),
+            "PlacementConfig.shards",
+            self.shards,
+            f"must be None (as recorded) or a whole number from 1 to {MAX_SHARDS}",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

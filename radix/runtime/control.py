@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from radix import wire
 from radix.errors import InvalidNameError
-from radix.wire.names import DRAIN, FORWARD, MIGRATE, STATUS, Address, node_verb
+from radix.wire.names import DRAIN, FORWARD, MIGRATE, PING, STATUS, Address, node_verb
 
 __all__ = ["Control"]
 
@@ -53,6 +53,8 @@ class Control:
             hops = headers.pop(wire.H_HOPS, "1")
             await self._take(subject, msg.data, headers, reply_to, wire.whole_number(hops) or 1)
             answer = wire.FORWARD_TAKEN
+        elif verb == PING:
+            answer = b""  # any answer says the node is connected: see `KVPlacement.presume_dead`
         elif verb == STATUS:
             answer = wire.control_encoder.encode(self._status())
         elif verb == MIGRATE:

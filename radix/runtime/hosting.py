@@ -1,26 +1,29 @@
 """The bounded contexts a node hosts, by namespace: the one place that maps an address to its codec,
-its state's fingerprint and its lease key."""
+its state's fingerprint, its shard and its shard's lease key."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from radix.domain import AggregateCodec, BoundedContext
 from radix.errors import ConfigError
+from radix.runtime.config import DEFAULT_SHARDS
 from radix.runtime.history import state_fingerprint
-from radix.wire.names import Address, lease_key, validate_namespace
+from radix.wire.names import Address, lease_key, shard_of, validate_namespace
 
 __all__ = ["Hosted", "Hosting"]
 
 
 @dataclass(frozen=True)
 class Hosted:
-    """One context hosted in one namespace, with its aggregate types' state fingerprints."""
+    """One context hosted in one namespace, with its aggregate types' state fingerprints and its shard count
+    (`DEFAULT_SHARDS` until the node has read the recorded one: `Hosting.agreed`)."""
 
     namespace: str
     context: BoundedContext
     fingerprints: dict[str, str | None]
+    shards: int = DEFAULT_SHARDS
 
 
 class Hosting:
@@ -61,6 +64,19 @@ class Hosting:
     def fingerprint(self, address: Address) -> str | None:
         return self._hosted[(address.namespace, address.context)].fingerprints[address.aggregate_type]
 
+    def agreed(self, namespace: str, context: str, shards: int) -> None:
+        """Use the shard count the cluster agreed on for a hosted context (recorded in the leases bucket)."""
+        self._hosted[(namespace, context)] = replace(self._hosted[(namespace, context)], shards=shards)
+
+    def shards(self, namespace: str, context: str) -> int:
+        return self._hosted[(namespace, context)].shards
+
+    def shard(self, address: Address) -> int:
+        """The shard the aggregate lives in: that of its placement key, so a placement group shares one."""
+        hosted = self._hosted[(address.namespace, address.context)]
+        aggregate = hosted.context.codec(address.aggregate_type).aggregate
+        return shard_of(aggregate.placement_key(address.aggregate_id), hosted.shards)
+
     def lease_key(self, address: Address) -> str:
-        """The key of the lease the aggregate is owned under (shared by aggregates of one placement key)."""
-        return lease_key(address.context, self.codec(address).aggregate.placement_key(address.aggregate_id))
+        """The key of the lease of the aggregate's shard, which its owner holds for every aggregate in it."""
+        return lease_key(address.context, self.shard(address))

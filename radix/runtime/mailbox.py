@@ -1,9 +1,10 @@
 """What goes into an actor's mailbox: commands and reads (`Envelope`; a read's command is `READ`) and
-control requests (`Move`, `PASSIVATE`, `STOP`), and the mailbox itself."""
+control requests (`Prepare`, `Move`, `PASSIVATE`, `STOP`), and the mailbox itself."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,19 @@ import msgspec
 
 from radix.errors import RadixError
 
-__all__ = ["PASSIVATE", "READ", "STOP", "Envelope", "Item", "Mailbox", "MailboxFullError", "Move", "Passivate", "Read"]
+__all__ = [
+    "PASSIVATE",
+    "READ",
+    "STOP",
+    "Envelope",
+    "Item",
+    "Mailbox",
+    "MailboxFullError",
+    "Move",
+    "Passivate",
+    "Prepare",
+    "Read",
+]
 
 
 class Envelope(msgspec.Struct, frozen=True):
@@ -51,6 +64,14 @@ class Move:
     requested: float
 
 
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """Put in a mailbox before a `Move`, while the actor still serves: it writes its snapshot now, so that
+    the move's own (written while its shard pauses) has little or nothing left to write; then calls `done`."""
+
+    done: Callable[[], None]
+
+
 class Passivate:
     """Put in a mailbox to passivate the actor if it is still idle when it gets there."""
 
@@ -59,7 +80,7 @@ class Passivate:
 PASSIVATE = Passivate()
 #: Put in a mailbox to ask the actor to stop once everything before it is handled.
 STOP = None
-Item = Envelope | Move | Passivate | None
+Item = Envelope | Prepare | Move | Passivate | None
 
 
 class MailboxFullError(RadixError):

@@ -271,8 +271,9 @@ class Node(Service):
         return self._state is NodeState.RUNNING
 
     def serving(self) -> bool:
-        """Whether the node serves commands (running or draining)."""
-        return self._state in (NodeState.RUNNING, NodeState.DRAINING)
+        """Whether the node serves commands, or is about to (starting, running or draining): one that loses
+        its liveness then registers again."""
+        return self._state in (NodeState.STARTING, NodeState.RUNNING, NodeState.DRAINING)
 
     # -- what a node tells of itself -------------------------------------------------------
 
@@ -300,7 +301,7 @@ class Node(Service):
         return self._started().placements[namespace]
 
     def lease_key(self, address: Address) -> str:
-        """The key of the lease the aggregate is owned under."""
+        """The key of the lease of the aggregate's shard."""
         return self._hosting.lease_key(address)
 
     @property
@@ -326,7 +327,7 @@ class Node(Service):
         return self._parts.telemetry.metrics_url if self._parts is not None else None
 
     def status(self) -> wire.StatusReport:
-        """What this node is doing: its incarnations, live aggregates per context, command counts."""
+        """What this node is doing: its incarnations, shards and live aggregates per context, command counts."""
         parts = self._parts
         return wire.StatusReport(
             node=self.node_id,
@@ -344,6 +345,7 @@ class Node(Service):
             replayed_events=self.stats.replayed_events,
             snapshots_loaded=self.stats.snapshots_loaded,
             processors=parts.processors.report() if parts else [],
+            shards=dict(parts.leases.shards()) if parts else {},
         )
 
 

@@ -3,7 +3,9 @@ the command to the node that owns it (docs/placement.md, "Routing").
 
 A forward goes to the owner's inbox with the original subject, reply subject and headers, so the
 owner answers the client directly. One that is not taken is retried after reading the lease and
-the owner's liveness afresh; once the owner is gone, the aggregate is taken over here. A node that
+the owner's liveness afresh; once the owner is gone, the aggregate's shard is taken over here. An
+owner nobody listens for (killed, or cut off) is presumed dead at once rather than after its
+liveness TTL (`KVPlacement.presume_dead`). A node that
 receives a forward for an aggregate it does not own reads the lease before forwarding again, and
 past `max_hops` it answers a retryable `error` rather than loop.
 """
@@ -131,6 +133,7 @@ class Router:
         delay = 0.02
         with bound(command_id=envelope.command_id):
             while True:
+                gone = False
                 try:
                     await Inbox.of(self._nc).request(
                         node_subject(address.namespace, node, FORWARD),
@@ -145,8 +148,12 @@ class Router:
                         await self._replies.fail(envelope, address, reason)
                         return
                     logger.info("forward not taken; resolving the owner again", to=node, error=type(e).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                    gone = isinstance(e, nats.errors.NoRespondersError) and await placement.presume_dead(
+                        node, delay=config.suspect_delay
+                    )
+                if not gone:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
                 try:
                     owner = await placement.read(key)
                     live = owner is not None and await placement.confirm_live(owner)

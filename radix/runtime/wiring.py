@@ -3,9 +3,10 @@ started is stopped in reverse order (on a stop, and on a start that fails half w
 
 The order, and so the reverse order of stopping: the connection, the stores and the command log (and
 the contexts' event schemas, registered or checked: a node that disagrees with the registry stops here); in
-each namespace the placement (its watches, then registration) and the node's inbox; the streams;
-the background loops (heartbeat, rebalancing, the idle sweep); the actors; intake from the queue
-groups; micro and metrics. Stopping thus takes no more commands first, lets the actors finish while
+each namespace the placement (its shard counts agreed, its watches), the node's inbox, then its
+registration, and the heartbeat; the streams; the background loops (rebalancing, the idle sweep); the actors
+(and, once they have stopped, the release of the shards); intake from the queue groups; micro and
+metrics. Stopping thus takes no more commands first, lets the actors finish while
 the heartbeat still runs, and leaves the namespaces last.
 """
 
@@ -29,7 +30,7 @@ from radix.runtime.actor import AggregateActor
 from radix.runtime.actors import Actors
 from radix.runtime.answers import Replies
 from radix.runtime.checks import check_server, read_varz, unsafe_settings
-from radix.runtime.config import NodeConfig
+from radix.runtime.config import DEFAULT_SHARDS, NodeConfig
 from radix.runtime.control import Control
 from radix.runtime.hosting import Hosting
 from radix.runtime.intake import Intake
@@ -70,7 +71,8 @@ class NodeHooks(Protocol):
         ...
 
     def serving(self) -> bool:
-        """Whether the node still serves (running or draining): it registers again after losing liveness."""
+        """Whether the node serves or is about to (starting, running, draining): it registers again after
+        losing liveness."""
         ...
 
     def status(self) -> wire.StatusReport: ...
@@ -108,8 +110,8 @@ class Parts:
 
     def lost_liveness(self, namespace: str) -> None:
         """Step down from every aggregate of the namespace at once: others may own them now."""
-        for actor in self.actors.revoke(namespace):
-            self.leases.forget(actor.address)
+        self.actors.revoke(namespace)
+        self.leases.forget(namespace)
         self.processors.step_down(namespace)
 
 
@@ -164,6 +166,9 @@ async def wire_node(
             timeout=timeout,
         )
         await placement.open()
+        for context in hosting.contexts(namespace):  # before any aggregate is placed: every node agrees
+            shards = await placement.agree_shards(context, config.placement.shards, DEFAULT_SHARDS)
+            hosting.agreed(namespace, context, shards)
         watches = [group.create_task(logged(w)) for w in (placement.watch_nodes(), placement.watch_leases())]
         stack.callback(_cancel, watches)
         await placement.wait_ready()
@@ -248,22 +253,29 @@ async def wire_node(
     parts = Parts(nc, store, snapshots, placements, leases, actors, migrations, telemetry, processors, [])
 
     for namespace, placement in placements.items():
+        # The inbox first: a node that is live (registered) always listens, so nobody listening on a live
+        # node's inbox means it is gone (`KVPlacement.presume_dead`); on a stop, it leaves before it stops
+        # listening.
+        inbox = await nc.subscribe(node_inbox_filter(namespace, node_id), cb=control.on_inbox)
+        stack.push_async_callback(_undo, "leaving the node inbox", _unsubscribe, nc, inbox)
+        await nc.flush()
+        placement.on_evicted = _renewing(group, membership, namespace)
+        placement.on_gone = _taking_over(group, migrations, namespace)
         await placement.register()
         stack.push_async_callback(_undo, "leaving", placement.deregister)
         await refusals.bucket(namespace)
-        inbox = await nc.subscribe(node_inbox_filter(namespace, node_id), cb=control.on_inbox)
-        stack.push_async_callback(_undo, "leaving the node inbox", _unsubscribe, nc, inbox)
+    # Renewed from its registration on: creating streams on a cluster can outlast a liveness TTL.
+    heartbeat = group.create_task(logged(membership.heartbeat()))
+    stack.callback(_cancel, [heartbeat])
     for hosted in hosting:
         await store.ensure_stream(hosted.namespace, hosted.context.name)
         await command_log.ensure_stream(hosted.namespace, hosted.context.name)
         if config.actors.snapshot_every > 0 and any(f is not None for f in hosted.fingerprints.values()):
             await snapshots.bucket(hosted.namespace)
     await processors.start()
-    loops = [
-        group.create_task(logged(loop))
-        for loop in (membership.heartbeat(), migrations.rebalance(), actors.passivate_idle())
-    ]
+    loops = [group.create_task(logged(loop)) for loop in (migrations.rebalance(), actors.passivate_idle())]
     stack.callback(_cancel, loops)
+    stack.push_async_callback(_undo, "releasing the shards", leases.release_all)
     stack.push_async_callback(_undo, "stopping the actors", actors.stop_all, config.shutdown_timeout)
     for hosted in hosting:
         ns, ctx = hosted.namespace, hosted.context.name
@@ -295,6 +307,17 @@ async def _stop_processors(supervisor: asyncio.Task[None], processors: Processor
     supervisor.cancel()
     await asyncio.gather(supervisor, return_exceptions=True)
     await processors.stop()
+
+
+def _renewing(group: asyncio.TaskGroup, membership: Membership, namespace: str) -> Callable[[], object]:
+    """What a node does when it sees its liveness key deleted by another: renew at once, which fails, and
+    so steps down and registers again (`Membership`)."""
+    return lambda: group.create_task(membership.renew(namespace))
+
+
+def _taking_over(group: asyncio.TaskGroup, migrations: Migrations, namespace: str) -> Callable[[str], object]:
+    """What a node does when another is gone: take its part of the gone node's shards over at once."""
+    return lambda node: group.create_task(logged(migrations.take_over(namespace)))
 
 
 def _cancel(tasks: list[asyncio.Task[None]]) -> None:

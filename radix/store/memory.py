@@ -177,10 +177,11 @@ class InMemoryLeaseTable:
     def __init__(self) -> None:
         self.nodes: dict[str, str] = {}  # node id -> incarnation of its live registration
         self.leases: dict[str, Owner] = {}
-        self._revisions = itertools.count(1)
+        self.revision = 0  # the latest write's: a test sees that something wrote nothing
 
     def next_revision(self) -> int:
-        return next(self._revisions)
+        self.revision += 1
+        return self.revision
 
     def is_live(self, node: str, incarnation: str) -> bool:
         return self.nodes.get(node) == incarnation
@@ -222,6 +223,9 @@ class InMemoryPlacement:
 
     def is_me(self, owner: Owner) -> bool:
         return owner.node == self.node_id and owner.incarnation == self.incarnation
+
+    def mine(self) -> dict[str, Owner]:
+        return {key: owner for key, owner in self.table.leases.items() if self.is_me(owner)}
 
     async def acquire(self, key: str) -> Claim:
         await asyncio.sleep(0)

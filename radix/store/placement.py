@@ -1,16 +1,18 @@
-"""Placement on JetStream KV: which node is alive, and which node owns which aggregate, in one namespace.
+"""Placement on JetStream KV: which node is alive, and which node owns which shard, in one namespace.
 
 Liveness: each node holds a key `{node_id}` in `radix_{ns}_nodes` with a per-key TTL,
 renewed by a fenced write well within the TTL. Its value names the node's incarnation,
-a fresh id each time the node (re-)registers.
+a fresh id each time the node (re-)registers. A node found gone sooner (nobody listens on its
+inbox, twice) has its key deleted by whoever found it (`presume_dead`), as an expiry would.
 
-Ownership: an aggregate's lease is the key `{context}.{placement key}` in
-`radix_{ns}_leases`, naming the owner's node and incarnation. A node claims an absent
-lease by creating it, takes over one whose owner's liveness key is gone by
-compare-and-set on its revision, hands it to another node by compare-and-set, and
-releases it by a compare-and-set delete. The revision at which a node acquired a lease
-is its epoch. Leases are never renewed: lease traffic grows with activations, not
-with live aggregates.
+Ownership: each (namespace, context) has a fixed number of shards, recorded under
+`_shards.{context}`; an aggregate falls in the shard of its placement key. A shard's lease is
+the key `{context}.{shard}` in `radix_{ns}_leases`, naming the owner's node and incarnation. A
+node claims an absent lease by creating it, takes over one whose owner's liveness key is gone by
+compare-and-set on its revision, hands it to another node by compare-and-set, and releases it by
+a compare-and-set delete. The revision at which a node acquired a lease is its epoch. Leases
+are never renewed, and the table has one key per shard: lease traffic grows with moves and
+failovers, never with activations or live aggregates.
 
 The lease is advisory. The event stream is the authority: every append is fenced on
 the aggregate's last sequence, so a node that wrongly believes it owns an aggregate
@@ -27,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Final
 
+import nats.errors
 from nats.aio.client import Client as NATS
 
 from radix.errors import (
@@ -40,11 +43,30 @@ from radix.errors import (
 from radix.observability.logs import logger
 from radix.store.kv import Entry, KVBucket
 from radix.store.ports import Claim, Owner
+from radix.transport.inbox import Inbox
 from radix.wire.bodies import timestamp
-from radix.wire.control import LeaseValue, NodeRecord, control_encoder, lease_decoder, node_decoder
-from radix.wire.names import leases_bucket, nodes_bucket
+from radix.wire.control import (
+    LeaseValue,
+    NodeRecord,
+    ShardCount,
+    control_encoder,
+    lease_decoder,
+    node_decoder,
+    shard_count_decoder,
+)
+from radix.wire.names import (
+    PING,
+    is_lease_key,
+    lease_key,
+    leases_bucket,
+    node_subject,
+    nodes_bucket,
+    shard_of,
+    shard_of_lease_key,
+    shards_key,
+)
 
-__all__ = ["KVPlacement", "new_incarnation"]
+__all__ = ["KVPlacement", "new_incarnation", "owner_of", "shard_table"]
 
 _encoder: Final = control_encoder
 
@@ -64,12 +86,41 @@ def new_incarnation() -> str:
     return secrets.token_hex(6)
 
 
+async def shard_table(nc: NATS, namespace: str, context: str) -> tuple[int, dict[int, str]]:
+    """A context's shard count and the node holding each held shard, read from the leases bucket as a client
+    sees it (one read of the bucket, which holds a key per shard). Count 0: no node has served it yet."""
+    bucket = KVBucket(nc, leases_bucket(namespace))
+    count, owners = 0, {}
+    for entry in await bucket.entries():
+        assert entry.value is not None  # entries() leaves deleted keys out
+        shard = shard_of_lease_key(entry.key)
+        if entry.key == shards_key(context):
+            count = shard_count_decoder.decode(entry.value).shards
+        elif shard is not None and shard[0] == context:
+            owners[shard[1]] = lease_decoder.decode(entry.value).node
+    return count, owners
+
+
+async def owner_of(nc: NATS, namespace: str, context: str, placement_key: str) -> tuple[int, str | None]:
+    """The shard a placement key falls in, and the node holding that shard's lease (None: nobody), read
+    from the leases bucket as a client sees it (the context's recorded shard count; nothing recorded:
+    no node has served the context yet)."""
+    bucket = KVBucket(nc, leases_bucket(namespace))
+    recorded = await bucket.get(shards_key(context))
+    if recorded.value is None:
+        return 0, None
+    shard = shard_of(placement_key, shard_count_decoder.decode(recorded.value).shards)
+    entry = await bucket.get(lease_key(context, shard))
+    return shard, lease_decoder.decode(entry.value).node if entry.value is not None else None
+
+
 class KVPlacement:
     """Membership and leases of one namespace on JetStream KV, as one node sees them: a `Placement`."""
 
     def __init__(
         self, nc: NATS, namespace: str, node_id: str, contexts: list[str], *, ttl: int, replicas: int, timeout: float
     ) -> None:
+        self._nc = nc
         self.namespace = namespace
         self.node_id = node_id
         self.contexts = contexts
@@ -89,6 +140,11 @@ class KVPlacement:
         self._revision = 0
         self._renewed_at = 0.0  # monotonic time at which the last successful renewal was sent
         self.lost = False  # liveness lost while the node was stopping: it leaves without coming back
+        self.leaving = False  # deregistering: the deletion of our own key is no eviction
+        self.on_evicted: Callable[[], object] = lambda: None  # our liveness key deleted by another node
+        self.on_gone: Callable[[str], object] = lambda node: None  # another node's liveness key gone
+        self._suspected: dict[str, asyncio.Task[bool]] = {}  # presumptions of death under way, by node
+        self._renewed: dict[str, float] = {}  # when the watch last showed each node's liveness key written
 
     # -- membership ------------------------------------------------------------------------
 
@@ -174,6 +230,7 @@ class KVPlacement:
         """Remove this node's liveness key (a graceful leave)."""
         if self.lost:
             return
+        self.leaving = True
         try:
             await self.nodes_kv.delete_if(self.node_id, revision=self._revision)
         except (KeyChangedError, StoreError) as e:
@@ -182,6 +239,17 @@ class KVPlacement:
 
     def is_me(self, owner: Owner) -> bool:
         return owner.node == self.node_id and owner.incarnation == self.incarnation
+
+    def mine(self) -> dict[str, Owner]:
+        return {key: owner for key, owner in self.leases.items() if self.is_me(owner)}
+
+    def orphans(self, context: str) -> list[str]:
+        """The context's shards whose lease names a node that is not live, as last seen."""
+        return [
+            key
+            for key, owner in self.leases.items()
+            if (shard := shard_of_lease_key(key)) is not None and shard[0] == context and not self.is_live(owner)
+        ]
 
     def is_live(self, owner: Owner) -> bool:
         if owner.node == self.node_id:
@@ -198,6 +266,59 @@ class KVPlacement:
         if entry.value is None:
             return False
         return node_decoder.decode(entry.value).incarnation == owner.incarnation
+
+    async def presume_dead(self, node: str, *, delay: float) -> bool:
+        """Whether `node` (as last seen) is gone, found without waiting out its liveness TTL.
+
+        The evidence: nobody listens on its inbox, at two probes at least `delay` apart, and its
+        heartbeat was missed (no renewal of its liveness key seen for a renewal interval, TTL/4, and
+        `delay` more). A node killed or cut off loses its connection, and the server its
+        subscriptions, at once; a node that is paused or busy still has them, so its probe times out
+        and its TTL decides; a node whose connection moves to another server renews on time. The
+        node's liveness key is then deleted at the revision read from the bucket's leader: a node
+        that renewed meanwhile keeps it. A node presumed dead wrongly (its connection came back) sees its key deleted in
+        its watch and steps down, as after an expiry. Safety does not rest on this: the fences do.
+        """
+        if node == self.node_id:
+            return False
+        pending = self._suspected.get(node)
+        if pending is None or pending.done():
+            pending = self._suspected[node] = asyncio.ensure_future(self._presume_dead(node, delay))
+            pending.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, always
+        return await asyncio.shield(pending)
+
+    async def _presume_dead(self, node: str, delay: float) -> bool:
+        record = self.nodes.get(node)
+        if record is None:
+            return True
+        inbox = Inbox.of(self._nc)
+        for probe in range(2):
+            if probe:
+                missed = self._renewed.get(node, 0.0) + self.ttl / 4 + delay  # when its heartbeat is missed
+                await asyncio.sleep(max(delay, missed - time.monotonic()))
+                if self.nodes.get(node) is not record or self._renewed.get(node, 0.0) + self.ttl / 4 > time.monotonic():
+                    return False  # it renewed (or registered again) meanwhile
+            try:
+                await inbox.request(node_subject(self.namespace, node, PING), b"", timeout=max(delay, 0.5))
+                return False
+            except nats.errors.NoRespondersError:
+                continue
+            except nats.errors.TimeoutError:
+                return False  # listening but not answering: paused or overloaded; its TTL decides
+        try:
+            entry = await self.nodes_kv.get(node, leader=True)
+            if entry.value is not None and node_decoder.decode(entry.value).incarnation == record.incarnation:
+                await self.nodes_kv.delete_if(node, revision=entry.revision)
+        except KeyChangedError:
+            return False  # it renewed meanwhile: alive after all
+        except StoreError as e:
+            logger.warning("could not presume a node dead", suspect=node, error=repr(e))
+            return False
+        if self.nodes.get(node) is record:
+            del self.nodes[node]
+            self.on_gone(node)
+        logger.warning("node presumed dead: nobody listens on its inbox", suspect=node)
+        return True
 
     def live_nodes(self, context: str) -> list[NodeRecord]:
         """The live nodes that host `context`, this one included."""
@@ -246,18 +367,30 @@ class KVPlacement:
 
     def _note_node(self, entry: Entry, nodes: dict[str, NodeRecord]) -> None:
         if entry.value is None:
+            if entry.key == self.node_id and entry.revision > self._revision and not self.leaving:
+                self._renewed_at = -float(self.ttl)  # not fresh: actors renew (and fail) before they act
+                self.on_evicted()
+                return
             if nodes.pop(entry.key, None) is not None:
                 logger.info("node left", left=entry.key)
+                self.on_gone(entry.key)
             return
         record = node_decoder.decode(entry.value)
         if entry.key == self.node_id and record.incarnation != self.incarnation:
             return  # our own former incarnation
-        if entry.key not in nodes:
+        self._renewed[entry.key] = time.monotonic()
+        previous = nodes.get(entry.key)
+        if previous is None:
             logger.info("node joined", joined=entry.key)
         nodes[entry.key] = record
+        if previous is not None and previous.incarnation != record.incarnation:
+            self.on_gone(entry.key)  # its former incarnation is gone: its shards are to take over
 
     def _note(self, entry: Entry) -> Owner | None:
-        """Update the cache from an entry; the owner it names, if any."""
+        """Update the cache from an entry; the owner it names, if any. Only shard and processor leases are
+        cached: the shard counts' records, and any older per-aggregate lease, are not leases of this version."""
+        if not is_lease_key(entry.key):
+            return None
         if entry.value is None:
             current = self.leases.get(entry.key)
             if current is not None and current.revision <= entry.revision:
@@ -282,7 +415,27 @@ class KVPlacement:
             if not self._tally[tally]:
                 del self._tally[tally]
 
-    # -- leases ----------------------------------------------------------------------------
+    # -- shards and leases -----------------------------------------------------------------
+
+    async def agree_shards(self, context: str, configured: int | None, default: int) -> int:
+        """The context's shard count: recorded by the first node to start (its `configured` count, else
+        `default`), read by every later one. `RadixError` if `configured` differs from the record."""
+        key, first = shards_key(context), configured or default
+        try:
+            await self.leases_kv.create(key, _encoder.encode(ShardCount(first)))
+            return first
+        except KeyChangedError:
+            pass
+        entry = await self.leases_kv.get(key, leader=True)
+        assert entry.value is not None  # created by another node, and never deleted but by hand
+        recorded = shard_count_decoder.decode(entry.value).shards
+        if configured is not None and configured != recorded:
+            raise RadixError(
+                f"{self.namespace}/{context} has {recorded} shards recorded, and this node is configured for "
+                f"{configured}: leave the count unset (or {recorded}); to change it, stop every node of the "
+                'context first (docs/placement.md, "Changing the shard count")'
+            )
+        return recorded
 
     def owner(self, key: str) -> Owner | None:
         """The cached owner of a lease (from the watch; may lag by a moment)."""

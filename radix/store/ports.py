@@ -190,6 +190,10 @@ class Placement(Protocol):
         """Whether `owner` is this node in its current incarnation."""
         ...
 
+    def mine(self) -> dict[str, Owner]:
+        """The leases held by this node in its current incarnation, as last seen (handovers to it included)."""
+        ...
+
     async def acquire(self, key: str) -> Claim:
         """Claim the lease, or take it over from an owner whose liveness is gone.
 

@@ -13,12 +13,11 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from radix import wire
 from radix.errors import RadixError
-from radix.store.kv import KVBucket
+from radix.store.placement import owner_of
 from radix.testing.conditions import eventually
 from radix.transport.inbox import Inbox
-from radix.wire.names import STATUS, Address, default_placement_key, lease_key, leases_bucket, node_subject
+from radix.wire.names import STATUS, Address, default_placement_key, node_subject
 
 __all__ = ["NodeExitedError", "NodeProcess", "lease_owners", "open_inboxes"]
 
@@ -168,15 +167,14 @@ class NodeProcess:
 
 
 async def lease_owners(nc: NATS, addresses: Sequence[Address]) -> dict[str, str]:
-    """Which node holds each aggregate's lease (default placement keys), read from the leases bucket.
+    """Which node holds each aggregate's shard lease (default placement keys), read from the leases bucket.
 
     Keyed by aggregate id; aggregates live nowhere are left out.
     """
     owners: dict[str, str] = {}
     for address in addresses:
-        bucket = KVBucket(nc, leases_bucket(address.namespace))
-        key = lease_key(address.context, default_placement_key(address.aggregate_type, address.aggregate_id))
-        entry = await bucket.get(key)
-        if entry.value is not None:
-            owners[address.aggregate_id] = wire.lease_decoder.decode(entry.value).node
+        placement_key = default_placement_key(address.aggregate_type, address.aggregate_id)
+        _, owner = await owner_of(nc, address.namespace, address.context, placement_key)
+        if owner is not None:
+            owners[address.aggregate_id] = owner
     return owners

@@ -16,11 +16,13 @@ __all__ = [
     "LeaseValue",
     "MigrateRequest",
     "NodeRecord",
+    "ShardCount",
     "StatusReport",
     "control_encoder",
     "lease_decoder",
     "migrate_decoder",
     "node_decoder",
+    "shard_count_decoder",
     "status_decoder",
 ]
 
@@ -47,6 +49,8 @@ class StatusReport(msgspec.Struct):
     snapshots_loaded: int = 0
     processors: list[dict[str, Any]] = msgspec.field(default_factory=list)
     """Each reaction and projection partition the node owns: name, kind, partition, position, lag, parked."""
+    shards: dict[str, int] = msgspec.field(default_factory=dict)
+    """Shards whose lease the node holds, per `namespace/context`."""
 
 
 class MigrateRequest(msgspec.Struct):
@@ -86,8 +90,16 @@ class LeaseValue(msgspec.Struct, frozen=True):
     incarnation: str
 
 
+class ShardCount(msgspec.Struct, frozen=True):
+    """A context's shard count, recorded once under `_shards.{ctx}` in the leases bucket: every node of
+    the context places aggregates by it."""
+
+    shards: int
+
+
 control_encoder: Final = msgspec.json.Encoder()
 status_decoder: Final = msgspec.json.Decoder(StatusReport)
 migrate_decoder: Final = msgspec.json.Decoder(MigrateRequest)
 node_decoder: Final = msgspec.json.Decoder(NodeRecord)
 lease_decoder: Final = msgspec.json.Decoder(LeaseValue)
+shard_count_decoder: Final = msgspec.json.Decoder(ShardCount)

@@ -10,6 +10,7 @@ validates its names here.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -23,6 +24,7 @@ __all__ = [
     "FORWARD",
     "LOG",
     "MIGRATE",
+    "PING",
     "PREFIX",
     "READS",
     "STATUS",
@@ -42,6 +44,7 @@ __all__ = [
     "feed_stream",
     "feed_transform",
     "invalid_log_subject",
+    "is_lease_key",
     "is_radix_stream",
     "kv_filter",
     "kv_stream",
@@ -71,6 +74,9 @@ __all__ = [
     "schema_key",
     "schema_keys",
     "schemas_bucket",
+    "shard_of",
+    "shard_of_lease_key",
+    "shards_key",
     "snapshots_bucket",
     "validate_aggregate_id",
     "validate_aggregate_type",
@@ -407,6 +413,7 @@ FORWARD: Final = "fwd"
 STATUS: Final = "status"
 MIGRATE: Final = "migrate"
 DRAIN: Final = "drain"
+PING: Final = "ping"
 
 
 def node_inbox(namespace: str, node_id: str) -> str:
@@ -485,9 +492,33 @@ def default_placement_key(aggregate_type: str, aggregate_id: str) -> str:
     return f"{aggregate_type}.{aggregate_id}"
 
 
-def lease_key(context: str, placement_key: str) -> str:
-    """The key of a lease in the leases bucket: `{ctx}.{placement key}`."""
-    return f"{context}.{placement_key}"
+def shard_of(placement_key: str, shards: int) -> int:
+    """The shard a placement key falls in: CRC-32 (IEEE, as `zlib.crc32`) of its UTF-8 bytes, modulo the
+    context's shard count. Stable across processes and languages, so any client can compute it."""
+    return zlib.crc32(placement_key.encode()) % shards
+
+
+def lease_key(context: str, shard: int) -> str:
+    """The key of a shard's lease in the leases bucket: `{ctx}.{shard}` (no aggregate type starts with a
+    digit, so no key of an older per-aggregate lease, `{ctx}.{Type}.{id}`, has this form)."""
+    return f"{context}.{shard}"
+
+
+def shard_of_lease_key(key: str) -> tuple[str, int] | None:
+    """The context and shard of a shard lease's key; None for any other key of the leases bucket."""
+    context, _, shard = key.partition(".")
+    return (context, int(shard)) if shard.isdigit() and context[:1] != "_" else None
+
+
+def is_lease_key(key: str) -> bool:
+    """Whether a key of the leases bucket is a lease (a shard's, or a processor partition's)."""
+    return shard_of_lease_key(key) is not None or key.startswith("_processors.")
+
+
+def shards_key(context: str) -> str:
+    """The key in the leases bucket that records a context's shard count (`_shards.{ctx}`): it starts with
+    `_`, which no context does."""
+    return f"_shards.{context}"
 
 
 # -- the JetStream and NATS services Radix calls -----------------------------------------------

@@ -229,7 +229,9 @@ async def test_status_migrate_and_drain(
     assert json.loads(out)["reason"] == f"{client_address(namespace, moved)} is on {owner.node_id} already"
     code, out, err = await radix("migrate", f"{namespace}/inventory/InventoryItem/{moved}", "--to", other.node_id, *url)
     assert code == 0, out + err
-    assert json.loads(out) == {"from": owner.node_id, "ok": True, "to": other.node_id, "ended": "moved"}
+    answer = json.loads(out)
+    assert owner.lease_key(client_address(namespace, moved)) == f"inventory.{answer.pop('shard')}"
+    assert answer == {"from": owner.node_id, "ok": True, "to": other.node_id, "ended": "moved"}
     assert (await client.send(CheckIn(count=1), aggregate_id=moved)).version == 2
     assert other.is_live(client_address(namespace, moved))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 
 import msgspec
@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 
 from radix import (
     Address,
+    BoundedContext,
     Client,
     ConnectOptions,
     EmbeddedNats,
@@ -32,6 +33,7 @@ from radix.store.placement import KVPlacement
 from radix.testing import eventually, open_inboxes
 from radix.wire import H_COMMAND_ID, H_HOPS, H_REPLY_TO, H_SUBJECT
 from radix.wire.names import FORWARD, MIGRATE, command_subject, leases_bucket, node_subject, query_subject
+from tests.shows import Book, shows
 
 FAST = {"liveness_ttl": 2, "rebalance_interval": 0.2, "forward_timeout": 0.5}
 
@@ -45,12 +47,12 @@ class Cluster:
         self.stack = stack
         self.nodes: dict[str, Node] = {}
 
-    async def start(self, node_id: str, **config: object) -> Node:
+    async def start(self, node_id: str, *, contexts: Sequence[BoundedContext] = (inventory,), **config: object) -> Node:
         nc = await nats.connect(self.server.url)
         self.stack.push_async_callback(nc.close)
         settings = {**FAST, **config}
         placement = PlacementConfig(**settings)  # type: ignore[arg-type]  # floats and ints, as FAST has them
-        node = Node({self.namespace: [inventory]}, nats=nc, config=NodeConfig(node_id=node_id, placement=placement))
+        node = Node({self.namespace: list(contexts)}, nats=nc, config=NodeConfig(node_id=node_id, placement=placement))
         await node.start()
         self.stack.push_async_callback(node.stop)
         self.nodes[node_id] = node
@@ -430,13 +432,13 @@ async def test_lease_counts_follow_claims_handoffs_and_releases(nc: NATS, namesp
             await p.open()
             await p.register()
         watches = [tasks.create_task(w) for p in placements for w in (p.watch_nodes(), p.watch_leases())]
-        claims = {f"inventory.k{i}": await one.acquire(f"inventory.k{i}") for i in range(6)}
+        claims = {f"inventory.{i}": await one.acquire(f"inventory.{i}") for i in range(6)}
         await eventually(lambda: len(one.live_nodes("inventory")) == 2, what="n1 seeing n2")
         target = next(r for r in one.live_nodes("inventory") if r.node == "n2")
-        for key in ("inventory.k0", "inventory.k1"):
+        for key in ("inventory.0", "inventory.1"):
             await one.transfer(key, claims[key].epoch, target)
-        await one.release("inventory.k2", claims["inventory.k2"].epoch)
-        await two.acquire("inventory.other")
+        await one.release("inventory.2", claims["inventory.2"].epoch)
+        await two.acquire("inventory.99")
 
         def recount(p: KVPlacement) -> dict[str, int]:
             counted = dict.fromkeys(("n1", "n2"), 0)
@@ -453,3 +455,30 @@ async def test_lease_counts_follow_claims_handoffs_and_releases(nc: NATS, namesp
             task.cancel()
     for p in placements:
         await p.deregister()
+
+
+async def test_a_placement_group_moves_whole_and_is_never_split(cluster: Cluster, nc: NATS, namespace: str) -> None:
+    """The seats of one show live on one node; moving one seat moves its shard with every live seat of the
+    show, and a drain then moves them all back together; they keep their histories throughout."""
+    one = await cluster.start("n1", contexts=[shows], rebalance_batch=0)
+    client = Client(nc, shows, namespace=namespace)
+    seats = [f"show-1=s{i}" for i in range(6)]
+    for seat in seats:
+        await client.send(Book(), aggregate_id=seat)
+    two = await cluster.start("n2", contexts=[shows], rebalance_batch=0)
+
+    def where() -> set[str]:
+        return {n.node_id for n in (one, two) for s in seats if n.is_live(Address(namespace, "shows", "Seat", s))}
+
+    assert where() == {"n1"}
+    assert (await one.migrate(Address(namespace, "shows", "Seat", seats[0]), to="n2")).ok
+    assert where() == set()  # every seat ended on n1 before the shard moved; n2 activates them on demand
+    for seat in seats:
+        assert (await client.send(Book(), aggregate_id=seat)).version == 2
+    assert where() == {"n2"}
+    await two.drain()
+    assert where() == set()
+    for seat in seats:
+        assert (await client.send(Book(), aggregate_id=seat)).version == 3
+    assert where() == {"n1"}
+    assert one.status().shards == {f"{namespace}/shows": 1}

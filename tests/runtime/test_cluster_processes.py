@@ -19,8 +19,11 @@ from nats.aio.client import Client as NATS
 
 from radix import Address, Client, EmbeddedNats
 from radix.examples.inventory import CheckIn, CreateItem, inventory
+from radix.store.kv import KVBucket
+from radix.store.placement import shard_table
 from radix.testing import NodeProcess, eventually, lease_owners
 from radix.tools.workload import Workload, check_histories, quantiles
+from radix.wire.names import nodes_bucket
 
 TTL = 2
 
@@ -29,17 +32,24 @@ def address_in(namespace: str) -> Callable[[str], Address]:
     return lambda aggregate: Address(namespace, "inventory", "InventoryItem", aggregate)
 
 
-@pytest.fixture
-def nodes(nats_server: EmbeddedNats, namespace: str, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
-    processes = NodeProcess.several(
-        3,
-        nats_url=nats_server.url,
+def inventory_nodes(
+    server: EmbeddedNats, namespace: str, logs: Path, count: int, ttl: int, prefix: str
+) -> list[NodeProcess]:
+    """`count` node processes of the inventory example (not started), rebalancing off."""
+    return NodeProcess.several(
+        count,
+        nats_url=server.url,
         namespace=namespace,
         context="radix.examples.inventory:inventory",
-        log_dir=tmp_path,
-        prefix="p",
-        extra=["--liveness-ttl", str(TTL), "--rebalance-interval", "3600"],
+        log_dir=logs,
+        prefix=prefix,
+        extra=["--liveness-ttl", str(ttl), "--rebalance-interval", "3600"],
     )
+
+
+@pytest.fixture
+def nodes(nats_server: EmbeddedNats, namespace: str, tmp_path: Path) -> Iterator[dict[str, NodeProcess]]:
+    processes = inventory_nodes(nats_server, namespace, tmp_path, 3, TTL, "p")
     started = {process.node_id: process.start() for process in processes}
     yield started
     for process in started.values():
@@ -167,3 +177,38 @@ async def test_sigterm_drains_under_load_without_failures(
     assert len(drained) == 1
     assert drained[0]["migrations"] == len(affected)
     print(f"handoff pause per aggregate: p50 {drained[0]['pause_ms_p50']} ms, p99 {drained[0]['pause_ms_p99']} ms")
+
+
+async def test_a_killed_node_is_found_gone_long_before_its_ttl(
+    nats_server: EmbeddedNats, namespace: str, tmp_path: Path, nc: NATS
+) -> None:
+    """With a liveness TTL of 20 s, a node killed with kill -9 is presumed dead from its silent inbox: its
+    liveness key is deleted, its aggregates accept commands elsewhere and every one of its shards is taken
+    over within 10 s, which waiting out the TTL could not do; nothing acknowledged is lost."""
+    processes = inventory_nodes(nats_server, namespace, tmp_path, 2, 20, "q")
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            await process.wait_running(nc)
+        load = await loaded(nc, namespace, 12)
+        victim, held = busiest({p.node_id: p for p in processes}, await owners(nc, namespace, load.aggregates))
+        killed_at = time.monotonic()
+        next(p for p in processes if p.node_id == victim).signal(signal.SIGKILL)
+        await eventually(
+            lambda: all(load.ok_after(a, killed_at) for a in held), timeout=10, what="the victim's aggregates served"
+        )
+        report("failover after kill -9 (TTL 20s)", [load.recovery(a, killed_at) for a in held])
+        assert (await KVBucket(nc, nodes_bucket(namespace)).get(victim, leader=True)).value is None
+
+        async def victim_holds_nothing() -> bool:
+            _, owners = await shard_table(nc, namespace, "inventory")
+            return victim not in owners.values()
+
+        # Every shard of the victim, not only those the load touched, is taken over before the TTL.
+        await eventually(victim_holds_nothing, timeout=10, what="the victim's shards taken over")
+        await load.stop()
+        await check_histories(nc, load)
+    finally:
+        for process in processes:
+            process.stop()

@@ -1,16 +1,20 @@
 """One contract for every placement: the in-memory twin and the KV buckets claim, take over, hand over and
-release leases the same way."""
+release leases the same way; and what only the KV placement does (shard counts, presuming a node dead)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
-from radix.errors import KeyChangedError, LeaseHeldError
+from radix.errors import KeyChangedError, LeaseHeldError, RadixError
 from radix.store import InMemoryLeaseTable, InMemoryPlacement, KVPlacement, Owner, Placement
+from radix.testing.conditions import eventually
 from radix.wire.control import NodeRecord
+from radix.wire.names import node_inbox_filter
 
 Make = Callable[[str], Awaitable[Placement]]
 
@@ -35,20 +39,20 @@ class PlacementContract:
         """The first to claim a lease owns it; its revision is the owner's epoch, and claiming again keeps it."""
         one, _ = nodes
         assert one.liveness_fresh()
-        claim = await one.acquire("shop.Cart.c1")
+        claim = await one.acquire("shop.1")
         assert claim.epoch > 0
         assert not claim.taken_over
-        owner = await one.read("shop.Cart.c1", leader=True)
+        owner = await one.read("shop.1", leader=True)
         assert owner == Owner("n1", one.incarnation, claim.epoch)
         assert one.is_me(owner)
-        assert await one.acquire("shop.Cart.c1") == claim
+        assert await one.acquire("shop.1") == claim
 
     async def test_a_lease_held_by_a_live_node_is_refused_naming_it(self, nodes: tuple[Placement, Placement]) -> None:
         """Another live node cannot claim a held lease; the refusal names the owner, to forward to."""
         one, two = nodes
-        claim = await one.acquire("shop.Cart.c1")
+        claim = await one.acquire("shop.1")
         with pytest.raises(LeaseHeldError) as held:
-            await two.acquire("shop.Cart.c1")
+            await two.acquire("shop.1")
         assert (held.value.node, held.value.incarnation, held.value.revision) == ("n1", one.incarnation, claim.epoch)
         assert not two.is_me(Owner("n1", one.incarnation, claim.epoch))
 
@@ -56,36 +60,36 @@ class PlacementContract:
         """A handover names the target at a new revision, which the target then holds; from a stale epoch it
         is refused."""
         one, two = nodes
-        claim = await one.acquire("shop.Cart.c1")
-        moved = await one.transfer("shop.Cart.c1", claim.epoch, record_of(two))
+        claim = await one.acquire("shop.1")
+        moved = await one.transfer("shop.1", claim.epoch, record_of(two))
         assert moved > claim.epoch
-        assert await two.read("shop.Cart.c1", leader=True) == Owner("n2", two.incarnation, moved)
-        taken = await two.acquire("shop.Cart.c1")
+        assert await two.read("shop.1", leader=True) == Owner("n2", two.incarnation, moved)
+        taken = await two.acquire("shop.1")
         assert (taken.epoch, taken.taken_over) == (moved, False)
         with pytest.raises(KeyChangedError):
-            await one.transfer("shop.Cart.c1", claim.epoch, record_of(one))
+            await one.transfer("shop.1", claim.epoch, record_of(one))
 
     async def test_a_release_at_the_epoch_frees_the_lease(self, nodes: tuple[Placement, Placement]) -> None:
         """A release at an old epoch changes nothing; at the owner's epoch the lease is free for anyone."""
         one, two = nodes
-        claim = await one.acquire("shop.Cart.c1")
-        await one.release("shop.Cart.c1", claim.epoch - 1)
-        assert await two.read("shop.Cart.c1", leader=True) is not None
-        await one.release("shop.Cart.c1", claim.epoch)
-        assert await two.read("shop.Cart.c1", leader=True) is None
-        claimed = await two.acquire("shop.Cart.c1")
+        claim = await one.acquire("shop.1")
+        await one.release("shop.1", claim.epoch - 1)
+        assert await two.read("shop.1", leader=True) is not None
+        await one.release("shop.1", claim.epoch)
+        assert await two.read("shop.1", leader=True) is None
+        claimed = await two.acquire("shop.1")
         assert claimed.epoch > claim.epoch
         assert not claimed.taken_over
 
     async def test_the_lease_of_a_node_gone_is_taken_over(self, nodes: tuple[Placement, Placement]) -> None:
         """Once its owner's liveness is gone, a lease is taken over, and the claim says so."""
         one, two = nodes
-        claim = await one.acquire("shop.Cart.c1")
+        claim = await one.acquire("shop.1")
         await one.deregister()
-        taken = await two.acquire("shop.Cart.c1")
+        taken = await two.acquire("shop.1")
         assert taken.epoch > claim.epoch
         assert taken.taken_over
-        assert await two.read("shop.Cart.c1", leader=True) == Owner("n2", two.incarnation, taken.epoch)
+        assert await two.read("shop.1", leader=True) == Owner("n2", two.incarnation, taken.epoch)
 
 
 class TestInMemoryPlacement(PlacementContract):
@@ -108,3 +112,66 @@ class TestKVPlacement(PlacementContract):
             return placement
 
         return make
+
+
+class TestKVPlacementOnly:
+    """What only the KV placement does: agree on shard counts, and presume a node dead from its inbox."""
+
+    @pytest.fixture
+    async def nodes(self, nc: NATS, namespace: str) -> AsyncIterator[tuple[KVPlacement, KVPlacement]]:
+        one, two = (KVPlacement(nc, namespace, n, ["shop"], ttl=5, replicas=1, timeout=2.0) for n in ("n1", "n2"))
+        watches = []
+        for placement in (one, two):
+            await placement.open()
+            watches.append(asyncio.create_task(placement.watch_nodes()))
+            await placement.register()
+        await eventually(lambda: "n2" in one.nodes and "n1" in two.nodes, what="both nodes seen")
+        yield one, two
+        for task in watches:
+            task.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
+
+    async def test_the_first_node_records_the_shard_count_and_later_ones_agree(
+        self, nodes: tuple[KVPlacement, KVPlacement]
+    ) -> None:
+        """The first node's count (configured, else the default) is recorded; a later node unconfigured
+        takes it, and one configured otherwise is refused, naming both counts and what to do."""
+        one, two = nodes
+        assert await one.agree_shards("shop", None, 1024) == 1024
+        assert await two.agree_shards("shop", None, 16) == 1024
+        assert await two.agree_shards("shop", 1024, 16) == 1024
+        with pytest.raises(RadixError, match=r"has 1024 shards recorded, and this node is configured for 64"):
+            await two.agree_shards("shop", 64, 1024)
+        assert await two.agree_shards("cart", 64, 1024) == 64
+        assert await one.agree_shards("cart", None, 1024) == 64
+
+    async def test_a_node_nobody_listens_for_is_presumed_dead_and_told(
+        self, nodes: tuple[KVPlacement, KVPlacement]
+    ) -> None:
+        """Nobody listens on n2's inbox: n1 deletes n2's liveness key, and n2, seeing that in its watch,
+        is told it was evicted, and no longer counts its liveness fresh."""
+        one, two = nodes
+        evicted = asyncio.Event()
+        two.on_evicted = evicted.set
+        assert await one.presume_dead("n2", delay=0.05)
+        assert "n2" not in one.nodes
+        assert (await one.nodes_kv.get("n2", leader=True)).value is None
+        await asyncio.wait_for(evicted.wait(), 5)
+        assert not two.liveness_fresh()
+
+    @pytest.mark.parametrize("answers", [True, False])
+    async def test_a_node_that_listens_is_not_presumed_dead(
+        self, nodes: tuple[KVPlacement, KVPlacement], nc: NATS, namespace: str, answers: bool
+    ) -> None:
+        """A node that answers its probe, or listens without answering (paused, busy), keeps its liveness."""
+        one, _ = nodes
+
+        async def probed(msg: Msg) -> None:
+            if answers:
+                await msg.respond(b"")
+
+        inbox = await nc.subscribe(node_inbox_filter(namespace, "n2"), cb=probed)
+        await nc.flush()
+        assert not await one.presume_dead("n2", delay=0.05)
+        assert (await one.nodes_kv.get("n2", leader=True)).value is not None
+        await inbox.unsubscribe()
