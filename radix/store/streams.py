@@ -149,6 +149,10 @@ async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> js
     )
 
 
+#: Looks at a stream just made before its absence is taken as final (0.1 s apart).
+_LOOKS: Final = 20
+
+
 async def existing_or_created(
     js: JetStreamContext, stream: str, create: Callable[[], Awaitable[object]], *, what: str
 ) -> js_api.StreamInfo:
@@ -166,6 +170,13 @@ async def existing_or_created(
         except js_errors.BadRequestError as e:
             if e.err_code != ERR_STREAM_NAME_IN_USE:
                 raise
+        except js_errors.NotFoundError:
+            pass  # made, but not yet known to the server that answered the look that follows it: look again
+        for _ in range(_LOOKS):
+            try:
+                return await js.stream_info(stream)
+            except js_errors.NotFoundError:  # in a cluster, a stream just made is known everywhere a moment later
+                await asyncio.sleep(0.1)
         return await js.stream_info(stream)
 
     return await while_unanswered(setup, what=what)
