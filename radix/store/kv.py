@@ -12,6 +12,7 @@ watches with an ordered consumer. Buckets are created as nats-py creates them, s
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,7 +36,11 @@ from radix.store.streams import (
 from radix.transport.inbox import Inbox, status_of
 from radix.wire.names import direct_get, kv_filter, kv_stream, kv_subject
 
-__all__ = ["Entry", "KVBucket", "NamespaceBuckets"]
+__all__ = ["OPERATIONS", "Entry", "KVBucket", "NamespaceBuckets"]
+
+#: KV operations of this process, by kind: `read` (a get), `write` (a put, create or delete) and `delivered`
+#: (an entry a watch delivered). What the placement model (`radix.tools.placesim`) counts cluster-wide.
+OPERATIONS: Counter[str] = Counter()
 
 _DELETE_OPS: Final = ("DEL", "PURGE")
 MARKER_TTL: Final = 60  # how long the server keeps the marker of an expired key, in seconds
@@ -117,6 +122,7 @@ class KVBucket:
         decision that must not act on stale ownership needs (with a single replica, a direct get is
         the leader's answer, and is used).
         """
+        OPERATIONS["read"] += 1
         if leader and not self._one_copy:
             return await self._get_from_leader(key)
         msg = await self._request(direct_get(self.stream, self._prefix + key), b"", None)
@@ -173,6 +179,8 @@ class KVBucket:
         return await self._publish(key, b"", {wire.H_EXPECTED_LAST_SUBJECT_SEQ: str(revision), "KV-Operation": "DEL"})
 
     async def _publish(self, key: str, value: bytes, headers: dict[str, str]) -> int:
+        OPERATIONS["write"] += 1
+
         async def send() -> _Ack:
             msg = await self._request(self._prefix + key, value, headers or None)
             return _ack_decoder.decode(msg.data)
@@ -243,6 +251,7 @@ class KVBucket:
             while True:
                 msg = await queue.get()
                 sequence = msg.metadata.sequence.stream
+                OPERATIONS["delivered"] += 1
                 yield Entry(
                     msg.subject[len(self._prefix) :], None if _is_absent(msg.headers, msg.data) else msg.data, sequence
                 )

@@ -12,8 +12,10 @@ holds even on a noisy machine. Figures are medians over `--runs` repetitions.
   Baseline: sequential fenced appends to one subject.
 - activation: activating a 10-event aggregate (p50, p99), and a long aggregate with and
   without a snapshot. Baseline: one batched direct get of the same events.
-- failover and migration: node processes; time from kill -9 to commands accepted elsewhere
-  (the floor is the liveness TTL), and the pause per aggregate in a drain.
+- failover and migration: node processes; kill -9 of a node holding 20,000 aggregates under load:
+  each one's time to a command accepted elsewhere (baseline: the liveness TTL, which a failover
+  without evidence would wait out), and the latency of the survivors' aggregates meanwhile;
+  the pause per aggregate in a drain.
 - density: memory per idle live actor.
 
 The node runs as `radix node` and the baseline's responder as `radix._responder`, each in a
@@ -49,12 +51,13 @@ from radix.errors import RadixError
 from radix.examples.inventory import CheckIn, CreateItem, inventory
 from radix.runtime import ActorConfig, Node, NodeConfig, PlacementConfig
 from radix.store import JetStreamEventStore
-from radix.testing import NodeProcess, eventually, lease_owners
-from radix.tools import readbench
+from radix.store.placement import shard_table
+from radix.testing import NodeProcess, eventually
+from radix.tools import placesim, readbench
 from radix.tools.catalog import SCENARIOS
 from radix.tools.workload import Workload, quantiles
 from radix.transport.server import EmbeddedNats
-from radix.wire.names import Address, direct_get, event_subject, events_stream
+from radix.wire.names import Address, direct_get, event_subject, events_stream, shard_of
 
 __all__ = ["Result", "run_bench"]
 
@@ -83,14 +86,17 @@ class Sizes:
     activations: int
     long_history: int
     density_actors: int
-    drain_actors: int
+    failover_actors: int
+    model_nodes: int
+    model_aggregates: int
+    model_rate: float
     runs: int
 
     @classmethod
     def pick(cls, quick: bool, runs: int | None) -> Sizes:
         if quick:
-            return cls(200, 2_000, 64, 500, 50, 2_000, 2_000, 200, runs or 1)
-        return cls(1_000, 20_000, 256, 20_000, 500, 100_000, 100_000, 10_000, runs or 3)
+            return cls(200, 2_000, 64, 500, 50, 2_000, 2_000, 500, 10, 100_000, 200.0, runs or 1)
+        return cls(1_000, 20_000, 256, 20_000, 500, 100_000, 100_000, 20_000, 100, 1_000_000, 1_000.0, runs or 3)
 
 
 def _median(values: list[float]) -> float:
@@ -535,18 +541,31 @@ class _Bench:
     # -- failover and migration --------------------------------------------------------------
 
     async def failover(self) -> list[Result]:
+        """Kill -9 of a node holding `failover_actors` live aggregates, under load, at the default settings.
+
+        Three nodes; three times `failover_actors` aggregates are created, so each node holds about that
+        many (its shards claimed where their first commands arrived). Sequential senders load 32 of the
+        victim's aggregates and 32 of the survivors' (the bystanders). After the kill: the time until no
+        shard names the victim (every aggregate of it is then served elsewhere at its next command),
+        each loaded aggregate's time to its first command accepted elsewhere, and the bystanders'
+        latencies until then against theirs before the kill, in the same run. Then one command is sent
+        to each of the victim's other aggregates, 256 in flight: how fast the survivors activate them. Then a fourth
+        node process starts (spawn to serving), and a survivor is drained under the same load: the pause
+        of each moved aggregate, and the drain's time.
+        """
         namespace = self.namespace("fo")
-        ttl = 2
+        holds = self.sizes.failover_actors
         with tempfile.TemporaryDirectory(prefix="radix-bench-") as workdir:
             nodes = NodeProcess.several(
-                3,
+                4,
                 nats_url=self.url,
                 namespace=namespace,
                 context="radix.examples.inventory:inventory",
                 log_dir=Path(workdir),
                 prefix="b",
-                extra=["--liveness-ttl", str(ttl), "--rebalance-interval", "3600"],
+                extra=["--rebalance-interval", "3600", "--idle-timeout", "3600"],
             )
+            joiner = nodes.pop()
             try:
                 async with self.connection() as nc:
                     for node in nodes:
@@ -554,47 +573,128 @@ class _Bench:
                     for node in nodes:
                         await node.wait_running(nc)
                     client = Client(nc, inventory, namespace=namespace)
-                    ids = [f"f{i}" for i in range(self.sizes.drain_actors)]
-                    await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), 128)
-                    load = Workload(client, ids[:30], lambda _, __: CheckIn(count=1))
-                    load.start()
-                    await eventually(lambda: all(load.ok_after(a, 0) >= 2 for a in load.aggregates), timeout=60)
+                    ids = [f"f{i}" for i in range(3 * holds)]
+                    self.say(f"failover: creating {len(ids)} aggregates on three nodes")
+                    await _gather_limited((client.send(CreateItem(name="x"), aggregate_id=i) for i in ids), 256)
+                    count, owners = await shard_table(nc, namespace, inventory.name)
+                    owner = {i: owners.get(shard_of(f"InventoryItem.{i}", count), "") for i in ids}
                     victim = nodes[0]
+                    held = [i for i in ids if owner[i] == victim.node_id]
+                    bystanders = Workload(client, [i for i in ids if owner[i] != victim.node_id][:32], _check_in)
+                    loaded = Workload(client, held[:32], _check_in)
+                    swept = held[32:]
+                    for load in (bystanders, loaded):
+                        load.start()
+                    await eventually(lambda: all(loaded.ok_after(a, 0) >= 2 for a in loaded.aggregates), timeout=60)
+                    before = time.monotonic()
+                    await eventually(lambda: time.monotonic() - before > 2.0, timeout=5)  # a steady state
                     killed_at = time.monotonic()
                     victim.signal(signal.SIGKILL)
-                    owners = await lease_owners(
-                        nc, [Address(namespace, "inventory", "InventoryItem", a) for a in load.aggregates]
-                    )
-                    owned = [a for a, node in owners.items() if node == victim.node_id]
-                    await eventually(lambda: all(load.ok_after(a, killed_at) for a in owned), timeout=60)
-                    failover = [load.recovery(a, killed_at) for a in owned]
+                    self.say(f"failover: killed {victim.node_id}, holding {len(held)}")
+
+                    async def orphaned() -> bool:
+                        return victim.node_id not in (await shard_table(nc, namespace, inventory.name))[1].values()
+
+                    await eventually(orphaned, timeout=60, what="the victim's shards taken over")
+                    taken_over = time.monotonic() - killed_at
+                    await eventually(lambda: all(loaded.ok_after(a, killed_at) for a in loaded.aggregates), timeout=60)
+                    recovered = [loaded.recovery(a, killed_at) for a in loaded.aggregates]
+                    settled_at = killed_at + max(recovered, default=0.0)
+                    calm = [
+                        o.end - o.start for o in bystanders.ops if o.outcome == "ok" and before <= o.start < killed_at
+                    ]
+                    during = [
+                        o.end - o.start
+                        for o in bystanders.ops
+                        if o.outcome == "ok" and killed_at <= o.start < settled_at
+                    ]
+                    accepted: list[float] = []
+                    swept_from = time.monotonic()
+
+                    async def sweep(aggregate: str) -> None:
+                        await client.send(CheckIn(count=1), aggregate_id=aggregate, timeout=60)
+                        accepted.append(time.monotonic() - swept_from)
+
+                    self.say(f"failover: a command to each of the other {len(swept)} aggregates it held")
+                    await _gather_limited((sweep(a) for a in swept), 256)
+                    began = time.monotonic()
+                    joiner.start()
+                    await joiner.wait_running(nc)
+                    join_seconds = time.monotonic() - began
                     drained = nodes[1]
                     live = (await drained.status(nc))["live_actors"]
                     began = time.monotonic()
                     drained.signal(signal.SIGTERM)
                     process = drained.process
                     assert process is not None
-                    await eventually(lambda: process.poll() is not None, timeout=120)
+                    await eventually(lambda: process.poll() is not None, timeout=300)
                     drain_seconds = time.monotonic() - began
-                    await load.stop()
+                    for load in (bystanders, loaded):
+                        await load.stop()
                     summary = drained.drained()
                     if summary is None:
                         raise RadixError(f"{drained.node_id} logged no drain summary: see {drained.log_path}")
             finally:
-                for node in nodes:
+                for node in (*nodes, joiner):
                     node.stop()
-        p50, p99, _ = quantiles(failover)
+        ttl = float(PlacementConfig().liveness_ttl)
+        loaded_p50, loaded_p99, _ = quantiles(recovered)
+        sweep_p50, sweep_p99, _ = quantiles(accepted)
+        calm_p50, calm_p99, _ = quantiles(calm)
+        during_p50, during_p99, during_max = quantiles(during)
         return [
             Result(
-                "failover after kill -9",
+                f"failover of a node holding {len(held)} aggregates after kill -9: every one of its shards taken "
+                "over (baseline: the TTL)",
+                "s",
+                round(taken_over, 3),
+                ttl,
+                round(ttl / taken_over, 2),
+                "≤ 1 s",
+            ),
+            Result(
+                "failover of 32 loaded aggregates: first command accepted after kill -9 (baseline: the TTL)",
                 "s p99",
-                round(p99, 3),
-                float(ttl),
-                round(ttl / p99, 2),
-                "≤ 3 s p99",
-                round(p50 * 1000, 1),
-                round(p99 * 1000, 1),
-                {"aggregates": len(failover)},
+                round(loaded_p99, 3),
+                ttl,
+                round(ttl / loaded_p99, 2),
+                "≤ 1 s p99",
+                round(loaded_p50 * 1000, 1),
+                round(loaded_p99 * 1000, 1),
+            ),
+            Result(
+                f"the {len(accepted)} other aggregates of the node killed, each sent a command at once, 256 in flight",
+                "activations/s",
+                round(len(accepted) / max(accepted)),
+                None,
+                None,
+                "",
+                round(sweep_p50 * 1000, 1),
+                round(sweep_p99 * 1000, 1),
+                {"all_accepted_ms": round(max(accepted) * 1000, 1)},
+            ),
+            Result(
+                "bystander latency during the failover, until the loaded aggregates recovered (baseline: before)",
+                "ms p99",
+                round(during_p99 * 1000, 1),
+                round(calm_p99 * 1000, 1),
+                round(calm_p99 / during_p99, 2),
+                "≤ 50 ms p99",
+                round(during_p50 * 1000, 1),
+                round(during_p99 * 1000, 1),
+                {
+                    "max_ms": round(during_max * 1000, 1),
+                    "commands": len(during),
+                    "before_p50_ms": round(calm_p50 * 1000, 1),
+                },
+            ),
+            Result(
+                f"a node process joining a cluster of {3 * holds:,} aggregates starts (spawn to serving)",
+                "s",
+                round(join_seconds, 2),
+                None,
+                None,
+                "< 1 s",
             ),
             Result(
                 "planned migration pause",
@@ -614,6 +714,74 @@ class _Bench:
                 None,
                 "time to drain",
                 extra={"aggregates": live},
+            ),
+        ]
+
+    # -- placement at scale ------------------------------------------------------------------
+
+    async def placement(self) -> list[Result]:
+        """The placement model (`radix.tools.placesim`): many logical nodes with the real placement, lease and
+        allocation code on this server, a population of aggregates activating at a rate."""
+        sizes = self.sizes
+        model = await placesim.simulate(
+            self.url,
+            nodes=sizes.model_nodes,
+            aggregates=sizes.model_aggregates,
+            rate=sizes.model_rate,
+            seconds=10.0 if sizes.runs > 1 else 5.0,
+            say=self.say,
+        )
+        where = f"{model.nodes} nodes, {model.aggregates:,} aggregates, {model.rate:g} activations/s"
+        kv = model.kv_per_s
+        return [
+            Result(
+                f"placement model ({where}): KV writes per second cluster-wide (baseline: 2 per activation, as a "
+                "lease per aggregate wrote)",
+                "writes/s",
+                kv["write"],
+                2 * model.rate,
+                round(2 * model.rate / max(kv["write"], 1e-9), 2),
+                "0 per activation in an owned shard",
+                extra={
+                    "reads_per_s": kv["read"],
+                    "delivered_per_s": kv["delivered"],
+                    "claims_per_s": model.claims_per_s,
+                    "forwards_per_s": model.forwards_per_s,
+                    "activations": model.activations,
+                    "shard_spread": model.spread,
+                },
+            ),
+            Result(
+                f"placement model ({where}): placement memory per node",
+                "bytes",
+                model.placement_bytes_per_node,
+                None,
+                None,
+                "O(shards), not O(aggregates)",
+            ),
+            Result(
+                f"placement model ({where}): a node joining starts",
+                "s",
+                model.start_s,
+                None,
+                None,
+                "< 1 s",
+            ),
+            Result(
+                f"placement model ({where}): a node joining holds its share ({model.share} shards)",
+                "s",
+                model.placed_s if model.placed_s is not None else -1.0,
+                None,
+                None,
+                "rebalancing's rate limit",
+            ),
+            Result(
+                f"placement model ({where}): every shard of a node cut off taken over ({model.failed_shards} shards)",
+                "s",
+                model.failover_s if model.failover_s is not None else -1.0,
+                None,
+                None,
+                "< 1 s",
             ),
         ]
 
@@ -831,6 +999,10 @@ async def _ordered_replay(nc: NATS, subject: str, count: int) -> float:
         await sub.unsubscribe()
 
 
+def _check_in(aggregate: str, n: int) -> CheckIn:
+    return CheckIn(count=1)
+
+
 def _idle(node: Node) -> Callable[[], bool]:
     return lambda: node.live_actors == 0
 
@@ -858,6 +1030,7 @@ async def run_bench(
             "hot": bench.hot_aggregate,
             "activation": bench.activation,
             "failover": bench.failover,
+            "placement": bench.placement,
             "density": bench.density,
             "reaction": bench.reaction,
             "projection": bench.projection,

@@ -10,7 +10,7 @@ from radix.tools.chaos.faults import KINDS
 __all__ = ["KINDS", "MUTATIONS", "SCENARIOS"]
 
 #: `radix bench --only`: the scenarios, in the order they run (radix.tools.bench).
-SCENARIOS: Final = ("many", "hot", "activation", "failover", "density", "reaction", "projection")
+SCENARIOS: Final = ("many", "hot", "activation", "failover", "placement", "density", "reaction", "projection")
 
 #: `radix chaos --mutation`: a test build of `radix node` with one guarantee broken on purpose
 #: (radix.tools.chaos.mutations), each caught by the fault suite's matching invariant. Never in production.
