@@ -224,7 +224,8 @@ class AggregateActor:
                     return True
                 continue
             if isinstance(item, Prepare):
-                await self.history.snapshot_if_moved()  # while serving: the move's own snapshot is then cheap
+                async with self.ports.scheduler.pace:  # a drain prepares every actor: pace their writes
+                    await self.history.snapshot_if_moved()  # while serving: the move's own is then cheap
                 item.done()
                 continue
             # A read, or a batch of commands: one turn (here, not in a method of its own: every await
