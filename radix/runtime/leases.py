@@ -47,6 +47,7 @@ class _Lease:
     taken_over: bool = False  # from a node presumed dead, which may still be writing
     actors: set[LeaseHolder] = field(default_factory=set)
     moving: _Handover | None = None
+    adopted: bool = False  # taken from the shard table for a move or a release: no actor may act under it
 
 
 class NodeLeases:
@@ -108,7 +109,7 @@ class NodeLeases:
             placement = self._placements[namespace]
             owner = placement.owner(key)
             if owner is not None and placement.is_me(owner):
-                lease = held[key] = _Lease(owner.revision)
+                lease = held[key] = _Lease(owner.revision, adopted=True)
         return lease
 
     # -- the Leases port -------------------------------------------------------------------
@@ -122,7 +123,7 @@ class NodeLeases:
             if await asyncio.shield(handover.done):
                 raise LeaseHeldError(key, node=handover.to.node, incarnation=handover.to.incarnation, revision=0)
             lease = self._leases(namespace).get(key)
-        if lease is None:
+        if lease is None or lease.adopted:  # an actor acts only under a lease read from the server
             lease = await self._claim(namespace, key)
         lease.actors.add(holder)
         return Claim(lease.epoch, lease.taken_over)
@@ -158,7 +159,11 @@ class NodeLeases:
             # others may already count as gone.
             raise StoreUnavailableError(f"{self._placements[namespace].node_id} is not confirmed live; retry")
         claim = await self._placements[namespace].acquire(key)
-        return self._leases(namespace).setdefault(key, _Lease(claim.epoch, claim.taken_over))
+        held = self._leases(namespace)
+        lease = held.get(key)
+        if lease is None or (lease.adopted and lease.moving is None):
+            lease = held[key] = _Lease(claim.epoch, claim.taken_over)
+        return lease
 
     async def holder(self, holder: LeaseHolder) -> str | None:
         placement = self._placements[holder.address.namespace]
@@ -199,6 +204,9 @@ class NodeLeases:
         reaches its handover), and the lease moves by compare-and-set once the last has. True once it is
         the target's; False if it is not held here or changed meanwhile. Activations in the shard wait
         for the outcome meanwhile (and then go to the target)."""
+        claiming = self._claiming.get((namespace, key))
+        if claiming is not None:  # a claim in flight would land after the lease moved: let it land first
+            await asyncio.wait([claiming])
         adopted = not self.holds(namespace, key)
         lease = self._adopted(namespace, key)
         if lease is None:
