@@ -22,6 +22,7 @@ from radix.wire.names import (
     EVENTS,
     FORWARD,
     LOG,
+    PING,
     READS,
     commands_stream,
     context_filter,
@@ -78,6 +79,7 @@ def node_permissions(namespace: str, contexts: Sequence[BoundedContext], *, repl
     publish = [
         INBOXES,  # replies: to clients' commands and reads, forwards, control and micro requests
         node_subject(namespace, "*", FORWARD),  # a command forwarded to its owner's inbox
+        node_subject(namespace, "*", PING),  # the probe of an owner's inbox that presumes it dead if nobody listens
         f"{API}.INFO",  # the start-up check that JetStream answers (account info)
         # nats-py's js.subscribe(subject) looks the subject's stream up first (KV watches, the ordered
         # replay of a long history); the subject is in the request's body, so this cannot name a stream.
