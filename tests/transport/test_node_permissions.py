@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.msg import Msg
 
@@ -41,7 +42,7 @@ from radix.runtime.permissions import Permissions, client_permissions, monitor_p
 from radix.store.parked import ParkedStore
 from radix.store.views import open_kv
 from radix.testing import eventually
-from radix.wire.names import Address
+from radix.wire.names import PING, Address, node_subject
 
 NAMESPACE = "shop"
 NODE_PASSWORD = "n-secret"
@@ -203,6 +204,10 @@ async def test_a_node_serves_migrates_and_drains_with_only_the_node_permissions(
                 return all((o := leases.owner(one.lease_key(a))) is not None and o.node == "n1" for a in held)
 
             await eventually(handed_over, what="n2's leases handed to n1")
+            # The probe that presumes a node dead is allowed: the server says nobody listens on n2's inbox now
+            # (a refused publish would time out, and be in the server's log).
+            with pytest.raises(nats.errors.NoRespondersError):
+                await one.nc.request(node_subject(NAMESPACE, "n2", PING), b"", timeout=2)
             assert (await client.send(CheckIn(count=1), aggregate_id="w-1")).version == 17
             for item in held[1:]:
                 assert (await client.send(CheckIn(count=1), aggregate_id=item.aggregate_id)).version == 2
