@@ -274,17 +274,22 @@ class AggregateActor:
         return self.mailbox.empty()
 
     async def _move(self, move: Move) -> bool:
-        """Snapshot (if anything changed since the last one), then hand the lease over; True if the
-        aggregate now belongs to the target."""
+        """Snapshot (if anything changed since the last one), then reach the shard's handover; True (the
+        actor ends) unless the marker belongs to no move under way.
+
+        A move that did not happen (given up, refused, or of unknown outcome) ends the actor all the
+        same: the lease is read from its leader, and what queued goes to its holder, or is routed afresh
+        to a new actor that joins the lease as the node holds it now."""
         await self.history.snapshot_if_moved()  # an unchanged aggregate's last snapshot serves the new owner
         ports = self.ports
-        if await ports.leases.hand_over(self, move):
+        handed = await ports.leases.hand_over(self, move)
+        if handed is None:
+            return False  # a marker of no move under way for this actor's lease (one given up): serve on
+        if handed:
             self.ending, self.hand_to = Ending.MOVED, move.node
             ports.stats.migrations += 1
             ports.stats.pauses.append(time.monotonic() - move.requested)
             return True
         holder = await ports.leases.holder(self)
-        if holder is not None:
-            self.ending, self.hand_to = Ending.LOST, holder or None
-            return True
-        return False
+        self.ending, self.hand_to = (Ending.LOST, holder or None) if holder is not None else (Ending.STOPPED, None)
+        return True

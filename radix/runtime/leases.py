@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import assert_never
 
-from radix.errors import KeyChangedError, LeaseHeldError, StoreUnavailableError
+from radix.errors import LeaseHeldError, StoreError, StoreUnavailableError
 from radix.observability.logs import logger
 from radix.runtime.actor import Ending
 from radix.runtime.hosting import Hosting
@@ -67,6 +67,7 @@ class NodeLeases:
         self._pace = pace
         self._held: dict[str, dict[str, _Lease]] = {}  # namespace -> lease key -> lease held
         self._claiming: dict[tuple[str, str], asyncio.Future[_Lease]] = {}  # claims in flight
+        self._generation: dict[str, int] = {}  # per namespace, raised when its leases are all dropped
 
     def _leases(self, namespace: str) -> dict[str, _Lease]:
         held = self._held.get(namespace)
@@ -109,24 +110,25 @@ class NodeLeases:
             placement = self._placements[namespace]
             owner = placement.owner(key)
             if owner is not None and placement.is_me(owner):
-                lease = held[key] = _Lease(owner.revision, adopted=True)
+                lease = held[key] = _Lease(owner.revision, owner.fenced, adopted=True)
         return lease
 
     # -- the Leases port -------------------------------------------------------------------
 
     async def acquire(self, holder: LeaseHolder) -> Claim:
         namespace, key = holder.address.namespace, self._hosting.lease_key(holder.address)
-        lease = self._leases(namespace).get(key)
-        if lease is not None and lease.moving is not None:
-            # The shard is being handed over: once it has moved, the aggregate is the target's.
-            handover = lease.moving
-            if await asyncio.shield(handover.done):
-                raise LeaseHeldError(key, node=handover.to.node, incarnation=handover.to.incarnation, revision=0)
+        while True:  # looked at again after every wait: a move may have begun meanwhile
             lease = self._leases(namespace).get(key)
-        if lease is None or lease.adopted:  # an actor acts only under a lease read from the server
-            lease = await self._claim(namespace, key)
-        lease.actors.add(holder)
-        return Claim(lease.epoch, lease.taken_over)
+            if lease is not None and lease.moving is not None:
+                # The shard is being handed over: once it has moved, the aggregate is the target's.
+                handover = lease.moving
+                if await asyncio.shield(handover.done):
+                    raise LeaseHeldError(key, node=handover.to.node, incarnation=handover.to.incarnation, revision=0)
+            elif lease is None or lease.adopted:  # an actor acts only under a lease read from the server
+                await self._claim(namespace, key)
+            else:
+                lease.actors.add(holder)  # no wait since the look: a move would count this actor in
+                return Claim(lease.epoch, lease.taken_over)
 
     async def take(self, namespace: str, key: str) -> bool:
         """Take a shard over from a node that is gone, before any command asks for it; False if another
@@ -158,7 +160,11 @@ class NodeLeases:
             # Presumed dead, or about to be: a lease taken now would name an incarnation
             # others may already count as gone.
             raise StoreUnavailableError(f"{self._placements[namespace].node_id} is not confirmed live; retry")
+        generation = self._generation.get(namespace, 0)
         claim = await self._placements[namespace].acquire(key)
+        if self._generation.get(namespace, 0) != generation:
+            # The node stepped down (or is stopping) meanwhile: a lease kept now would outlive that.
+            raise StoreUnavailableError(f"{self._placements[namespace].node_id} stepped down while claiming; retry")
         held = self._leases(namespace)
         lease = held.get(key)
         if lease is None or (lease.adopted and lease.moving is None):
@@ -186,14 +192,15 @@ class NodeLeases:
             await self._renew(namespace)
         return placement.liveness_fresh()
 
-    async def hand_over(self, holder: LeaseHolder, move: Move) -> bool:
+    async def hand_over(self, holder: LeaseHolder, move: Move) -> bool | None:
         """The actor has reached its handover: once all of its shard's live actors have, the lease moves
-        (`move`). A move marker of no move under way (one given up) moves nothing: False."""
+        (`move`): True once it is the target's, False if the move failed. None for a marker of no move under
+        way for the actor's lease (one given up): nothing moves."""
         namespace, key = holder.address.namespace, self._hosting.lease_key(holder.address)
         lease = self._leases(namespace).get(key)
         handover = lease.moving if lease is not None else None
         if lease is None or handover is None or lease.epoch != holder.epoch or handover.to.node != move.node:
-            return False
+            return None
         await self._reached(namespace, key, lease, holder)
         return await asyncio.shield(handover.done)
 
@@ -201,9 +208,10 @@ class NodeLeases:
 
     async def move(self, namespace: str, key: str, to: NodeRecord, tell: Callable[[], None]) -> bool:
         """Hand a shard's lease to `to`: `tell` asks the shard's live actors to move (each snapshots and
-        reaches its handover), and the lease moves by compare-and-set once the last has. True once it is
-        the target's; False if it is not held here or changed meanwhile. Activations in the shard wait
-        for the outcome meanwhile (and then go to the target)."""
+        reaches its handover), and the lease moves by compare-and-set once the last of those under the
+        lease has. `tell` is called once they are counted, and must reach every live actor of the shard.
+        True once it is the target's; False if it is not held here or changed meanwhile. Activations in
+        the shard wait for the outcome meanwhile (and then go to the target)."""
         claiming = self._claiming.get((namespace, key))
         if claiming is not None:  # a claim in flight would land after the lease moved: let it land first
             await asyncio.wait([claiming])
@@ -249,16 +257,20 @@ class NodeLeases:
         assert handover is not None
         handover.transferring, moved = True, False
         try:
-            await self._placements[namespace].transfer(key, lease.epoch, handover.to)
+            await self._placements[namespace].transfer(key, lease.epoch, handover.to, fenced=lease.taken_over)
             moved = True
-        except (KeyChangedError, StoreUnavailableError) as e:
+        except Exception as e:  # whatever failed, the barrier opens
             logger.warning("shard not handed over", lease=key, to=handover.to.node, error=repr(e))
-        held = self._leases(namespace)
-        if moved and held.get(key) is lease:
-            del held[key]
-        lease.moving = None
-        if not handover.done.done():
-            handover.done.set_result(moved)
+        finally:
+            # Moved, refused (the lease changed), or unknown (a time-out: it may have landed): in each case
+            # the lease is no longer taken as this node's. Its actors read it from the leader before they
+            # act again (`AggregateActor._move`), and the next activation claims it from the server.
+            held = self._leases(namespace)
+            if held.get(key) is lease:
+                del held[key]
+            lease.moving = None
+            if not handover.done.done():
+                handover.done.set_result(moved)
 
     # -- after an actor ended, and when the node stops -------------------------------------
 
@@ -283,21 +295,23 @@ class NodeLeases:
 
     async def release_all(self) -> None:
         """Give up every shard lease this node holds (its actors have all ended): the node is stopping,
-        and others claim the shards at their next command instead of waiting out its liveness."""
+        and others claim the shards at their next command instead of waiting out its liveness. A fenced
+        lease is left as it is: the next node takes it over, and fences its refusals, as it must."""
 
         async def release(namespace: str, key: str, lease: _Lease) -> None:
             async with self._pace:
                 try:
                     await self._placements[namespace].release(key, lease.epoch)
-                except StoreUnavailableError as e:
+                except StoreError as e:
                     logger.warning("lease not released; it passes on when this node's liveness expires", error=repr(e))
 
         async with asyncio.TaskGroup() as group:
             for namespace in self._placements:
                 for key in self.held(namespace):
                     lease = self._adopted(namespace, key)
-                    if lease is not None:
+                    if lease is not None and not lease.taken_over:
                         group.create_task(release(namespace, key, lease))
+                self._generation[namespace] = self._generation.get(namespace, 0) + 1
                 self._leases(namespace).clear()
 
     def forget(self, namespace: str) -> None:
@@ -306,6 +320,7 @@ class NodeLeases:
         for lease in self._leases(namespace).values():
             if lease.moving is not None and not lease.moving.done.done():
                 lease.moving.done.set_result(False)
+        self._generation[namespace] = self._generation.get(namespace, 0) + 1
         self._leases(namespace).clear()
 
 

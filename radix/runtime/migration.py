@@ -127,18 +127,27 @@ class Migrations:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(prepared.wait(), self._wait)
 
-        def tell() -> None:
+        told: list[AggregateActor] = []
+
+        def tell() -> None:  # every live actor of the shard now, those activated since the snapshots too
             move = Move(target.node, target.incarnation, time.monotonic())
-            for actor in actors:
+            told.extend(a for a in self._actors.all() if a.address.namespace == namespace and self._key(a) == key)
+            for actor in told:
                 actor.moving = True
                 actor.post(move)
 
         moving = asyncio.ensure_future(self._leases.move(namespace, key, target, tell))
         done, _ = await asyncio.wait([moving], timeout=self._wait)
         if not done and self._leases.abandon(namespace, key):
+            moving.cancel()  # given up before its lease was on its way: nothing more of it may happen
             logger.warning("shard move given up: its actors took too long", lease=key, to=target.node)
-        moved = await moving
-        for actor in actors:
+        try:
+            moved = await moving
+        except asyncio.CancelledError:
+            if not moving.cancelled():
+                raise  # this task itself was cancelled
+            moved = False
+        for actor in told:
             actor.moving = False
         return moved
 

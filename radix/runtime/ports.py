@@ -97,8 +97,9 @@ class Leases(Protocol):
         """Whether the holder may act: its node's liveness is confirmed (renewed first if it is old)."""
         ...
 
-    async def hand_over(self, holder: LeaseHolder, move: Move) -> bool:
-        """Transfer the lease to the move's target; False if the lease had changed."""
+    async def hand_over(self, holder: LeaseHolder, move: Move) -> bool | None:
+        """Reach the handover of the actor's shard, which moves to the move's target once every live actor of
+        it has: True once moved, False if the move failed, None if no move is under way for its lease."""
         ...
 
 

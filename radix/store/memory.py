@@ -231,18 +231,18 @@ class InMemoryPlacement:
         await asyncio.sleep(0)
         owner = self.table.leases.get(key)
         if owner is not None and self.is_me(owner):
-            return Claim(owner.revision, taken_over=False)
+            return Claim(owner.revision, taken_over=owner.fenced)
         if owner is not None and self.table.is_live(owner.node, owner.incarnation):
             raise LeaseHeldError(key, node=owner.node, incarnation=owner.incarnation, revision=owner.revision)
         revision = self.table.next_revision()
-        self.table.leases[key] = Owner(self.node_id, self.incarnation, revision)
+        self.table.leases[key] = Owner(self.node_id, self.incarnation, revision, fenced=owner is not None)
         return Claim(revision, taken_over=owner is not None)
 
-    async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:
+    async def transfer(self, key: str, epoch: int, to: NodeRecord, *, fenced: bool = False) -> int:
         await asyncio.sleep(0)
         self._expect(key, epoch)
         revision = self.table.next_revision()
-        self.table.leases[key] = Owner(to.node, to.incarnation, revision)
+        self.table.leases[key] = Owner(to.node, to.incarnation, revision, fenced)
         return revision
 
     async def release(self, key: str, epoch: int) -> None:

@@ -78,7 +78,7 @@ WATCH_ATTEMPTS: Final = 3
 def _owner(entry: Entry) -> Owner:
     assert entry.value is not None
     value = lease_decoder.decode(entry.value)
-    return Owner(value.node, value.incarnation, entry.revision)
+    return Owner(value.node, value.incarnation, entry.revision, value.fenced)
 
 
 def new_incarnation() -> str:
@@ -449,8 +449,8 @@ class KVPlacement:
             return None
         return self._note(entry)
 
-    def _mine(self) -> bytes:
-        return _encoder.encode(LeaseValue(self.node_id, self.incarnation))
+    def _mine(self, *, fenced: bool = False) -> bytes:
+        return _encoder.encode(LeaseValue(self.node_id, self.incarnation, fenced))
 
     async def acquire(self, key: str) -> Claim:
         """Claim the lease or take it over from a dead owner. Raises `LeaseHeldError`."""
@@ -472,22 +472,22 @@ class KVPlacement:
                 if owner is None:
                     revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
                 elif self.is_me(owner):
-                    return Claim(owner.revision, taken_over=False)
+                    return Claim(owner.revision, taken_over=owner.fenced)
                 elif not await self.confirm_live(owner, leader=True):
-                    revision = await self.leases_kv.put_if(key, self._mine(), revision=entry.revision)
+                    revision = await self.leases_kv.put_if(key, self._mine(fenced=True), revision=entry.revision)
                     logger.info("lease taken over", lease=key, previous=owner.node)
                 else:
                     raise LeaseHeldError(key, node=owner.node, incarnation=owner.incarnation, revision=owner.revision)
             except KeyChangedError:
                 entry = None
                 continue
-            self._note(Entry(key, self._mine(), revision))
+            self._note(Entry(key, self._mine(fenced=owner is not None), revision))
             return Claim(revision, taken_over=owner is not None)
         raise StoreUnavailableError(f"the lease {key} kept changing while claiming it; retry")
 
-    async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:
-        """Hand the lease held at `epoch` to another node; return the new revision."""
-        value = _encoder.encode(LeaseValue(to.node, to.incarnation))
+    async def transfer(self, key: str, epoch: int, to: NodeRecord, *, fenced: bool = False) -> int:
+        """Hand the lease held at `epoch` to another node (still `fenced`, if it was); return the new revision."""
+        value = _encoder.encode(LeaseValue(to.node, to.incarnation, fenced))
         revision = await self.leases_kv.put_if(key, value, revision=epoch)
         self._note(Entry(key, value, revision))
         return revision

@@ -135,11 +135,12 @@ class RefusalStore(Protocol):
 
 
 class Owner(NamedTuple):
-    """Who holds a lease, and the lease's revision (the owner's epoch)."""
+    """Who holds a lease, the lease's revision (the owner's epoch), and whether it is fenced (`LeaseValue`)."""
 
     node: str
     incarnation: str
     revision: int
+    fenced: bool = False
 
 
 class Claim(NamedTuple):
@@ -201,8 +202,8 @@ class Placement(Protocol):
         """
         ...
 
-    async def transfer(self, key: str, epoch: int, to: NodeRecord) -> int:
-        """Hand the lease held at `epoch` to another node; return the new revision.
+    async def transfer(self, key: str, epoch: int, to: NodeRecord, *, fenced: bool = False) -> int:
+        """Hand the lease held at `epoch` to another node (still `fenced`, if it was); return the new revision.
 
         Raises `KeyChangedError` if the lease changed since `epoch`.
         """

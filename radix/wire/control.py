@@ -83,11 +83,14 @@ class NodeRecord(msgspec.Struct, frozen=True):
     started: str
 
 
-class LeaseValue(msgspec.Struct, frozen=True):
-    """A lease's value in the leases bucket: the owning node and its incarnation."""
+class LeaseValue(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A lease's value in the leases bucket: the owning node and its incarnation; and `fenced` once the shard
+    was taken over from a node presumed dead: whoever holds it then rewrites an aggregate's refusal record
+    before answering for it, through handovers too (the former owner may still hold any of its aggregates)."""
 
     node: str
     incarnation: str
+    fenced: bool = False
 
 
 class ShardCount(msgspec.Struct, frozen=True):

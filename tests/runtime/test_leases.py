@@ -232,3 +232,49 @@ async def test_no_lease_is_claimed_while_liveness_is_unconfirmed(
     with pytest.raises(StoreUnavailableError, match="not confirmed live"):
         await leases.acquire(seat("a3"))
     assert not await leases.confirm_live(seat("a3"))
+
+
+async def test_a_fenced_shard_is_not_released_and_stays_fenced_through_a_handover(
+    placements: tuple[InMemoryPlacement, InMemoryPlacement],
+) -> None:
+    """A shard taken over from a node gone is fenced: moved, its new holder's actors are told to rewrite
+    refusal records too (taken over); a stopping node leaves it in place for the next to take over."""
+    here, there = placements
+    leases, theirs = leases_of(here), leases_of(there)
+    gone = seat("a3")
+    gone.epoch = (await theirs.acquire(gone)).epoch
+    await there.deregister()
+    theirs.forget("ns")  # as a node that lost its liveness does
+    holder = seat("a3")
+    claim = await leases.acquire(holder)
+    assert claim.taken_over
+    key = HOSTING.lease_key(holder.address)
+    await leases.settle(holder, Ending.IDLE)
+    await there.register()
+    assert await leases.move("ns", key, there.record, lambda: None)
+    back = seat("b7")
+    assert (await theirs.acquire(back)).taken_over  # the handover kept the fence
+    await theirs.settle(back, Ending.IDLE)
+    await theirs.release_all()
+    owner = there.owner(key)
+    assert owner is not None
+    assert owner.fenced  # not released: the next node takes it over, fenced
+
+
+async def test_a_failed_handover_drops_the_lease_and_ends_its_actors_reading_it_again(
+    placements: tuple[InMemoryPlacement, InMemoryPlacement],
+) -> None:
+    """A move whose compare-and-set is refused (the lease changed meanwhile) leaves no lease held here: the
+    actor at the handover hears it failed (False, not None), and the next activation claims afresh."""
+    here, there = placements
+    leases = leases_of(here)
+    a3 = seat("a3")
+    a3.epoch = (await leases.acquire(a3)).epoch
+    key = HOSTING.lease_key(a3.address)
+    here.table.leases[key] = here.table.leases[key]._replace(revision=here.table.next_revision())  # changed
+    moving = asyncio.ensure_future(leases.move("ns", key, there.record, lambda: None))
+    await asyncio.sleep(0)
+    assert await leases.hand_over(a3, Move("there", there.incarnation, 0.0)) is False
+    assert not await moving
+    assert not leases.holds("ns", key)
+    assert await leases.hand_over(a3, Move("there", there.incarnation, 0.0)) is None  # no move under way

@@ -82,14 +82,18 @@ class PlacementContract:
         assert not claimed.taken_over
 
     async def test_the_lease_of_a_node_gone_is_taken_over(self, nodes: tuple[Placement, Placement]) -> None:
-        """Once its owner's liveness is gone, a lease is taken over, and the claim says so."""
+        """Once its owner's liveness is gone, a lease is taken over, and the claim says so; the lease stays
+        fenced through a handover, and the new holder's claim says so too."""
         one, two = nodes
         claim = await one.acquire("shop.1")
         await one.deregister()
         taken = await two.acquire("shop.1")
         assert taken.epoch > claim.epoch
         assert taken.taken_over
-        assert await two.read("shop.1", leader=True) == Owner("n2", two.incarnation, taken.epoch)
+        assert await two.read("shop.1", leader=True) == Owner("n2", two.incarnation, taken.epoch, fenced=True)
+        await one.register()
+        handed = await two.transfer("shop.1", taken.epoch, record_of(one), fenced=True)
+        assert await one.acquire("shop.1") == (handed, True)  # fenced still: the former owner may be writing
 
 
 class TestInMemoryPlacement(PlacementContract):

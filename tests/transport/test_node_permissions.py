@@ -207,7 +207,7 @@ async def test_a_node_serves_migrates_and_drains_with_only_the_node_permissions(
             # The probe that presumes a node dead is allowed: the server says nobody listens on n2's inbox now
             # (a refused publish would time out, and be in the server's log).
             with pytest.raises(nats.errors.NoRespondersError):
-                await one.nc.request(node_subject(NAMESPACE, "n2", PING), b"", timeout=2)
+                await one.nc.request(node_subject(NAMESPACE, "n2", PING), b"", timeout=10)
             assert (await client.send(CheckIn(count=1), aggregate_id="w-1")).version == 17
             for item in held[1:]:
                 assert (await client.send(CheckIn(count=1), aggregate_id=item.aggregate_id)).version == 2
