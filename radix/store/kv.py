@@ -169,7 +169,9 @@ class KVBucket:
         try:
             return await self.put_if(key, value, revision=0, ttl=ttl)
         except KeyChangedError:
-            entry = await self.get(key)
+            # From the leader, which refused the write: a replica that lags may still show a value since
+            # deleted or expired, and a create that trusted it would be refused until the replica caught up.
+            entry = await self.get(key, leader=True)
             if entry.value is not None:
                 raise KeyChangedError(key, entry.revision) from None
             return await self.put_if(key, value, revision=entry.revision, ttl=ttl)

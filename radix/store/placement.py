@@ -172,7 +172,7 @@ class KVPlacement:
                 if time.monotonic() < deadline:
                     await asyncio.sleep(0.25)
                     continue
-                entry = await self.nodes_kv.get(self.node_id)
+                entry = await self.nodes_kv.get(self.node_id, leader=True)
                 holder = node_decoder.decode(entry.value) if entry.value else None
                 raise RadixError(
                     f"node id {self.node_id!r} is in use in namespace {self.namespace!r} by a live node "
@@ -189,7 +189,7 @@ class KVPlacement:
         incarnation that is not (yet) live would be taken over by the next node to look.
         """
         incarnation = new_incarnation()
-        entry = await self.nodes_kv.get(self.node_id)
+        entry = await self.nodes_kv.get(self.node_id, leader=True)
         sent = time.monotonic()
         # Whatever is there (an expiry marker, or our old value if a renewal we took
         # for failed did land), replace it on its revision.
