@@ -18,6 +18,7 @@ from radix.runtime.hosting import Hosting
 from radix.runtime.leases import NodeLeases
 from radix.runtime.mailbox import Move
 from radix.store import InMemoryLeaseTable, InMemoryPlacement, Owner
+from radix.testing import eventually
 from radix.wire.names import Address
 from tests.shows import shows
 
@@ -41,6 +42,18 @@ def other_shard(holder: Holder) -> Holder:
     """A seat of another show, in another shard than `holder`'s."""
     key = HOSTING.lease_key(holder.address)
     return next(h for n in range(100) if HOSTING.lease_key((h := seat("a1", f"show-{n}")).address) != key)
+
+
+def under_way(leases: NodeLeases, key: str) -> bool:
+    """Whether a move of the shard has begun (its lease held, with a handover under way)."""
+    lease = leases._leases("ns").get(key)
+    return lease is not None and lease.moving is not None
+
+
+def reached(leases: NodeLeases, key: str, holder: Holder) -> bool:
+    """Whether `holder` has reached the handover of the shard's move under way."""
+    lease = leases._leases("ns").get(key)
+    return lease is not None and lease.moving is not None and holder not in lease.moving.waiting
 
 
 async def always_live(namespace: str) -> bool:
@@ -136,11 +149,10 @@ async def test_a_shard_moves_once_every_live_actor_of_it_has_reached_its_handove
     key = HOSTING.lease_key(a3.address)
     told: list[str] = []
     moving = asyncio.ensure_future(leases.move("ns", key, there.record, lambda: told.append("told")))
-    await asyncio.sleep(0)
-    assert told == ["told"]
+    await eventually(lambda: told == ["told"], timeout=5, what="the move telling the shard's actors")
     arriving = asyncio.ensure_future(leases.acquire(seat("c1")))
     handed = asyncio.ensure_future(leases.hand_over(a3, Move("there", there.incarnation, 0.0)))
-    await asyncio.sleep(0.01)
+    await eventually(lambda: reached(leases, key, a3), timeout=5, what="a3 at the handover")
     assert not moving.done()
     assert not handed.done()
     assert not arriving.done()
@@ -170,7 +182,7 @@ async def test_a_move_given_up_leaves_the_shard_and_a_stale_marker_moves_nothing
     a3.epoch = (await leases.acquire(a3)).epoch
     key = HOSTING.lease_key(a3.address)
     moving = asyncio.ensure_future(leases.move("ns", key, there.record, lambda: None))
-    await asyncio.sleep(0)
+    await eventually(lambda: under_way(leases, key), timeout=5, what="the move under way")
     assert leases.abandon("ns", key)
     assert not await moving
     assert not await leases.hand_over(a3, Move("there", there.incarnation, 0.0))
@@ -273,7 +285,7 @@ async def test_a_failed_handover_drops_the_lease_and_ends_its_actors_reading_it_
     key = HOSTING.lease_key(a3.address)
     here.table.leases[key] = here.table.leases[key]._replace(revision=here.table.next_revision())  # changed
     moving = asyncio.ensure_future(leases.move("ns", key, there.record, lambda: None))
-    await asyncio.sleep(0)
+    await eventually(lambda: under_way(leases, key), timeout=5, what="the move under way")
     assert await leases.hand_over(a3, Move("there", there.incarnation, 0.0)) is False
     assert not await moving
     assert not leases.holds("ns", key)
