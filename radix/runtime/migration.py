@@ -111,7 +111,7 @@ class Migrations:
         """Hand a shard held here, and its live actors, to `target`: each actor finishes what is queued
         before its move, snapshots and reaches its handover; the lease moves after the last. Given up
         (the shard stays here) if that takes longer than a move may. True once the target holds it."""
-        actors = [a for a in self._actors.all() if a.address.namespace == namespace and self._key(a) == key]
+        actors = self._of_shard(namespace, key)
         if actors:  # snapshots first, while the shard still serves: the pause is then the tail's alone
             prepared = asyncio.Event()
             left = len(actors)
@@ -131,7 +131,7 @@ class Migrations:
 
         def tell() -> None:  # every live actor of the shard now, those activated since the snapshots too
             move = Move(target.node, target.incarnation, time.monotonic())
-            told.extend(a for a in self._actors.all() if a.address.namespace == namespace and self._key(a) == key)
+            told.extend(self._of_shard(namespace, key))
             for actor in told:
                 actor.moving = True
                 actor.post(move)
@@ -154,6 +154,10 @@ class Migrations:
     def _key(self, actor: AggregateActor) -> str:
         return self._hosting.lease_key(actor.address)
 
+    def _of_shard(self, namespace: str, key: str) -> list[AggregateActor]:
+        """The live actors of one shard of this node."""
+        return [a for a in self._actors.all() if a.address.namespace == namespace and self._key(a) == key]
+
     async def take_over(self, namespace: str) -> None:
         """Take this node's part of the shards of nodes found gone, in every context of the namespace."""
         if not self._running():
@@ -174,9 +178,8 @@ class Migrations:
                 shard = shard_of_lease_key(key)
                 target = self._least_loaded(namespace, shard[0]) if shard is not None else None
                 if target is None or not await self.move_shard(namespace, key, target):
-                    for actor in self._actors.all():
-                        if actor.address.namespace == namespace and self._key(actor) == key:
-                            actor.post(STOP)
+                    for actor in self._of_shard(namespace, key):
+                        actor.post(STOP)
 
         async with asyncio.TaskGroup() as group:
             for namespace in self._hosting.namespaces:
